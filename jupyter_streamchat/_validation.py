@@ -1,0 +1,111 @@
+"""Validation of request bodies for ``POST runs`` and ``POST stream``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ._errors import BadRequest, PayloadTooLarge
+
+ROLES = ("system", "user", "assistant")
+MAX_ID_CHARS = 200
+
+
+@dataclass(frozen=True, slots=True)
+class BodyLimits:
+    max_body_bytes: int = 1_048_576
+    max_messages: int = 500
+    max_message_chars: int = 200_000
+
+
+@dataclass(slots=True)
+class ChatBody:
+    model: str | None
+    messages: list[dict[str, str]] | None
+    prompt: str | None
+    notebook: str | None
+    conversation: str | None
+    options: dict[str, Any]
+
+
+def _optional_str(body: dict[str, Any], key: str, max_chars: int = MAX_ID_CHARS) -> str | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise BadRequest(f"'{key}' must be a non-empty string")
+    if len(value) > max_chars:
+        raise BadRequest(f"'{key}' is longer than {max_chars} characters")
+    return value
+
+
+def _messages(raw: Any, limits: BodyLimits) -> list[dict[str, str]]:
+    if not isinstance(raw, list) or not raw:
+        raise BadRequest("'messages' must be a non-empty list")
+    if len(raw) > limits.max_messages:
+        raise BadRequest(f"too many messages ({len(raw)} > {limits.max_messages})")
+    messages = []
+    for index, message in enumerate(raw):
+        if not isinstance(message, dict):
+            raise BadRequest(f"messages[{index}] must be an object")
+        role, content = message.get("role"), message.get("content")
+        if role not in ROLES:
+            raise BadRequest(f"messages[{index}].role must be one of {', '.join(ROLES)}")
+        if not isinstance(content, str):
+            raise BadRequest(f"messages[{index}].content must be a string")
+        if len(content) > limits.max_message_chars:
+            raise BadRequest(f"messages[{index}].content is longer than {limits.max_message_chars} characters")
+        messages.append({"role": role, "content": content})
+    return messages
+
+
+def _options(raw: Any) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise BadRequest("'options' must be an object")
+    unknown = set(raw) - {"temperature", "max_tokens"}
+    if unknown:
+        raise BadRequest(f"unknown options: {', '.join(sorted(unknown))}")
+    options: dict[str, Any] = {}
+    temperature = raw.get("temperature")
+    if temperature is not None:
+        if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not 0 <= temperature <= 2:
+            raise BadRequest("'options.temperature' must be a number between 0 and 2")
+        options["temperature"] = temperature
+    max_tokens = raw.get("max_tokens")
+    if max_tokens is not None:
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+            raise BadRequest("'options.max_tokens' must be a positive integer")
+        options["max_tokens"] = max_tokens
+    return options
+
+
+def parse_chat_body(raw: bytes, limits: BodyLimits) -> ChatBody:
+    if len(raw) > limits.max_body_bytes:
+        raise PayloadTooLarge(f"request body is larger than {limits.max_body_bytes} bytes")
+    try:
+        body = json.loads(raw or b"null")
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object")
+    has_messages, has_prompt = body.get("messages") is not None, body.get("prompt") is not None
+    if has_messages == has_prompt:
+        raise BadRequest("send exactly one of 'messages' or 'prompt'")
+    prompt = None
+    if has_prompt:
+        prompt = body["prompt"]
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise BadRequest("'prompt' must be a non-empty string")
+        if len(prompt) > limits.max_message_chars:
+            raise BadRequest(f"'prompt' is longer than {limits.max_message_chars} characters")
+    return ChatBody(
+        model=_optional_str(body, "model"),
+        messages=_messages(body["messages"], limits) if has_messages else None,
+        prompt=prompt,
+        notebook=_optional_str(body, "notebook", 4096),
+        conversation=_optional_str(body, "conversation"),
+        options=_options(body.get("options")),
+    )

@@ -1,0 +1,172 @@
+"""The ``jupyter_streamchat`` server extension: settings as traits, wiring, lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import Bool, Float, Int, List, Unicode, default
+
+from ._validation import BodyLimits
+from .handlers import route_table
+from .providers import ProviderConfig, ProviderRegistry, UpstreamSettings
+from .runs import RunLimits, RunManager
+from .service import ChatService
+
+
+class StreamChat(ExtensionApp):
+    """LLM chat that lives inside Jupyter. Configure with ``c.StreamChat.<trait>``."""
+
+    name = "jupyter_streamchat"
+    load_other_extensions = True
+
+    # ----- providers ---------------------------------------------------------------------------
+    openai_api_key = Unicode(
+        None, allow_none=True, config=True, help="API key for the openai provider (default: $OPENAI_API_KEY)."
+    )
+    openai_base_url = Unicode(
+        None,
+        allow_none=True,
+        config=True,
+        help="Base URL of an OpenAI-compatible API, e.g. a local vLLM or llama.cpp server "
+        "(default: $OPENAI_BASE_URL). Setting it alone, without a key, enables the provider.",
+    )
+    openai_models = List(Unicode(), config=True, help="Models listed for openai (any other name is accepted too).")
+    anthropic_api_key = Unicode(
+        None, allow_none=True, config=True, help="API key for anthropic (default: $ANTHROPIC_API_KEY)."
+    )
+    anthropic_base_url = Unicode(
+        None,
+        allow_none=True,
+        config=True,
+        help="Base URL of the Anthropic API (default: $ANTHROPIC_BASE_URL).",
+    )
+    anthropic_models = List(
+        Unicode(),
+        default_value=["claude-sonnet-4-5", "claude-haiku-4-5"],
+        config=True,
+        help="Models listed for anthropic (any other name is accepted too).",
+    )
+    ollama_url = Unicode(
+        "http://127.0.0.1:11434",
+        config=True,
+        help="Where to look for a local Ollama (default: $OLLAMA_HOST).",
+    )
+    ollama_enabled = Bool(
+        None,
+        allow_none=True,
+        config=True,
+        help="Force the ollama provider on or off; None: on when it answers.",
+    )
+    demo_enabled = Bool(True, config=True, help="Offer the built-in offline demo models.")
+    demo_speed = Float(1.0, config=True, help="Speed factor of the demo models (tests use a large one).")
+    default_model = Unicode(
+        "",
+        config=True,
+        help="Model used when a request names none (default: first configured provider, else demo).",
+    )
+
+    # ----- upstream ----------------------------------------------------------------------------
+    upstream_connect_timeout = Float(10.0, config=True, help="Seconds to connect to a provider.")
+    upstream_idle_timeout = Float(
+        60.0, config=True, help="A run fails when its provider sends nothing for this many seconds."
+    )
+    upstream_retry_attempts = Int(
+        3, config=True, help="Attempts per request (retries only before the first streamed byte)."
+    )
+    upstream_retry_max_wait = Float(30.0, config=True, help="Total seconds a request may spend waiting to retry.")
+    upstream_max_connections = Int(64, config=True, help="Connection pool size per provider.")
+
+    # ----- runs --------------------------------------------------------------------------------
+    max_concurrent_runs = Int(32, config=True, help="Runs streaming at once; more are refused with 429.")
+    max_body_bytes = Int(1_048_576, config=True, help="Largest accepted request body (413 beyond).")
+    max_messages = Int(500, config=True, help="Most messages in one request.")
+    max_message_chars = Int(200_000, config=True, help="Longest accepted message content.")
+    replay_buffer_events = Int(
+        10_000, config=True, help="Events kept per run for replay; older ones are replaced by a snapshot."
+    )
+    finished_run_retention = Float(3600.0, config=True, help="Seconds a finished run stays queryable.")
+    max_retained_runs = Int(1000, config=True, help="Most finished runs kept in memory.")
+    run_time_limit = Float(1800.0, config=True, help="Wall-clock limit of one run in seconds (0: none).")
+    keepalive_interval = Float(15.0, config=True, help="Seconds between ': ping' comments on idle streams.")
+    shutdown_timeout = Float(5.0, config=True, help="Seconds to record interrupted runs at shutdown.")
+
+    @default("openai_api_key")
+    def _default_openai_api_key(self) -> str | None:
+        return os.environ.get("OPENAI_API_KEY") or None
+
+    @default("openai_base_url")
+    def _default_openai_base_url(self) -> str | None:
+        return os.environ.get("OPENAI_BASE_URL") or None
+
+    @default("openai_models")
+    def _default_openai_models(self) -> list[str]:
+        # api.openai.com lists hundreds of models; a custom base URL is asked for its own list instead.
+        return [] if self.openai_base_url else ["gpt-4o-mini", "gpt-4.1-mini", "gpt-4o"]
+
+    @default("anthropic_api_key")
+    def _default_anthropic_api_key(self) -> str | None:
+        return os.environ.get("ANTHROPIC_API_KEY") or None
+
+    @default("anthropic_base_url")
+    def _default_anthropic_base_url(self) -> str | None:
+        return os.environ.get("ANTHROPIC_BASE_URL") or None
+
+    @default("ollama_url")
+    def _default_ollama_url(self) -> str:
+        host = os.environ.get("OLLAMA_HOST", "")
+        if not host:
+            return "http://127.0.0.1:11434"
+        return host if "://" in host else f"http://{host}"
+
+    def provider_config(self) -> ProviderConfig:
+        return ProviderConfig(
+            openai_api_key=self.openai_api_key,
+            openai_base_url=self.openai_base_url,
+            openai_models=list(self.openai_models),
+            anthropic_api_key=self.anthropic_api_key,
+            anthropic_base_url=self.anthropic_base_url,
+            anthropic_models=list(self.anthropic_models),
+            ollama_url=self.ollama_url,
+            ollama_enabled=self.ollama_enabled,
+            demo_enabled=self.demo_enabled,
+            demo_speed=self.demo_speed,
+            default_model=self.default_model,
+            upstream=UpstreamSettings(
+                connect_timeout=self.upstream_connect_timeout,
+                idle_timeout=self.upstream_idle_timeout,
+                max_connections=self.upstream_max_connections,
+                retry_attempts=self.upstream_retry_attempts,
+                retry_max_total_wait=self.upstream_retry_max_wait,
+            ),
+        )
+
+    def initialize_handlers(self) -> None:
+        limits = RunLimits(
+            max_concurrent_runs=self.max_concurrent_runs,
+            replay_buffer_events=self.replay_buffer_events,
+            finished_run_retention=self.finished_run_retention,
+            max_retained_runs=self.max_retained_runs,
+            run_time_limit=self.run_time_limit,
+        )
+        self.service = ChatService(
+            registry=ProviderRegistry(self.provider_config()),
+            runs=RunManager(limits),
+            body_limits=BodyLimits(self.max_body_bytes, self.max_messages, self.max_message_chars),
+            root_dir=self.serverapp.root_dir,
+            keepalive_interval=self.keepalive_interval,
+        )
+        self.handlers.extend(route_table(self.service))
+
+    async def stop_extension(self) -> None:
+        service = getattr(self, "service", None)
+        if service is None:
+            return
+        try:
+            await asyncio.wait_for(service.aclose(self.shutdown_timeout), self.shutdown_timeout + 1)
+        except asyncio.TimeoutError:
+            self.log.warning("streamchat: shutdown did not finish within %.1fs", self.shutdown_timeout)
+
+
+StreamChatApp = StreamChat

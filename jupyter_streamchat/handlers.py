@@ -1,0 +1,203 @@
+"""Thin Tornado handlers: authenticate, validate, call the service, write JSON or SSE."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.utils import url_path_join
+from tornado import web
+from tornado.iostream import StreamClosedError
+
+from ._errors import BadRequest, NotFound, StreamChatError
+from ._sse import PING
+from ._validation import parse_chat_body
+from .runs import DISCONNECT, TERMINAL_STATUSES, Run, Subscription
+from .service import ChatService
+
+AUTH_RESOURCE = "streamchat"
+
+
+class BaseHandler(APIHandler):
+    auth_resource = AUTH_RESOURCE
+
+    def initialize(self, service: ChatService) -> None:
+        self.service = service
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        # Only our own message goes out: never a traceback, never upstream secrets.
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, StreamChatError):
+            message = exc.message
+        elif isinstance(exc, web.HTTPError) and exc.log_message:
+            message = exc.log_message % exc.args if exc.args else exc.log_message
+        else:
+            message = self._reason
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"message": message}))
+
+    def _handle_request_exception(self, e: BaseException) -> None:
+        if isinstance(e, StreamChatError):
+            # Client errors are expected: log one line, not a traceback.
+            self.log.info("streamchat %s %s -> %s: %s", self.request.method, self.request.path, e.status, e.message)
+            if not self._finished:
+                self.send_error(e.status, exc_info=(type(e), e, e.__traceback__))
+            return
+        super()._handle_request_exception(e)  # type: ignore[misc]
+
+    def get_run(self, run_id: str) -> Run:
+        run = self.service.runs.get(run_id)
+        if run is None:
+            raise NotFound(f"unknown run {run_id!r}")
+        return run
+
+    def events_url(self, run: Run) -> str:
+        return url_path_join(self.base_url, "streamchat", "runs", run.id, "events")
+
+
+class SSEHandler(BaseHandler):
+    """Relays a run's events; subclasses decide what a client going away means."""
+
+    _subscription: Subscription | None = None
+
+    def start_sse(self) -> None:
+        self.set_status(200)
+        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.set_header("Cache-Control", "no-cache, no-transform")
+        self.set_header("X-Accel-Buffering", "no")
+
+    async def relay(self, subscription: Subscription) -> bool:
+        """Write events until the run is over; False if the client went away first."""
+        self._subscription = subscription
+        keepalive = self.service.keepalive_interval
+        try:
+            await self.flush()
+            while True:
+                chunk = subscription.take()
+                if chunk:
+                    self.write(chunk)
+                    await self.flush()
+                elif subscription.exhausted:
+                    return not self.request.connection.stream.closed()  # type: ignore[union-attr]
+                elif not await subscription.wait(keepalive):
+                    self.write(PING)
+                    await self.flush()
+        except StreamClosedError:
+            return False
+        finally:
+            subscription.close()
+
+    def on_connection_close(self) -> None:
+        if self._subscription is not None:
+            self._subscription.close()
+
+    def end_sse(self, client_present: bool) -> None:
+        if client_present and not self._finished:
+            self.finish(set_content_type="text/event-stream; charset=utf-8")
+
+
+class ModelsHandler(BaseHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        registry = self.service.registry
+        models = await registry.list_models()
+        self.finish({"models": models, "default": await registry.default_model()})
+
+
+class RunsHandler(BaseHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        status = self.get_query_argument("status", "")
+        if status and status not in (*TERMINAL_STATUSES, "running"):
+            raise BadRequest(f"unknown status {status!r}")
+        filters = {key: self.get_query_argument(key, "") for key in ("status", "notebook", "conversation")}
+        self.finish({"runs": [run.record() for run in self.service.runs.list(filters)]})
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        body = parse_chat_body(self.request.body, self.service.body_limits)
+        run = await self.service.start_run(body, mode="detached")
+        self.set_status(201)
+        self.set_header("Location", url_path_join(self.base_url, "streamchat", "runs", run.id))
+        self.finish({"id": run.id, "status": run.status, "events_url": self.events_url(run)})
+
+
+class RunHandler(BaseHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, run_id: str) -> None:
+        self.finish(self.get_run(run_id).record())
+
+
+class RunStopHandler(BaseHandler):
+    @web.authenticated
+    @authorized
+    async def post(self, run_id: str) -> None:
+        run = self.get_run(run_id)
+        stopped = await run.stop()
+        self.finish({"id": run.id, "status": run.status, "stopped": stopped})
+
+
+class RunEventsHandler(SSEHandler):
+    """Detached runs: a client leaving only ends its subscription, never the run."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, run_id: str) -> None:
+        run = self.get_run(run_id)
+        after = self._resume_point()
+        self.start_sse()
+        self.end_sse(await self.relay(run.subscribe(after)))
+
+    def _resume_point(self) -> int:
+        raw = self.request.headers.get("Last-Event-ID") or self.get_query_argument("after", "0")
+        try:
+            after = int(raw)
+        except ValueError:
+            raise BadRequest(f"the resume point must be an event id, got {raw!r}") from None
+        if after < 0:
+            raise BadRequest("the resume point must not be negative")
+        return after
+
+
+class DirectStreamHandler(SSEHandler):
+    """Compare panes: the response is the generation; the client leaving stops it at once."""
+
+    _run: Run | None = None
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        body = parse_chat_body(self.request.body, self.service.body_limits)
+        self._run = run = await self.service.start_run(body, mode="direct")
+        if self.request.connection.stream.closed():  # type: ignore[union-attr]
+            run.request_end(DISCONNECT)
+        self.start_sse()
+        client_present = await self.relay(run.subscribe(0))
+        if not client_present:
+            run.request_end(DISCONNECT)
+            await run.wait_recorded()
+        self.end_sse(client_present)
+
+    def on_connection_close(self) -> None:
+        if self._run is not None:
+            self._run.request_end(DISCONNECT)
+        super().on_connection_close()
+
+
+def route_table(service: ChatService) -> list[tuple[str, type[web.RequestHandler], dict[str, Any]]]:
+    kwargs = {"service": service}
+    run_id = r"(?P<run_id>[A-Za-z0-9_\-]+)"
+    return [
+        (r"/streamchat/models", ModelsHandler, kwargs),
+        (r"/streamchat/runs", RunsHandler, kwargs),
+        (rf"/streamchat/runs/{run_id}", RunHandler, kwargs),
+        (rf"/streamchat/runs/{run_id}/events", RunEventsHandler, kwargs),
+        (rf"/streamchat/runs/{run_id}/stop", RunStopHandler, kwargs),
+        (r"/streamchat/stream", DirectStreamHandler, kwargs),
+    ]

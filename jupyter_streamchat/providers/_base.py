@@ -1,0 +1,240 @@
+"""What every provider adapter shares: the stream event model, upstream errors and the HTTP transport.
+
+Adapters turn provider bytes into a small set of events (``Delta``, ``Reasoning``, ``Usage``,
+``Finish``) and raise ``UpstreamError`` for anything that is not a clean stream. The transport
+implements the retry rule once: retry only before the first streamed byte, only for connect
+errors, 408, 429 and 5xx, honouring ``Retry-After``, with bounded attempts and total wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import httpx
+
+log = logging.getLogger("jupyter_streamchat.providers")
+
+RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524, 529})
+
+
+@dataclass(slots=True)
+class Delta:
+    text: str
+
+
+@dataclass(slots=True)
+class Reasoning:
+    text: str
+
+
+@dataclass(slots=True)
+class Usage:
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    final: bool = True
+
+
+@dataclass(slots=True)
+class Finish:
+    reason: str | None = None
+
+
+StreamEvent = Delta | Reasoning | Usage | Finish
+
+
+class UpstreamError(Exception):
+    """The upstream call failed; ``code`` is stable and machine-readable, ``message`` is for people."""
+
+    def __init__(self, code: str, message: str, upstream_status: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.upstream_status = upstream_status
+
+    def as_dict(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.upstream_status is not None:
+            error["upstream_status"] = self.upstream_status
+        return error
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamSettings:
+    connect_timeout: float = 10.0
+    idle_timeout: float = 60.0
+    pool_timeout: float = 10.0
+    max_connections: int = 64
+    retry_attempts: int = 3
+    retry_max_total_wait: float = 30.0
+    retry_base_delay: float = 0.5
+
+
+class Provider(Protocol):
+    name: str
+
+    async def list_models(self) -> list[str]: ...
+
+    def knows_model(self, model: str) -> bool: ...
+
+    def stream(
+        self, model: str, messages: list[dict[str, str]], options: Mapping[str, Any]
+    ) -> AsyncIterator[StreamEvent]: ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass
+class HTTPTransport:
+    """One bounded ``httpx.AsyncClient`` per provider plus the retry rule."""
+
+    base_url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    settings: UpstreamSettings = field(default_factory=UpstreamSettings)
+    secrets: tuple[str, ...] = ()
+    _client: httpx.AsyncClient | None = None
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            s = self.settings
+            self._client = httpx.AsyncClient(
+                base_url=self.base_url.rstrip("/") + "/",
+                headers=self.headers,
+                # The read timeout is the upstream idle timeout: it bounds each wait for the next bytes.
+                timeout=httpx.Timeout(
+                    connect=s.connect_timeout,
+                    read=s.idle_timeout,
+                    write=s.connect_timeout,
+                    pool=s.pool_timeout,
+                ),
+                limits=httpx.Limits(max_connections=s.max_connections, max_keepalive_connections=8),
+                follow_redirects=False,
+            )
+        return self._client
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
+    async def get_json(self, path: str, timeout: float = 2.0) -> Any:
+        response = await self.client.get(path.lstrip("/"), timeout=timeout)
+        response.raise_for_status()
+        return response.json()
+
+    @asynccontextmanager
+    async def open_stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[httpx.Response]:
+        """POST and yield a 200 streaming response; retries happen only here, before any byte is relayed."""
+        s = self.settings
+        waited = 0.0
+        attempt = 0
+        while True:
+            attempt += 1
+            retry_after: float | None = None
+            request = self.client.build_request("POST", path.lstrip("/"), json=body)
+            try:
+                response = await self.client.send(request, stream=True)
+            except httpx.TimeoutException as exc:
+                if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
+                    failure = UpstreamError("upstream_unreachable", f"could not connect to the provider: {exc!r}")
+                else:
+                    failure = UpstreamError("upstream_timeout", "the provider did not answer in time")
+                retryable = isinstance(exc, httpx.ConnectTimeout)
+            except httpx.ConnectError as exc:
+                failure = UpstreamError("upstream_unreachable", f"could not connect to the provider: {exc}")
+                retryable = True
+            except httpx.HTTPError as exc:
+                raise UpstreamError("upstream_error", self.redact(f"upstream request failed: {exc!r}")) from exc
+            else:
+                if response.status_code == 200:
+                    try:
+                        yield response
+                    finally:
+                        await response.aclose()
+                    return
+                failure, retry_after = await self._read_failure(response)
+                retryable = response.status_code in RETRYABLE_STATUSES
+            if not retryable or attempt >= s.retry_attempts:
+                raise failure
+            delay = retry_after if retry_after is not None else s.retry_base_delay * 2 ** (attempt - 1)
+            if waited + delay > s.retry_max_total_wait:
+                raise failure
+            log.info("upstream %s: %s; retrying in %.2fs (attempt %d)", self.base_url, failure.code, delay, attempt)
+            waited += delay
+            await asyncio.sleep(delay)
+
+    async def _read_failure(self, response: httpx.Response) -> tuple[UpstreamError, float | None]:
+        try:
+            raw = await response.aread()
+        except httpx.HTTPError:
+            raw = b""
+        finally:
+            await response.aclose()
+        message = _error_message(raw) or response.reason_phrase or "error"
+        status = response.status_code
+        error = UpstreamError(
+            "upstream_http_error", self.redact(f"provider answered {status}: {message}")[:2000], status
+        )
+        return error, _parse_retry_after(response.headers.get("retry-after"))
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
+def _error_message(raw: bytes) -> str:
+    text = raw.decode("utf-8", "replace").strip()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text[:500]
+    if isinstance(data, dict):
+        error = data.get("error", data)
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return error["message"]
+        if isinstance(error, str):
+            return error
+    return text[:500]
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def parse_json_chunk(data: str, provider: str) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError:
+        snippet = data[:80]
+        raise UpstreamError("upstream_malformed", f"{provider} sent malformed stream data: {snippet!r}") from None
+
+
+async def upstream_lines(response: httpx.Response, provider: str, idle_timeout: float) -> AsyncIterator[str]:
+    """The response's lines, with transport failures mapped to ``UpstreamError``."""
+    try:
+        async for line in response.aiter_lines():
+            yield line
+    except httpx.ReadTimeout:
+        raise UpstreamError("upstream_idle_timeout", f"{provider} sent nothing for {idle_timeout:g} s") from None
+    except (httpx.RemoteProtocolError, httpx.ReadError, httpx.DecodingError) as exc:
+        raise UpstreamError("upstream_connection_lost", f"{provider} connection broke mid-stream: {exc}") from None

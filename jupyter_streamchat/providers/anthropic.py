@@ -1,0 +1,108 @@
+"""Anthropic Messages streaming: text and thinking content blocks, usage in start/delta events."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import Any
+
+from .._sse import iter_sse
+from ._base import (
+    Delta,
+    Finish,
+    HTTPTransport,
+    Reasoning,
+    StreamEvent,
+    UpstreamError,
+    UpstreamSettings,
+    Usage,
+    parse_json_chunk,
+    upstream_lines,
+)
+
+API_VERSION = "2023-06-01"
+DEFAULT_MAX_TOKENS = 4096
+
+
+class AnthropicProvider:
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        api_key: str | None,
+        models: list[str],
+        settings: UpstreamSettings | None = None,
+    ) -> None:
+        self.name = name
+        headers = {"anthropic-version": API_VERSION}
+        if api_key:
+            headers["x-api-key"] = api_key
+        self._transport = HTTPTransport(
+            base_url, headers=headers, settings=settings or UpstreamSettings(), secrets=(api_key or "",)
+        )
+        self._models = list(models)
+
+    def knows_model(self, model: str) -> bool:
+        return bool(model)
+
+    async def list_models(self) -> list[str]:
+        return list(self._models)
+
+    async def stream(
+        self, model: str, messages: list[dict[str, str]], options: Mapping[str, Any]
+    ) -> AsyncIterator[StreamEvent]:
+        system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
+        body: dict[str, Any] = {
+            "model": model,
+            "messages": [m for m in messages if m["role"] != "system"],
+            "max_tokens": options.get("max_tokens") or DEFAULT_MAX_TOKENS,
+            "stream": True,
+        }
+        if system:
+            body["system"] = system
+        if options.get("temperature") is not None:
+            body["temperature"] = options["temperature"]
+        idle = self._transport.settings.idle_timeout
+        async with self._transport.open_stream("v1/messages", body) as response:
+            async for message in iter_sse(upstream_lines(response, self.name, idle)):
+                data = parse_json_chunk(message.data, self.name)
+                if not isinstance(data, dict):
+                    raise UpstreamError("upstream_malformed", f"{self.name} sent a non-object event")
+                kind = data.get("type") or message.event
+                if kind == "error":
+                    error = data.get("error") or {}
+                    text = error.get("message") if isinstance(error, dict) else str(error)
+                    raise UpstreamError("upstream_error", self._transport.redact(f"{self.name}: {text}"))
+                try:
+                    events = list(_events(kind, data))
+                except (AttributeError, TypeError, KeyError) as exc:
+                    raise UpstreamError(
+                        "upstream_malformed", f"{self.name} sent an unexpected {kind!r} event: {exc}"
+                    ) from None
+                for event in events:
+                    yield event
+                if kind == "message_stop":
+                    return
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
+
+
+def _events(kind: str, data: dict[str, Any]) -> Iterator[StreamEvent]:
+    if kind == "content_block_delta":
+        delta = data["delta"]
+        if delta.get("type") == "text_delta" and delta.get("text"):
+            yield Delta(delta["text"])
+        elif delta.get("type") == "thinking_delta" and delta.get("thinking"):
+            yield Reasoning(delta["thinking"])
+    elif kind == "message_start":
+        usage = data["message"].get("usage") or {}
+        yield Usage(usage.get("input_tokens"), usage.get("output_tokens"), final=False)
+    elif kind == "message_delta":
+        usage = data.get("usage") or {}
+        if usage:
+            yield Usage(usage.get("input_tokens"), usage.get("output_tokens"), final=True)
+        reason = (data.get("delta") or {}).get("stop_reason")
+        if reason:
+            yield Finish(reason)
+    elif kind == "message_stop":
+        yield Finish(None)

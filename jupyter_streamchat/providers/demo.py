@@ -1,0 +1,97 @@
+"""The built-in offline ``demo`` provider: no key, no network, honest about what it is.
+
+It streams canned Markdown at a realistic pace so every feature (Stop, re-attach, compare,
+persistence) can be tried on a fresh machine. It does not understand the prompt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ._base import Delta, Finish, Reasoning, StreamEvent, Usage
+
+
+@dataclass(frozen=True, slots=True)
+class DemoVariant:
+    title: str
+    seconds_per_token: float
+    paragraphs: int
+    thinks: bool = False
+
+
+VARIANTS: dict[str, DemoVariant] = {
+    "chat": DemoVariant("Demo (offline)", 0.025, 3),
+    "fast": DemoVariant("Demo fast (offline)", 0.002, 3),
+    "slow": DemoVariant("Demo slow (offline)", 0.2, 2),
+    "long": DemoVariant("Demo long (offline)", 0.004, 60),
+    "thinker": DemoVariant("Demo thinker (offline)", 0.02, 2, thinks=True),
+}
+
+_TOKEN = re.compile(r"\s*\S+")
+
+_PARAGRAPHS = [
+    "Streaming keeps every token: if you press **Stop**, the partial answer is kept and recorded.",
+    "Here is a small example you could run in the next cell:\n\n```python\nimport math\n\n"
+    "print(sum(math.sqrt(i) for i in range(10)))\n```",
+    "- Runs survive a reload of the page.\n- Compare panes stop on their own.\n- Nothing is lost.",
+    "Swap in a real model by setting `OPENAI_API_KEY`, `ANTHROPIC_API_KEY` or `OPENAI_BASE_URL`.",
+]
+
+
+def _reply(prompt: str, variant: DemoVariant) -> str:
+    quoted = " ".join(prompt.split())[:120] or "(empty prompt)"
+    parts = [f"*This is the offline demo model; it does not understand you.* You wrote: “{quoted}”."]
+    parts += [_PARAGRAPHS[i % len(_PARAGRAPHS)] for i in range(variant.paragraphs)]
+    return "\n\n".join(parts)
+
+
+def _thoughts(prompt: str) -> str:
+    return f"The user wrote {len(prompt.split())} words. A demo model has nothing to reason about, so it says so."
+
+
+class DemoProvider:
+    name = "demo"
+
+    def __init__(self, speed: float = 1.0) -> None:
+        # ``speed`` > 1 makes every variant faster (tests use it to keep the suite short).
+        self._speed = speed
+
+    async def list_models(self) -> list[str]:
+        return list(VARIANTS)
+
+    def knows_model(self, model: str) -> bool:
+        return model in VARIANTS
+
+    @staticmethod
+    def title(model: str) -> str:
+        return VARIANTS[model].title
+
+    async def stream(
+        self, model: str, messages: list[dict[str, str]], options: Mapping[str, Any]
+    ) -> AsyncIterator[StreamEvent]:
+        variant = VARIANTS[model]
+        prompt = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+        delay = variant.seconds_per_token / self._speed
+        max_tokens = options.get("max_tokens") or 1_000_000
+        input_tokens = sum(len(m["content"].split()) for m in messages)
+        yield Usage(input_tokens, None, final=False)
+        if variant.thinks:
+            for token in _TOKEN.findall(_thoughts(prompt)):
+                await asyncio.sleep(delay)
+                yield Reasoning(token)
+        produced = 0
+        for token in _TOKEN.findall(_reply(prompt, variant)):
+            if produced >= max_tokens:
+                break
+            await asyncio.sleep(delay)
+            produced += 1
+            yield Delta(token)
+        yield Finish("length" if produced >= max_tokens else "stop")
+        yield Usage(input_tokens, produced, final=True)
+
+    async def aclose(self) -> None:
+        return None

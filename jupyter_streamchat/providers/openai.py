@@ -1,0 +1,136 @@
+"""OpenAI chat-completions streaming (also vLLM, llama.cpp server, LM Studio, Ollama's /v1, proxies)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import Any
+
+from .._sse import iter_sse
+from ._base import (
+    Finish,
+    HTTPTransport,
+    Reasoning,
+    StreamEvent,
+    UpstreamError,
+    UpstreamSettings,
+    Usage,
+    log,
+    parse_json_chunk,
+    upstream_lines,
+)
+from ._think import LeadingThinkSplitter
+
+MODEL_LIST_TTL = 60.0
+
+
+class OpenAIProvider:
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        api_key: str | None = None,
+        models: list[str] | None = None,
+        settings: UpstreamSettings | None = None,
+        discover_models: bool = True,
+    ) -> None:
+        self.name = name
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._transport = HTTPTransport(
+            base_url, headers=headers, settings=settings or UpstreamSettings(), secrets=(api_key or "",)
+        )
+        self._configured_models = list(models or [])
+        self._discover = discover_models
+        self._discovered: list[str] = []
+        self._discovered_at = float("-inf")
+
+    @property
+    def settings(self) -> UpstreamSettings:
+        return self._transport.settings
+
+    def knows_model(self, model: str) -> bool:
+        # Any model name is accepted for a configured provider: the upstream decides.
+        return bool(model)
+
+    async def list_models(self) -> list[str]:
+        if self._configured_models or not self._discover:
+            return list(self._configured_models)
+        if time.monotonic() - self._discovered_at > MODEL_LIST_TTL:
+            self._discovered_at = time.monotonic()
+            try:
+                data = await self._transport.get_json("models")
+                self._discovered = sorted(
+                    str(item["id"]) for item in data.get("data", []) if isinstance(item, dict) and "id" in item
+                )
+            except Exception as exc:  # a model list is a convenience; never fail the caller for it
+                log.debug("could not list %s models: %s", self.name, type(exc).__name__)
+        return list(self._discovered)
+
+    async def available(self) -> bool:
+        try:
+            await self._transport.get_json("models", timeout=0.5)
+        except Exception:
+            return False
+        return True
+
+    async def stream(
+        self, model: str, messages: list[dict[str, str]], options: Mapping[str, Any]
+    ) -> AsyncIterator[StreamEvent]:
+        body: dict[str, Any] = {
+            "model": model,
+            "messages": messages,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        body.update({k: v for k, v in options.items() if v is not None})
+        splitter = LeadingThinkSplitter()
+        async with self._transport.open_stream("chat/completions", body) as response:
+            lines = upstream_lines(response, self.name, self.settings.idle_timeout)
+            async for message in iter_sse(lines):
+                data = message.data
+                if data == "[DONE]":
+                    for event in splitter.flush():
+                        yield event
+                    yield Finish(None)
+                    return
+                chunk = parse_json_chunk(data, self.name)
+                if not isinstance(chunk, dict):
+                    raise UpstreamError("upstream_malformed", f"{self.name} sent a non-object chunk")
+                if "error" in chunk:
+                    raise UpstreamError("upstream_error", self._transport.redact(_error_text(chunk["error"])))
+                try:
+                    events = list(_chunk_events(chunk, splitter))
+                except (AttributeError, TypeError, KeyError) as exc:
+                    raise UpstreamError(
+                        "upstream_malformed", f"{self.name} sent an unexpected chunk shape: {exc}"
+                    ) from None
+                for event in events:
+                    yield event
+        for event in splitter.flush():
+            yield event
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
+
+
+def _chunk_events(chunk: dict[str, Any], splitter: LeadingThinkSplitter) -> Iterator[StreamEvent]:
+    for choice in chunk.get("choices") or ():
+        delta = choice.get("delta") or {}
+        thought = delta.get("reasoning_content") or delta.get("reasoning")
+        if thought:
+            yield Reasoning(thought)
+        content = delta.get("content")
+        if content:
+            yield from splitter.feed(content)
+        if choice.get("finish_reason"):
+            yield from splitter.flush()
+            yield Finish(choice["finish_reason"])
+    usage = chunk.get("usage")
+    if usage:
+        yield Usage(usage.get("prompt_tokens"), usage.get("completion_tokens"), final=True)
+
+
+def _error_text(error: Any) -> str:
+    if isinstance(error, dict):
+        return str(error.get("message") or error)
+    return str(error)

@@ -1,0 +1,413 @@
+"""Runs and the detached-run manager.
+
+A ``Run`` owns its upstream task, its sequenced event log and its status. Every way a run can end
+(completion, stop, client disconnect, shutdown, time limit, upstream failure) goes through
+``Run._conclude`` so the SPEC's status order and "ends exactly once" each have one home.
+
+Per-token work is kept to: parse (in the provider), append the encoded event, wake waiters.
+Subscribers read the log by sequence number and get whatever accumulated as one joined chunk,
+so a slow client costs one write per wake-up rather than one per token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from ._errors import TooManyRuns
+from ._sse import encode_event, encode_text_event
+from .providers import Delta, Finish, Provider, Reasoning, UpstreamError, Usage
+
+log = logging.getLogger("jupyter_streamchat.runs")
+
+RUNNING, COMPLETED, STOPPED, FAILED, INTERRUPTED = "running", "completed", "stopped", "failed", "interrupted"
+TERMINAL_STATUSES = (COMPLETED, STOPPED, FAILED, INTERRUPTED)
+
+# Why a run was asked to end early. "stop" and "disconnect" mean stopped; "shutdown" interrupted.
+STOP, DISCONNECT, SHUTDOWN, TIME_LIMIT = "stop", "disconnect", "shutdown", "time_limit"
+
+_OTHER, _DELTA, _REASONING = 0, 1, 2
+_COMPACT_AFTER = 1024
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class RunLimits:
+    max_concurrent_runs: int = 32
+    replay_buffer_events: int = 10_000
+    finished_run_retention: float = 3600.0
+    max_retained_runs: int = 1000
+    run_time_limit: float = 1800.0
+
+
+@dataclass(slots=True)
+class RunRequest:
+    model: str
+    messages: list[dict[str, str]]
+    options: dict[str, Any] = field(default_factory=dict)
+    notebook: str | None = None
+    conversation: str | None = None
+
+
+FinishHook = Callable[["Run"], Awaitable[None]]
+
+
+class Run:
+    def __init__(self, request: RunRequest, mode: str, replay_limit: int) -> None:
+        self.id = secrets.token_urlsafe(18)
+        self.request = request
+        self.model = request.model
+        self.mode = mode
+        self.notebook = request.notebook
+        self.conversation = request.conversation
+        self.status = RUNNING
+        self.created = utc_now()
+        self.first_token: str | None = None
+        self.finished: str | None = None
+        self.finished_monotonic: float | None = None
+        self.finish_reason: str | None = None
+        self.error: dict[str, Any] | None = None
+        self.usage: dict[str, int] = {}
+        self.end_cause: str | None = None
+        self.recorded = asyncio.Event()  # set once the terminal record has been persisted
+
+        self._text: list[str] = []
+        self._reasoning: list[str] = []
+        self._terminal_seen = False
+        self._task: asyncio.Task[None] | None = None
+        self._deadline: asyncio.TimerHandle | None = None
+        self._waiters: list[asyncio.Future[None]] = []
+        # Event 1 (``run``) is kept outside the bounded log so it can always be replayed first.
+        self._seq = 1
+        self._run_event = encode_event(
+            1, "run", {"id": self.id, "model": self.model, "mode": mode, "created": self.created}
+        )
+        self._log: list[tuple[int, int, int, bytes]] = []  # (seq, kind, text chars, encoded)
+        self._head = 0
+        self._limit = max(16, replay_limit)
+        # Characters of text/reasoning whose events were evicted: a snapshot is a prefix this long.
+        self._evicted_text = 0
+        self._evicted_reasoning = 0
+
+    # ----- state -------------------------------------------------------------------------------
+    @property
+    def text(self) -> str:
+        if len(self._text) > 1:
+            self._text[:] = ["".join(self._text)]
+        return self._text[0] if self._text else ""
+
+    @property
+    def reasoning(self) -> str:
+        if len(self._reasoning) > 1:
+            self._reasoning[:] = ["".join(self._reasoning)]
+        return self._reasoning[0] if self._reasoning else ""
+
+    @property
+    def last_seq(self) -> int:
+        return self._seq
+
+    @property
+    def is_running(self) -> bool:
+        return self.status == RUNNING
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "model": self.model,
+            "mode": self.mode,
+            "status": self.status,
+            "text": self.text,
+            "reasoning": self.reasoning,
+            "usage": dict(self.usage),
+            "finish_reason": self.finish_reason,
+            "error": self.error,
+            "notebook": self.notebook,
+            "conversation": self.conversation,
+            "created": self.created,
+            "first_token": self.first_token,
+            "finished": self.finished,
+        }
+
+    # ----- event log (hot path) ------------------------------------------------------------------
+    def _append(self, kind: int, chars: int, data: bytes) -> None:
+        log_ = self._log
+        if len(log_) - self._head >= self._limit:
+            _, evicted_kind, evicted_chars, _ = log_[self._head]
+            if evicted_kind == _DELTA:
+                self._evicted_text += evicted_chars
+            elif evicted_kind == _REASONING:
+                self._evicted_reasoning += evicted_chars
+            self._head += 1
+            if self._head >= _COMPACT_AFTER and self._head * 2 >= len(log_):
+                del log_[: self._head]
+                self._head = 0
+        log_.append((self._seq, kind, chars, data))
+        if self._waiters:
+            waiters, self._waiters = self._waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def _emit_text(self, kind: int, name: str, text: str) -> None:
+        self._seq += 1
+        self._append(kind, len(text), encode_text_event(self._seq, name, text))
+
+    def _emit(self, name: str, data: Any) -> None:
+        self._seq += 1
+        self._append(_OTHER, 0, encode_event(self._seq, name, data))
+
+    def _events_after(self, cursor: int) -> tuple[list[bytes], int]:
+        """Encoded events after ``cursor`` (a snapshot stands in for evicted ones) and the new cursor."""
+        parts: list[bytes] = []
+        if cursor < 1:
+            parts.append(self._run_event)
+            cursor = 1
+        if cursor >= self._seq:
+            return parts, cursor
+        first = self._log[self._head][0]
+        if cursor < first - 1:
+            snapshot = {
+                "text": self.text[: self._evicted_text],
+                "reasoning": self.reasoning[: self._evicted_reasoning],
+            }
+            parts.append(encode_event(first - 1, "snapshot", snapshot))
+            cursor = first - 1
+        start = self._head + (cursor + 1 - first)
+        parts.extend(entry[3] for entry in self._log[start:])
+        return parts, self._seq
+
+    def subscribe(self, after: int = 0) -> Subscription:
+        return Subscription(self, after)
+
+    # ----- driving the upstream ------------------------------------------------------------------
+    def start(self, provider: Provider, model: str, time_limit: float, hooks: list[FinishHook]) -> None:
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._drive(provider, model, hooks), name=f"streamchat-run-{self.id}")
+        if time_limit > 0:
+            self._deadline = loop.call_later(time_limit, self.request_end, TIME_LIMIT)
+
+    async def _drive(self, provider: Provider, model: str, hooks: list[FinishHook]) -> None:
+        outcome: tuple[str, dict[str, Any] | None]
+        try:
+            async for event in provider.stream(model, self.request.messages, self.request.options):
+                self._on_event(event)
+            if self._terminal_seen:
+                outcome = (COMPLETED, None)
+            else:
+                outcome = (
+                    FAILED,
+                    {"code": "upstream_truncated", "message": "the stream ended before the model finished"},
+                )
+        except asyncio.CancelledError:
+            outcome = (self._status_after_cancel(), None)
+            if outcome[0] == FAILED:
+                outcome = (FAILED, {"code": "time_limit", "message": "the run exceeded its time limit"})
+        except UpstreamError as exc:
+            outcome = (COMPLETED, None) if self._terminal_seen else (FAILED, exc.as_dict())
+        except Exception as exc:
+            log.exception("run %s: unexpected error", self.id)
+            outcome = (FAILED, {"code": "internal_error", "message": f"internal error: {type(exc).__name__}"})
+        self._conclude(*outcome)
+        for hook in hooks:
+            try:
+                await hook(self)
+            except Exception:
+                log.exception("run %s: finish hook failed", self.id)
+        self.recorded.set()
+
+    def _status_after_cancel(self) -> str:
+        if self._terminal_seen:
+            return COMPLETED
+        if self.end_cause in (STOP, DISCONNECT):
+            return STOPPED
+        if self.end_cause == TIME_LIMIT:
+            return FAILED
+        return INTERRUPTED
+
+    def _on_event(self, event: object) -> None:
+        kind = type(event)
+        if kind is Delta:
+            text = event.text  # type: ignore[attr-defined]
+            if self.first_token is None:
+                self.first_token = utc_now()
+            self._text.append(text)
+            self._emit_text(_DELTA, "delta", text)
+        elif kind is Reasoning:
+            text = event.text  # type: ignore[attr-defined]
+            if self.first_token is None:
+                self.first_token = utc_now()
+            self._reasoning.append(text)
+            self._emit_text(_REASONING, "reasoning", text)
+        elif kind is Usage:
+            for key in ("input_tokens", "output_tokens"):
+                value = getattr(event, key)
+                if isinstance(value, int):
+                    self.usage[key] = value
+            if event.final:  # type: ignore[attr-defined]
+                self._terminal_seen = True
+            self._emit("usage", dict(self.usage))
+        elif kind is Finish:
+            self._terminal_seen = True
+            if event.reason is not None or self.finish_reason is None:  # type: ignore[attr-defined]
+                self.finish_reason = event.reason or self.finish_reason  # type: ignore[attr-defined]
+
+    def _conclude(self, status: str, error: dict[str, Any] | None) -> None:
+        """The single place a run ends: status, timestamps, and the final ``done`` event."""
+        if self.status != RUNNING:
+            return
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self.status = status
+        self.error = error
+        self.finished = utc_now()
+        self.finished_monotonic = time.monotonic()
+        done: dict[str, Any] = {
+            "status": status,
+            "finish_reason": self.finish_reason,
+            "usage": dict(self.usage),
+        }
+        if error is not None:
+            done["error"] = error
+        self._emit("done", done)
+
+    # ----- ending early --------------------------------------------------------------------------
+    def request_end(self, cause: str) -> bool:
+        """Ask the upstream task to end now (it is cancelled even mid-await). True for the first asker."""
+        if self.status != RUNNING or self.end_cause is not None:
+            return False
+        self.end_cause = cause
+        if self._task is not None:
+            self._task.cancel()
+        return True
+
+    async def stop(self, cause: str = STOP) -> bool:
+        """Stop and wait until the partial is recorded; True only if this call stopped the run."""
+        first = self.request_end(cause)
+        await self.wait_recorded()
+        return first and self.status == STOPPED
+
+    async def wait_recorded(self) -> None:
+        await asyncio.shield(self.recorded.wait())
+
+    def ensure_concluded(self) -> None:
+        """Safety net for a task cancelled before it ever ran its body."""
+        if self.status == RUNNING:
+            self._conclude(self._status_after_cancel(), None)
+            self.recorded.set()
+
+
+class Subscription:
+    """A reader of one run's events from a cursor on: replay, then live, never lost or repeated."""
+
+    __slots__ = ("_closed", "_run", "_waiter", "cursor")
+
+    def __init__(self, run: Run, after: int) -> None:
+        self._run = run
+        self.cursor = max(0, after)
+        self._closed = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    @property
+    def exhausted(self) -> bool:
+        return self._closed or (not self._run.is_running and self.cursor >= self._run.last_seq)
+
+    def take(self) -> bytes:
+        """Everything new since the last call, as one chunk (empty when nothing is new)."""
+        if self.cursor >= self._run.last_seq and self.cursor >= 1:
+            return b""
+        parts, self.cursor = self._run._events_after(self.cursor)
+        return b"".join(parts)
+
+    async def wait(self, timeout: float) -> bool:
+        """Wait for new events or close; False when ``timeout`` passed with nothing new."""
+        run = self._run
+        if self._closed or self.cursor < run.last_seq or not run.is_running:
+            return True
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiter = waiter
+        run._waiters.append(waiter)
+        try:
+            await asyncio.wait_for(waiter, timeout)
+        except TimeoutError:
+            if waiter in run._waiters:
+                run._waiters.remove(waiter)
+            return False
+        finally:
+            self._waiter = None
+        return True
+
+    def close(self) -> None:
+        self._closed = True
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+
+class RunManager:
+    """Owns every run: creation under the concurrency cap, lookup, retention, stop, shutdown."""
+
+    def __init__(self, limits: RunLimits | None = None) -> None:
+        self.limits = limits or RunLimits()
+        self._runs: dict[str, Run] = {}
+        self._running: set[str] = set()
+        self._finish_hooks: list[FinishHook] = [self._release]
+
+    def add_finish_hook(self, hook: FinishHook) -> None:
+        """Hooks run in order after a run concludes and before ``stop`` answers (e.g. persistence)."""
+        self._finish_hooks.append(hook)
+
+    async def _release(self, run: Run) -> None:
+        self._running.discard(run.id)
+
+    def start(self, request: RunRequest, provider: Provider, model: str, mode: str = "detached") -> Run:
+        if len(self._running) >= self.limits.max_concurrent_runs:
+            raise TooManyRuns(f"too many concurrent runs (limit {self.limits.max_concurrent_runs})")
+        self._prune()
+        run = Run(request, mode, self.limits.replay_buffer_events)
+        self._runs[run.id] = run
+        self._running.add(run.id)
+        run.start(provider, model, self.limits.run_time_limit, self._finish_hooks)
+        assert run._task is not None
+        run._task.add_done_callback(lambda _task: run.ensure_concluded())
+        return run
+
+    def get(self, run_id: str) -> Run | None:
+        return self._runs.get(run_id)
+
+    def list(self, filters: Mapping[str, str] | None = None) -> list[Run]:
+        self._prune()
+        runs = reversed(self._runs.values())  # insertion order is creation order: newest first
+        wanted = {k: v for k, v in (filters or {}).items() if v}
+        return [run for run in runs if all(getattr(run, key) == value for key, value in wanted.items())]
+
+    @property
+    def running_count(self) -> int:
+        return len(self._running)
+
+    def _prune(self) -> None:
+        cutoff = time.monotonic() - self.limits.finished_run_retention
+        finished = [r for r in self._runs.values() if r.finished_monotonic is not None]
+        excess = len(finished) - self.limits.max_retained_runs
+        for index, run in enumerate(finished):
+            if index < excess or run.finished_monotonic < cutoff:  # type: ignore[operator]
+                del self._runs[run.id]
+
+    async def shutdown(self, timeout: float = 5.0) -> None:
+        """Interrupt every running run and wait (bounded) until each is recorded."""
+        running = [run for run in self._runs.values() if run.is_running]
+        for run in running:
+            run.request_end(SHUTDOWN)
+        if running:
+            _, pending = await asyncio.wait(
+                [asyncio.ensure_future(r.wait_recorded()) for r in running], timeout=timeout
+            )
+            if pending:
+                log.warning("%d runs were not recorded within %.1fs of shutdown", len(pending), timeout)
