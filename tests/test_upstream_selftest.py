@@ -69,9 +69,7 @@ def test_openai_happy_path(up: FakeUpstream) -> None:
     model = unique("oa")
     up.script(
         model,
-        Script(
-            [Think("hmm"), Think("ok", field="reasoning"), Text("Hel"), Text("lo"), Finish(), Usage(), Done()]
-        ),
+        Script([Think("hmm"), Think("ok", field="reasoning"), Text("Hel"), Text("lo"), Finish(), Usage(), Done()]),
     )
     with httpx.Client() as client:
         r = client.post(
@@ -136,8 +134,7 @@ def test_anthropic_happy_path_event_sequence(up: FakeUpstream) -> None:
     assert events[3][1]["delta"] == {"type": "thinking_delta", "thinking": "plan"}
     assert events[5][1]["index"] == 1 and events[5][1]["content_block"]["type"] == "text"
     assert (
-        "".join(d["delta"]["text"] for n, d in events if d.get("delta", {}).get("type") == "text_delta")
-        == "Hi there"
+        "".join(d["delta"]["text"] for n, d in events if d.get("delta", {}).get("type") == "text_delta") == "Hi there"
     )
     assert events[9][1]["delta"] == {"stop_reason": "end_turn", "stop_sequence": None}
     assert events[9][1]["usage"] == {"output_tokens": 3}
@@ -331,11 +328,7 @@ def test_bulk_stamps_carry_send_time(up: FakeUpstream) -> None:
     with httpx.Client() as client:
         r = client.post(f"{up.anthropic_base_url}/v1/messages", json={"model": model})
         received = time.time()
-    texts = [
-        json.loads(data)["delta"]["text"]
-        for name, data in sse_events(r.text)
-        if name == "content_block_delta"
-    ]
+    texts = [json.loads(data)["delta"]["text"] for name, data in sse_events(r.text) if name == "content_block_delta"]
     assert len(texts) == 200
     stamps = [float(t.removeprefix("<t>").removesuffix("</t>")) for t in texts]
     assert stamps == sorted(stamps)

@@ -158,21 +158,7 @@ class Bulk:
     stamp: bool = False
 
 
-Step = (
-    Text
-    | Think
-    | Stall
-    | Finish
-    | Usage
-    | Done
-    | Ping
-    | Drop
-    | Truncate
-    | Malformed
-    | StreamError
-    | Status
-    | Bulk
-)
+Step = Text | Think | Stall | Finish | Usage | Done | Ping | Drop | Truncate | Malformed | StreamError | Status | Bulk
 _STEP_TYPES = (
     Text,
     Think,
@@ -234,9 +220,7 @@ _BULK_MODEL = re.compile(r"bulk-(\d+)(-stamp)?")
 # Records
 # --------------------------------------------------------------------------------------------------
 
-Outcome = Literal[
-    "running", "completed", "truncated", "client_closed", "dropped", "status", "server_stopped", "error"
-]
+Outcome = Literal["running", "completed", "truncated", "client_closed", "dropped", "status", "server_stopped", "error"]
 
 
 async def _poll(ready: Callable[[], bool], timeout: float, interval: float = 0.002) -> bool:
@@ -534,9 +518,7 @@ class _OpenAIWire:
 
     def __init__(self, model: str) -> None:
         self.model = model
-        self._head = b'{"id":"chatcmpl-x","object":"chat.completion.chunk","created":0,"model":' + _json(
-            model
-        )
+        self._head = b'{"id":"chatcmpl-x","object":"chat.completion.chunk","created":0,"model":' + _json(model)
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
         choices = [{"index": 0, "delta": delta, "finish_reason": finish}]
@@ -613,11 +595,7 @@ class _AnthropicWire:
 
     def delta(self, kind: Literal["text", "thinking"], text: str, reasoning_field: str) -> list[bytes]:
         events = self._ensure_block(kind)
-        delta = (
-            {"type": "text_delta", "text": text}
-            if kind == "text"
-            else {"type": "thinking_delta", "thinking": text}
-        )
+        delta = {"type": "text_delta", "text": text} if kind == "text" else {"type": "thinking_delta", "thinking": text}
         events.append(
             _sse({"type": "content_block_delta", "index": self._index, "delta": delta}, "content_block_delta")
         )
@@ -674,9 +652,7 @@ _STREAM_HEADERS = (
 class _ScriptRunner:
     """Plays one Script onto one connection; returns (outcome, keep_alive)."""
 
-    def __init__(
-        self, conn: _Connection, record: RequestRecord, script: Script, wire: _Wire, keep_alive: bool
-    ) -> None:
+    def __init__(self, conn: _Connection, record: RequestRecord, script: Script, wire: _Wire, keep_alive: bool) -> None:
         self.conn = conn
         self.record = record
         self.script = script
@@ -946,9 +922,7 @@ class FakeUpstream:
                 return rec
         return None
 
-    def wait_for_request(
-        self, model: str | None, timeout: float = 5.0, attempt: int | None = None
-    ) -> RequestRecord:
+    def wait_for_request(self, model: str | None, timeout: float = 5.0, attempt: int | None = None) -> RequestRecord:
         """The first request for ``model`` since it was last scripted (or that ``attempt``).
 
         Raises TimeoutError if none arrives within ``timeout`` seconds.
@@ -1099,9 +1073,7 @@ class FakeUpstream:
         record._mark_finished(outcome)
         return keep_alive
 
-    async def _supervise(
-        self, conn: _Connection, record: RequestRecord, runner: _ScriptRunner
-    ) -> tuple[Outcome, bool]:
+    async def _supervise(self, conn: _Connection, record: RequestRecord, runner: _ScriptRunner) -> tuple[Outcome, bool]:
         """Run the script while watching the socket; whichever ends first decides the outcome."""
         script_task = asyncio.create_task(runner.run())
         watch_task = asyncio.create_task(conn.watch_for_hangup(record))

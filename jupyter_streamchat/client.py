@@ -1,0 +1,87 @@
+"""An async HTTP client for the streamchat API, used by kernels, tests and benchmarks."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from ._sse import SSEMessage, iter_sse
+
+
+class StreamChatAPIError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+
+
+class StreamChatClient:
+    """``base_url`` is the Jupyter server's base URL (``http://host:port/base/``)."""
+
+    def __init__(self, base_url: str, token: str | None = None, timeout: float = 30.0) -> None:
+        headers = {"Authorization": f"token {token}"} if token else {}
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/") + "/streamchat/",
+            headers=headers,
+            timeout=httpx.Timeout(timeout, read=None),
+        )
+
+    async def __aenter__(self) -> StreamChatClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = await self._http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            raise StreamChatAPIError(response.status_code, _message(response))
+        return response.json()
+
+    async def models(self) -> dict[str, Any]:
+        return await self._json("GET", "models")
+
+    async def start_run(self, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._json("POST", "runs", json=body)
+
+    async def get_run(self, run_id: str) -> dict[str, Any]:
+        return await self._json("GET", f"runs/{run_id}")
+
+    async def list_runs(self, **filters: str) -> list[dict[str, Any]]:
+        return (await self._json("GET", "runs", params=filters))["runs"]
+
+    async def stop(self, run_id: str) -> dict[str, Any]:
+        return await self._json("POST", f"runs/{run_id}/stop")
+
+    async def events(self, run_id: str, after: int | None = None) -> AsyncIterator[SSEMessage]:
+        """A detached run's events from ``after`` on (sent as ``Last-Event-ID``)."""
+        headers = {"Last-Event-ID": str(after)} if after else {}
+        async with self._http.stream("GET", f"runs/{run_id}/events", headers=headers) as response:
+            await _raise_for_status(response)
+            async for message in iter_sse(response.aiter_lines()):
+                yield message
+
+    async def stream(self, body: dict[str, Any]) -> AsyncIterator[SSEMessage]:
+        """A direct stream: leaving the iteration closes the connection, which stops the run."""
+        async with self._http.stream("POST", "stream", json=body) as response:
+            await _raise_for_status(response)
+            async for message in iter_sse(response.aiter_lines()):
+                yield message
+
+
+async def _raise_for_status(response: httpx.Response) -> None:
+    if response.status_code >= 400:
+        await response.aread()
+        raise StreamChatAPIError(response.status_code, _message(response))
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("message"))
+    except ValueError:
+        return response.text[:200]

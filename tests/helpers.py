@@ -1,0 +1,53 @@
+"""Small helpers shared by the server tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from typing import Any
+
+from jupyter_streamchat._sse import SSEMessage
+from jupyter_streamchat.client import StreamChatClient
+
+
+def chat(model: str, text: str = "hi", **extra: Any) -> dict[str, Any]:
+    return {"model": model, "messages": [{"role": "user", "content": text}], **extra}
+
+
+async def collect(events: AsyncIterator[SSEMessage], limit: int | None = None) -> list[SSEMessage]:
+    """Read events until the stream ends, or until ``limit`` delta events were seen (then hang up)."""
+    seen: list[SSEMessage] = []
+    deltas = 0
+    async with aclosing(events) as stream:
+        async for message in stream:
+            seen.append(message)
+            deltas += message.event == "delta"
+            if limit is not None and deltas >= limit:
+                break
+    return seen
+
+
+def text_of(events: list[SSEMessage]) -> str:
+    """What a client shows: a snapshot replaces the text, deltas append."""
+    text = ""
+    for message in events:
+        if message.event == "snapshot":
+            text = message.json()["text"]
+        elif message.event == "delta":
+            text += message.json()["text"]
+    return text
+
+
+def ids_of(events: list[SSEMessage]) -> list[int]:
+    return [int(message.id or 0) for message in events]
+
+
+async def wait_finished(client: StreamChatClient, run_id: str, timeout: float = 10.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        record = await client.get_run(run_id)
+        if record["status"] != "running" or time.monotonic() > deadline:
+            return record
+        await asyncio.sleep(0.02)

@@ -1,0 +1,137 @@
+"""Detached runs: ordering, re-attach and replay, snapshots, stop, keepalive."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from jupyter_streamchat.client import StreamChatAPIError
+from tests.helpers import chat, collect, ids_of, text_of, wait_finished
+from tests.upstream import Finish, Script, Stall, Text, Usage
+
+
+async def test_detached_run_completes_with_ordered_events(streamchat_client, upstream):
+    # Given an upstream that answers in three chunks
+    upstream.script("happy", Script.reply(["Hel", "lo", " world"]))
+    # When a run is started and its events are read to the end
+    started = await streamchat_client.start_run(chat("openai:happy"))
+    events = await collect(streamchat_client.events(started["id"]))
+    # Then events are numbered from 1, `run` first, `done` last, and the deltas make the run's text
+    assert started["status"] == "running"
+    assert ids_of(events) == list(range(1, len(events) + 1))
+    assert events[0].event == "run" and events[0].json()["id"] == started["id"]
+    assert events[-1].event == "done"
+    record = await streamchat_client.get_run(started["id"])
+    assert record["status"] == "completed" == events[-1].json()["status"]
+    assert text_of(events) == record["text"] == "Hello world"
+    assert record["usage"]["output_tokens"] == 3
+    assert record["first_token"] and record["finished"] and record["mode"] == "detached"
+
+
+async def test_run_survives_disconnect_and_replays_missing_events(streamchat_client, upstream):
+    upstream.script("paced", Script.reply([f"w{i} " for i in range(30)], pace=0.02))
+    started = await streamchat_client.start_run(chat("openai:paced"))
+    # When the client hangs up after three deltas
+    first = await collect(streamchat_client.events(started["id"]), limit=3)
+    last_seen = int(first[-1].id)
+    # Then the run still completes on the server
+    record = await wait_finished(streamchat_client, started["id"])
+    assert record["status"] == "completed"
+    # And re-attaching with Last-Event-ID yields exactly the missing events
+    rest = await collect(streamchat_client.events(started["id"], after=last_seen))
+    assert ids_of(rest) == list(range(last_seen + 1, last_seen + 1 + len(rest)))
+    assert text_of(first) + text_of(rest) == record["text"]
+    # And ?after=N is the same resume point
+    url = f"runs/{started['id']}/events?after={last_seen}"
+    async with streamchat_client._http.stream("GET", url) as response:
+        body = (await response.aread()).decode()
+    assert body.count("event: ") == len(rest)
+    assert f"id: {last_seen + 1}\n" in body and f"id: {last_seen}\n" not in body
+
+
+async def test_stop_while_upstream_stalls_closes_upstream_promptly(streamchat_client, upstream):
+    upstream.script("stall", Script([Text("Hel"), Text("lo"), Stall(30)]))
+    started = await streamchat_client.start_run(chat("openai:stall"))
+    seen = await collect(streamchat_client.events(started["id"]), limit=2)
+    request = await upstream.wait_for_request_async("stall")
+    # When the user presses Stop while the upstream is silent
+    stop_sent = time.monotonic()
+    answer = await streamchat_client.stop(started["id"])
+    # Then the upstream saw its connection closed well within 0.5 s, although its stall lasts 30 s
+    closed_at = await request.wait_closed_async(5)
+    assert closed_at is not None and closed_at - stop_sent < 0.5
+    # And the run is stopped with exactly the text that was streamed
+    assert answer == {"id": started["id"], "status": "stopped", "stopped": True}
+    record = await streamchat_client.get_run(started["id"])
+    assert record["status"] == "stopped" and record["text"] == text_of(seen) == "Hello"
+    # And a second stop changes nothing and says so
+    again = await streamchat_client.stop(started["id"])
+    assert again == {"id": started["id"], "status": "stopped", "stopped": False}
+
+
+async def test_completion_seen_before_stop_wins(streamchat_client, upstream):
+    # The provider's finish_reason arrived; the stream then stalls before usage and [DONE]
+    upstream.script("finished", Script([Text("done"), Finish("stop"), Stall(30)]))
+    started = await streamchat_client.start_run(chat("openai:finished"))
+    await collect(streamchat_client.events(started["id"]), limit=1)
+    answer = await streamchat_client.stop(started["id"])
+    assert answer["status"] == "completed" and answer["stopped"] is False
+    record = await streamchat_client.get_run(started["id"])
+    assert record["finish_reason"] == "stop" and record["text"] == "done"
+
+
+async def test_usage_without_done_still_completes(streamchat_client, upstream):
+    upstream.script("usage-only", Script([Text("a"), Usage(3, 1)]))
+    started = await streamchat_client.start_run(chat("openai:usage-only"))
+    record = await wait_finished(streamchat_client, started["id"])
+    assert record["status"] == "completed" and record["usage"] == {"input_tokens": 3, "output_tokens": 1}
+
+
+async def test_idle_stream_sends_keepalive_pings(streamchat_client, upstream):
+    upstream.script("quiet", Script([Text("x"), Stall(30)]))
+    started = await streamchat_client.start_run(chat("openai:quiet"))
+    received = b""
+    async with streamchat_client._http.stream("GET", f"runs/{started['id']}/events") as response:
+        deadline = time.monotonic() + 5
+        async for chunk in response.aiter_bytes():
+            received += chunk
+            if b": ping\n\n" in received or time.monotonic() > deadline:
+                break
+    assert b": ping\n\n" in received
+    await streamchat_client.stop(started["id"])
+
+
+async def test_list_runs_filters_and_orders_newest_first(streamchat_client, upstream):
+    upstream.script("q", Script.reply(["ok"]))
+    first = await streamchat_client.start_run(chat("openai:q", conversation="c1"))
+    second = await streamchat_client.start_run(chat("openai:q", conversation="c2"))
+    await wait_finished(streamchat_client, first["id"])
+    await wait_finished(streamchat_client, second["id"])
+    runs = await streamchat_client.list_runs()
+    assert [r["id"] for r in runs][:2] == [second["id"], first["id"]]
+    only = await streamchat_client.list_runs(conversation="c1", status="completed")
+    assert [r["id"] for r in only] == [first["id"]]
+
+
+async def test_reattach_to_running_run_gets_live_events(streamchat_client, upstream):
+    upstream.script("live", Script.reply([f"t{i} " for i in range(20)], pace=0.03))
+    started = await streamchat_client.start_run(chat("openai:live"))
+    first = await collect(streamchat_client.events(started["id"]), limit=2)
+    # Two clients attach at once from the same point: both see the same, complete tail
+    import asyncio
+
+    tails = await asyncio.gather(
+        collect(streamchat_client.events(started["id"], after=int(first[-1].id))),
+        collect(streamchat_client.events(started["id"], after=int(first[-1].id))),
+    )
+    record = await streamchat_client.get_run(started["id"])
+    assert ids_of(tails[0]) == ids_of(tails[1])
+    assert text_of(first) + text_of(tails[0]) == record["text"]
+    assert tails[0][-1].event == "done"
+
+
+async def test_events_of_unknown_run_is_404(streamchat_client):
+    with pytest.raises(StreamChatAPIError) as info:
+        await collect(streamchat_client.events("nope"))
+    assert info.value.status == 404
