@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 
+from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
+from tornado.ioloop import IOLoop
 from traitlets import Bool, Float, Int, List, Unicode, default
 
 from ._validation import BodyLimits
 from .handlers import route_table
+from .persistence import HandoffHub, NotebookRecorder, RunJournal
 from .providers import ProviderConfig, ProviderRegistry, UpstreamSettings
 from .runs import RunLimits, RunManager
 from .service import ChatService
@@ -92,6 +96,18 @@ class StreamChat(ExtensionApp):
     keepalive_interval = Float(15.0, config=True, help="Seconds between ': ping' comments on idle streams.")
     shutdown_timeout = Float(5.0, config=True, help="Seconds to record interrupted runs at shutdown.")
 
+    # ----- persistence -------------------------------------------------------------------------
+    journal_path = Unicode(
+        "",
+        config=True,
+        help="SQLite run journal (default: <jupyter data dir>/streamchat/journal-<root hash>.sqlite3; "
+        "one per server root so that two servers never recover each other's runs).",
+    )
+    journal_flush_interval = Float(0.5, config=True, help="Seconds between batched journal writes.")
+    handoff_timeout = Float(
+        2.0, config=True, help="Seconds an open document has to claim a finished turn before the file is written."
+    )
+
     @default("openai_api_key")
     def _default_openai_api_key(self) -> str | None:
         return os.environ.get("OPENAI_API_KEY") or None
@@ -142,6 +158,13 @@ class StreamChat(ExtensionApp):
             ),
         )
 
+    def _journal_file(self) -> str:
+        if self.journal_path:
+            return self.journal_path
+        root = os.path.realpath(self.serverapp.root_dir)
+        digest = hashlib.sha256(root.encode()).hexdigest()[:12]
+        return os.path.join(jupyter_data_dir(), "streamchat", f"journal-{digest}.sqlite3")
+
     def initialize_handlers(self) -> None:
         limits = RunLimits(
             max_concurrent_runs=self.max_concurrent_runs,
@@ -156,8 +179,18 @@ class StreamChat(ExtensionApp):
             body_limits=BodyLimits(self.max_body_bytes, self.max_messages, self.max_message_chars),
             root_dir=self.serverapp.root_dir,
             keepalive_interval=self.keepalive_interval,
+            journal=RunJournal(self._journal_file(), self.journal_flush_interval),
+            notebooks=NotebookRecorder(self.serverapp, HandoffHub(self.handoff_timeout)),
         )
+        self.service.journal.open()  # type: ignore[union-attr]
         self.handlers.extend(route_table(self.service))
+        IOLoop.current().add_callback(self._start_background_work)
+
+    async def _start_background_work(self) -> None:
+        service = self.service
+        assert service.journal is not None
+        service.journal.start_flusher(service.runs.running)
+        await service.recover()
 
     async def stop_extension(self) -> None:
         service = getattr(self, "service", None)

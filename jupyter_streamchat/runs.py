@@ -112,6 +112,11 @@ class Run:
         return self._reasoning[0] if self._reasoning else ""
 
     @property
+    def prompt(self) -> dict[str, str] | None:
+        """The user message this run answers (what a notebook turn records as its prompt)."""
+        return next((dict(m) for m in reversed(self.request.messages) if m["role"] == "user"), None)
+
+    @property
     def last_seq(self) -> int:
         return self._seq
 
@@ -378,6 +383,31 @@ class RunManager:
         assert run._task is not None
         run._task.add_done_callback(lambda _task: run.ensure_concluded())
         return run
+
+    def adopt(self, record: dict[str, Any], prompt: dict[str, str] | None) -> Run:
+        """Re-create a finished run from its journaled record (after a restart), replayable like any other."""
+        messages = [prompt] if prompt else []
+        request = RunRequest(record["model"], messages, {}, record.get("notebook"), record.get("conversation"))
+        run = Run(request, record.get("mode") or "detached", self.limits.replay_buffer_events)
+        run.id = record["id"]
+        run._run_event = encode_event(
+            1, "run", {"id": run.id, "model": run.model, "mode": run.mode, "created": record["created"]}
+        )
+        run.created, run.first_token = record["created"], record.get("first_token")
+        run.finish_reason, run.usage = record.get("finish_reason"), dict(record.get("usage") or {})
+        if record.get("reasoning"):
+            run._on_event(Reasoning(record["reasoning"]))
+        if record.get("text"):
+            run._on_event(Delta(record["text"]))
+        run.first_token = record.get("first_token")
+        run._conclude(record["status"], record.get("error"))
+        run.finished = record.get("finished") or run.finished
+        run.recorded.set()
+        self._runs[run.id] = run
+        return run
+
+    def running(self) -> list[Run]:
+        return [self._runs[run_id] for run_id in self._running if run_id in self._runs]
 
     def get(self, run_id: str) -> Run | None:
         return self._runs.get(run_id)

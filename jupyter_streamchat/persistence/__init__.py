@@ -1,0 +1,10 @@
+"""Recording finished runs: into notebooks (exactly once) and into the crash-safe run journal."""
+
+from __future__ import annotations
+
+from ._handoff import HandoffHub
+from ._notebooks import NotebookRecorder
+from ._schema import history_messages, make_turn, turns_of
+from .journal import RunJournal
+
+__all__ = ["HandoffHub", "NotebookRecorder", "RunJournal", "history_messages", "make_turn", "turns_of"]

@@ -1,0 +1,78 @@
+"""Open-document hand-off: a notebook open in JupyterLab takes a finished turn itself.
+
+Protocol (see README): the panel subscribes to ``GET streamchat/documents/events?path=P`` (SSE). When a
+turn for P is ready, each subscriber gets a ``turn`` event ``{"offer", "path", "conversation", "turn"}``.
+A subscriber claims it with ``POST streamchat/documents/ack {"offer": id}`` and applies the turn to the
+open document only if the answer says ``{"accepted": true}``. The first claim within the timeout wins;
+after the timeout the server writes the file itself and every later claim is refused. Exactly one of
+the two ever happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections import defaultdict
+from typing import Any
+
+from .._sse import encode_event
+
+
+class DocumentSubscriber:
+    __slots__ = ("path", "queue")
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue()
+
+
+class HandoffHub:
+    def __init__(self, timeout: float = 2.0) -> None:
+        self.timeout = timeout
+        self._subscribers: dict[str, set[DocumentSubscriber]] = defaultdict(set)
+        self._offers: dict[str, asyncio.Future[bool]] = {}
+        self._seq = 0
+        self.enabled = True  # switched off at shutdown: nobody is left to claim
+
+    def subscribe(self, path: str) -> DocumentSubscriber:
+        subscriber = DocumentSubscriber(path)
+        self._subscribers[path].add(subscriber)
+        return subscriber
+
+    def unsubscribe(self, subscriber: DocumentSubscriber) -> None:
+        subscribers = self._subscribers.get(subscriber.path)
+        if subscribers is not None:
+            subscribers.discard(subscriber)
+            if not subscribers:
+                del self._subscribers[subscriber.path]
+
+    def has_subscribers(self, path: str) -> bool:
+        return bool(self._subscribers.get(path))
+
+    async def offer(self, path: str, conversation: str, turn: dict[str, Any]) -> bool:
+        """True if an open document claimed the turn in time; then the caller must not write it."""
+        if not self.enabled or not self.has_subscribers(path):
+            return False
+        offer_id = secrets.token_urlsafe(12)
+        claimed: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._offers[offer_id] = claimed
+        self._seq += 1
+        event = encode_event(
+            self._seq, "turn", {"offer": offer_id, "path": path, "conversation": conversation, "turn": turn}
+        )
+        for subscriber in self._subscribers[path]:
+            subscriber.queue.put_nowait(event)
+        try:
+            return await asyncio.wait_for(asyncio.shield(claimed), self.timeout)
+        except TimeoutError:
+            return False
+        finally:
+            # After this point a claim is refused, so the open document and the file never both get it.
+            del self._offers[offer_id]
+
+    def claim(self, offer_id: str) -> bool:
+        claimed = self._offers.get(offer_id)
+        if claimed is None or claimed.done():
+            return False
+        claimed.set_result(True)
+        return True
