@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -12,8 +13,11 @@ from tornado import web
 from tornado.iostream import StreamClosedError
 
 from ._errors import BadRequest, NotFound, StreamChatError
-from ._sse import PING
+from ._paths import confine
+from ._sse import PING, encode_event
 from ._validation import parse_chat_body
+from .persistence import HandoffHub
+from .persistence._handoff import DocumentSubscriber
 from .runs import DISCONNECT, TERMINAL_STATUSES, Run, Subscription
 from .service import ChatService
 
@@ -190,6 +194,65 @@ class DirectStreamHandler(SSEHandler):
         super().on_connection_close()
 
 
+class DocumentEventsHandler(BaseHandler):
+    """The open-document side of the hand-off: finished turns for one notebook path (see persistence)."""
+
+    _subscriber: DocumentSubscriber | None = None
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        handoff = self._handoff()
+        path = confine(self.service.root_dir, self.get_query_argument("path", ""))
+        self._subscriber = subscriber = handoff.subscribe(path)
+        try:
+            self.set_status(200)
+            self.set_header("Content-Type", "text/event-stream; charset=utf-8")
+            self.set_header("Cache-Control", "no-cache, no-transform")
+            self.write(encode_event(0, "ready", {"path": path}))
+            await self.flush()
+            while True:
+                try:
+                    chunk = await asyncio.wait_for(subscriber.queue.get(), self.service.keepalive_interval)
+                except TimeoutError:
+                    chunk = PING
+                if not chunk:  # the connection closed
+                    break
+                self.write(chunk)
+                await self.flush()
+        except StreamClosedError:
+            pass
+        finally:
+            handoff.unsubscribe(subscriber)
+
+    def on_connection_close(self) -> None:
+        if self._subscriber is not None:
+            # Stop offering turns to a client that is gone, and wake the loop so it ends now.
+            self._handoff().unsubscribe(self._subscriber)
+            self._subscriber.queue.put_nowait(b"")
+
+    def _handoff(self) -> HandoffHub:
+        if self.service.notebooks is None:
+            raise NotFound("notebook persistence is off")
+        return self.service.notebooks.handoff
+
+
+class DocumentClaimHandler(BaseHandler):
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        recorder = self.service.notebooks
+        if recorder is None:
+            raise NotFound("notebook persistence is off")
+        try:
+            body = json.loads(self.request.body or b"null")
+        except ValueError:
+            raise BadRequest("request body is not valid JSON") from None
+        if not isinstance(body, dict) or not isinstance(body.get("offer"), str):
+            raise BadRequest("send {'offer': <offer id>}")
+        self.finish({"offer": body["offer"], "accepted": recorder.handoff.claim(body["offer"])})
+
+
 def route_table(service: ChatService) -> list[tuple[str, type[web.RequestHandler], dict[str, Any]]]:
     kwargs = {"service": service}
     run_id = r"(?P<run_id>[A-Za-z0-9_\-]+)"
@@ -200,4 +263,6 @@ def route_table(service: ChatService) -> list[tuple[str, type[web.RequestHandler
         (rf"/streamchat/runs/{run_id}/events", RunEventsHandler, kwargs),
         (rf"/streamchat/runs/{run_id}/stop", RunStopHandler, kwargs),
         (r"/streamchat/stream", DirectStreamHandler, kwargs),
+        (r"/streamchat/documents/events", DocumentEventsHandler, kwargs),
+        (r"/streamchat/documents/claim", DocumentClaimHandler, kwargs),
     ]

@@ -10,11 +10,9 @@ import logging
 from collections import defaultdict
 from typing import Any
 
-from jupyter_core.utils import ensure_async
-
 from ._handoff import HandoffHub
 from ._schema import conversation_key, make_turn, turns_of
-from ._writers import write_file, write_shared_document
+from ._writers import read_notebook, write_file, write_shared_document
 
 log = logging.getLogger("jupyter_streamchat.persistence")
 
@@ -46,8 +44,6 @@ class NotebookRecorder:
             return "duplicate"
 
     async def conversation_turns(self, path: str, conversation: str) -> list[dict[str, Any]]:
-        cm = self.contents_manager
-        if not await ensure_async(cm.file_exists(path)):
-            return []
-        model = await ensure_async(cm.get(path, content=True, type="notebook"))
-        return turns_of(dict(model["content"].metadata), conversation)
+        async with self._locks[path]:
+            notebook = await read_notebook(self.contents_manager, path)
+        return turns_of(dict(notebook.metadata), conversation) if notebook is not None else []

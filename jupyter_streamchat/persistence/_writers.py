@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import os
+import tempfile
 from typing import Any
 
 import nbformat
@@ -40,15 +44,53 @@ async def write_shared_document(serverapp: Any, path: str, conversation: str, tu
 
 
 async def write_file(contents_manager: Any, path: str, conversation: str, turn: dict[str, Any]) -> bool:
-    """Read-merge-write through the ContentsManager (atomic save). Caller serializes per path."""
-    if await ensure_async(contents_manager.file_exists(path)):
-        model = await ensure_async(contents_manager.get(path, content=True, type="notebook"))
-        notebook = model["content"]
-    else:
+    """Read-merge-write of the notebook file. Caller serializes per path.
+
+    Local files are replaced atomically (temp file + ``os.replace``), so a reader never sees a half
+    written notebook; other ContentsManagers (S3, databases...) get a normal ``save``.
+    """
+    notebook = await read_notebook(contents_manager, path)
+    if notebook is None:
         notebook = nbformat.v4.new_notebook()
     section = merged_streamchat(dict(notebook.metadata), conversation, turn)
     if section is None:
         return False
     notebook.metadata["streamchat"] = section
-    await ensure_async(contents_manager.save({"type": "notebook", "format": "json", "content": notebook}, path))
+    os_path = _local_path(contents_manager, path)
+    if os_path is None:
+        model = {"type": "notebook", "format": "json", "content": notebook}
+        await ensure_async(contents_manager.save(model, path))
+        return True
+    await asyncio.to_thread(_replace_atomically, os_path, notebook)
     return True
+
+
+async def read_notebook(contents_manager: Any, path: str) -> Any | None:
+    if not await ensure_async(contents_manager.file_exists(path)):
+        return None
+    model = await ensure_async(contents_manager.get(path, content=True, type="notebook"))
+    return model["content"]
+
+
+def _local_path(contents_manager: Any, path: str) -> str | None:
+    get_os_path = getattr(contents_manager, "_get_os_path", None)
+    return get_os_path(path) if callable(get_os_path) else None
+
+
+def _replace_atomically(os_path: str, notebook: Any) -> None:
+    directory = os.path.dirname(os_path)
+    os.makedirs(directory, exist_ok=True)
+    mode = os.stat(os_path).st_mode & 0o777 if os.path.exists(os_path) else None
+    fd, tmp = tempfile.mkstemp(prefix=".streamchat-", suffix=".ipynb.tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            nbformat.write(notebook, handle, version=nbformat.NO_CONVERT)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, os_path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

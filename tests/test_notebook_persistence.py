@@ -1,0 +1,218 @@
+"""Every run that names a notebook lands in its metadata exactly once (file path and hand-off)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from contextlib import aclosing
+
+import httpx
+import nbformat
+import pytest
+
+from tests.helpers import chat, collect, text_of, wait_finished
+from tests.upstream import Drop, Script, Stall, Text
+
+
+def turns(root, path: str, conversation: str = "default") -> list[dict]:
+    notebook = nbformat.read(root / path, as_version=4)
+    nbformat.validate(notebook)
+    conversations = notebook.metadata.get("streamchat", {}).get("conversations", {})
+    return conversations.get(conversation, {}).get("turns", [])
+
+
+async def wait_turns(root, path: str, count: int, conversation: str = "default", timeout: float = 10) -> list[dict]:
+    """The run's `done` event goes out before the turn is written: poll until ``count`` turns are there."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        recorded = turns(root, path, conversation)
+        if len(recorded) >= count or asyncio.get_running_loop().time() > deadline:
+            return recorded
+        await asyncio.sleep(0.02)
+
+
+def service_of(jp_serverapp):
+    (app,) = jp_serverapp.extension_manager.extension_apps["jupyter_streamchat"]
+    return app.service
+
+
+@pytest.fixture
+def notebook(jp_root_dir) -> str:
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1")]), jp_root_dir / "nb.ipynb")
+    return "nb.ipynb"
+
+
+async def test_stopped_run_is_one_partial_turn(streamchat_client, upstream, jp_root_dir, notebook):
+    upstream.script("stall", Script([Text("Hal"), Text("f"), Stall(30)]))
+    started = await streamchat_client.start_run(chat("openai:stall", "question?", notebook=notebook))
+    seen = await collect(streamchat_client.events(started["id"]), limit=2)
+    # When Stop is pressed twice, racing itself
+    first, second = await asyncio.gather(streamchat_client.stop(started["id"]), streamchat_client.stop(started["id"]))
+    # Then exactly one stop took effect, and the partial was recorded before Stop answered
+    assert sorted([first["stopped"], second["stopped"]]) == [False, True]
+    (turn,) = turns(jp_root_dir, notebook)
+    assert turn["run"] == started["id"] and turn["mode"] == "detached" and turn["model"] == "openai:stall"
+    assert turn["prompt"] == {"role": "user", "content": "question?"}
+    reply = turn["reply"]
+    assert reply["status"] == "stopped" and reply["partial"] is True
+    assert reply["content"] == text_of(seen) == "Half"
+    # And the user's cell is untouched
+    assert nbformat.read(jp_root_dir / notebook, as_version=4).cells[0].source == "1 + 1"
+
+
+async def test_completed_runs_append_in_order(streamchat_client, upstream, jp_root_dir, notebook):
+    ids = []
+    for index in range(3):
+        upstream.script(f"m{index}", Script.reply([f"answer {index}"]))
+        started = await streamchat_client.start_run(chat(f"openai:m{index}", f"q{index}", notebook=notebook))
+        await collect(streamchat_client.events(started["id"]))
+        ids.append(started["id"])
+    recorded = await wait_turns(jp_root_dir, notebook, 3)
+    assert [t["run"] for t in recorded] == ids
+    assert [t["reply"]["content"] for t in recorded] == ["answer 0", "answer 1", "answer 2"]
+    assert all(t["reply"]["partial"] is False and t["reply"]["status"] == "completed" for t in recorded)
+
+
+async def test_failed_run_keeps_partial_and_error(streamchat_client, upstream, jp_root_dir, notebook):
+    upstream.script("drop", Script([Text("some"), Drop()]))
+    started = await streamchat_client.start_run(chat("openai:drop", notebook=notebook, conversation="c"))
+    await collect(streamchat_client.events(started["id"]))
+    (turn,) = await wait_turns(jp_root_dir, notebook, 1, "c")
+    assert turn["reply"]["status"] == "failed" and turn["reply"]["content"] == "some"
+    assert turn["reply"]["error"]["code"] == "upstream_connection_lost"
+
+
+async def test_direct_stream_disconnect_and_stop_race_records_once(streamchat_client, upstream, jp_root_dir, notebook):
+    upstream.script("pane", Script([Text("p"), Stall(30)]))
+    seen = []
+    async with aclosing(streamchat_client.stream(chat("openai:pane", notebook=notebook, conversation="cmp"))) as events:
+        async for message in events:
+            seen.append(message)
+            if message.event == "delta":
+                # Stop via the route and hang up at the same moment
+                stop = asyncio.ensure_future(streamchat_client.stop(seen[0].json()["id"]))
+                break
+    await stop
+    record = await wait_finished(streamchat_client, seen[0].json()["id"])
+    (turn,) = turns(jp_root_dir, notebook, "cmp")
+    assert turn["mode"] == "direct" and turn["reply"]["status"] == "stopped" == record["status"]
+    assert turn["reply"]["content"] == "p"
+
+
+async def test_ten_concurrent_runs_into_one_notebook(streamchat_client, upstream, jp_root_dir, notebook):
+    for index in range(10):
+        upstream.script(f"c{index}", Script.reply([f"r{index}-", "x"], pace=0.01 * (index % 3)))
+    started = await asyncio.gather(
+        *(streamchat_client.start_run(chat(f"openai:c{i}", notebook=notebook)) for i in range(10))
+    )
+    await asyncio.gather(*(collect(streamchat_client.events(s["id"])) for s in started))
+    for s in started:
+        await wait_finished(streamchat_client, s["id"])
+    recorded = await wait_turns(jp_root_dir, notebook, 10)
+    assert sorted(t["run"] for t in recorded) == sorted(s["id"] for s in started)
+    await asyncio.sleep(0.2)  # nothing more arrives later
+    assert len(turns(jp_root_dir, notebook)) == 10
+
+
+async def test_prompt_mode_history_includes_partial_and_excludes_failed(
+    streamchat_client, upstream, jp_root_dir, notebook
+):
+    conv = {"notebook": notebook, "conversation": "h"}
+    upstream.script("ok", Script.reply(["first answer"]))
+    upstream.script("bad", Script([Text("broken words"), Drop()]))
+    upstream.script("cut", Script([Text("half answer"), Stall(30)]))
+    upstream.script("next", Script.reply(["fine"]))
+    for model, prompt in [("ok", "one"), ("bad", "two")]:
+        run = await streamchat_client.start_run({"model": f"openai:{model}", "prompt": prompt, **conv})
+        await collect(streamchat_client.events(run["id"]))
+    run = await streamchat_client.start_run({"model": "openai:cut", "prompt": "three", **conv})
+    await collect(streamchat_client.events(run["id"]), limit=1)
+    await streamchat_client.stop(run["id"])
+    # When the next prompt is sent by conversation id
+    run = await streamchat_client.start_run({"model": "openai:next", "prompt": "four", **conv})
+    await collect(streamchat_client.events(run["id"]))
+    # Then the model saw the completed and the partial turns, not the failed one, and no reasoning
+    sent = (await upstream.wait_for_request_async("next")).body["messages"]
+    assert sent == [
+        {"role": "user", "content": "one"},
+        {"role": "assistant", "content": "first answer"},
+        {"role": "user", "content": "three"},
+        {"role": "assistant", "content": "half answer"},
+        {"role": "user", "content": "four"},
+    ]
+    recorded = await wait_turns(jp_root_dir, notebook, 4, "h")
+    assert [t["prompt"]["content"] for t in recorded] == ["one", "two", "three", "four"]
+
+
+# ----- open-document hand-off ------------------------------------------------------------------
+
+
+async def open_document(streamchat_url, token, path, claim: bool, got: list, ready: asyncio.Event):
+    """A client speaking the hand-off protocol: subscribe, and claim each offered turn (or not)."""
+    headers = {"Authorization": f"token {token}"}
+    async with httpx.AsyncClient(base_url=streamchat_url + "streamchat/", headers=headers, timeout=None) as http:
+        async with http.stream("GET", "documents/events", params={"path": path}) as response:
+            assert response.status_code == 200
+            event = None
+            async for line in response.aiter_lines():
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: ") and event == "ready":
+                    ready.set()
+                elif line.startswith("data: ") and event == "turn":
+                    offer = json.loads(line[6:])
+                    if claim:
+                        answer = (await http.post("documents/claim", json={"offer": offer["offer"]})).json()
+                        offer["accepted"] = answer["accepted"]
+                    got.append(offer)
+
+
+@pytest.fixture
+def streamchat_settings(streamchat_settings):
+    return {**streamchat_settings, "handoff_timeout": 0.5}
+
+
+@pytest.mark.parametrize("claims", [True, False], ids=["claimed", "never-claimed"])
+async def test_open_document_handoff(
+    streamchat_client, streamchat_url, jp_serverapp, upstream, jp_root_dir, notebook, claims
+):
+    token = jp_serverapp.identity_provider.token
+    before = (jp_root_dir / notebook).read_bytes()
+    got: list = []
+    ready = asyncio.Event()
+    client = asyncio.ensure_future(open_document(streamchat_url, token, notebook, claims, got, ready))
+    await asyncio.wait_for(ready.wait(), 5)
+    upstream.script("doc", Script.reply(["for the open doc"]))
+    started = await streamchat_client.start_run(chat("openai:doc", notebook=notebook))
+    await collect(streamchat_client.events(started["id"]))
+    await streamchat_client.stop(started["id"])  # returns once the run is recorded, one way or the other
+    client.cancel()
+    # Then the turn was offered to the open document
+    assert [o["turn"]["run"] for o in got] == [started["id"]]
+    assert got[0]["turn"]["reply"]["content"] == "for the open doc"
+    how = service_of(jp_serverapp).recorded_via[started["id"]]
+    if claims:
+        # And the client took it: the file on disk was not touched
+        assert got[0]["accepted"] is True and how == "open-document"
+        assert (jp_root_dir / notebook).read_bytes() == before
+    else:
+        # And nobody claimed it in time: it went to the file, once
+        assert how == "file"
+        assert [t["run"] for t in turns(jp_root_dir, notebook)] == [started["id"]]
+
+
+async def test_late_claim_is_refused(streamchat_client, streamchat_url, jp_serverapp, upstream, jp_root_dir, notebook):
+    got: list = []
+    ready = asyncio.Event()
+    token = jp_serverapp.identity_provider.token
+    client = asyncio.ensure_future(open_document(streamchat_url, token, notebook, False, got, ready))
+    await asyncio.wait_for(ready.wait(), 5)
+    upstream.script("late", Script.reply(["x"]))
+    started = await streamchat_client.start_run(chat("openai:late", notebook=notebook))
+    await streamchat_client.stop(started["id"])
+    client.cancel()
+    # When the open document claims after the server fell back to the file
+    answer = await streamchat_client._http.post("documents/claim", json={"offer": got[0]["offer"]})
+    # Then it is told not to apply the turn: never both
+    assert answer.json()["accepted"] is False
+    assert len(turns(jp_root_dir, notebook)) == 1
