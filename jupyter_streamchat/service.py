@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,6 +80,7 @@ class ChatService:
         """After a crash or restart: unfinished runs become interrupted and are persisted once."""
         if self.journal is None:
             return
+        self.journal.forget_before(time.time() - self.runs.limits.finished_run_retention)
         for record, prompt, persisted in self.journal.recover(utc_now()):
             if self.runs.get(record["id"]) is None:
                 self.runs.adopt(record, prompt)

@@ -127,7 +127,8 @@ def _chunk_events(chunk: dict[str, Any], splitter: LeadingThinkSplitter) -> Iter
             yield Finish(choice["finish_reason"])
     usage = chunk.get("usage")
     if usage:
-        yield Usage(usage.get("prompt_tokens"), usage.get("completion_tokens"), final=True)
+        # The final usage chunk has no choices; some servers also report running usage on content chunks.
+        yield Usage(usage.get("prompt_tokens"), usage.get("completion_tokens"), final=not chunk.get("choices"))
 
 
 def _error_text(error: Any) -> str:
