@@ -1,0 +1,124 @@
+"""A real ``jupyter server`` process with jupyter_streamchat, for tests that kill it (SIGKILL, SIGTERM).
+
+pytest-jupyter's in-process server cannot crash; this one can. Every directory Jupyter would touch
+(config, data, runtime, home) is private to the test, so no user or machine setting leaks in.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServerProcess:
+    """One server process; ``start()`` again after it ended to get a new one on the same journal and root."""
+
+    def __init__(self, workdir: Path, upstream_url: str, flush_interval: float = 0.1) -> None:
+        self.workdir = workdir
+        self.root = workdir / "root"
+        self.journal = workdir / "journal.sqlite3"
+        self.upstream_url = upstream_url
+        self.flush_interval = flush_interval
+        self.token = secrets.token_hex(16)
+        self.port = 0
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+        for name in ("root", "config", "data", "runtime", "home"):
+            (workdir / name).mkdir(parents=True, exist_ok=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / f"server-{self.starts}.log"
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
+
+    def start(self, timeout: float = 30.0) -> None:
+        assert self.process is None or self.process.poll() is not None, "server already running"
+        self.starts += 1
+        self.port = free_port()
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+            "JUPYTER_CONFIG_DIR": str(self.workdir / "config"),
+            "JUPYTER_DATA_DIR": str(self.workdir / "data"),
+            "JUPYTER_RUNTIME_DIR": str(self.workdir / "runtime"),
+            "HOME": str(self.workdir / "home"),
+            "JUPYTER_PLATFORM_DIRS": "1",
+        }
+        for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "OLLAMA_HOST"):
+            env.pop(name, None)
+        args = [
+            sys.executable,
+            "-m",
+            "jupyter_server",
+            "--ServerApp.jpserver_extensions={'jupyter_streamchat': True}",
+            f"--port={self.port}",
+            "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={self.token}",
+            "--ServerApp.open_browser=False",
+            "--allow-root",
+            f"--ServerApp.root_dir={self.root}",
+            f"--StreamChat.openai_base_url={self.upstream_url}",
+            "--StreamChat.openai_api_key=k",
+            "--StreamChat.ollama_enabled=False",
+            f"--StreamChat.journal_path={self.journal}",
+            f"--StreamChat.journal_flush_interval={self.flush_interval}",
+        ]
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
+        deadline = time.monotonic() + timeout
+        headers = {"Authorization": f"token {self.token}"}
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                if httpx.get(f"{self.base_url}api/status", headers=headers, timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                self.kill()
+                raise TimeoutError(f"server did not answer within {timeout}s:\n{self.log_tail()}")
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup of any kind runs in the server."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def terminate(self, timeout: float = 10.0) -> float:
+        """SIGTERM, then wait for the exit; returns the seconds it took (raises if longer than ``timeout``)."""
+        assert self.process is not None
+        sent = time.monotonic()
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"server did not exit within {timeout}s of SIGTERM:\n{self.log_tail()}") from None
+        return time.monotonic() - sent
+
+    def close(self) -> None:
+        self.kill()
