@@ -34,7 +34,6 @@ SAVE_DELAY = 0.2
 # Product bug: persistence/_writers.py reads `document.ymeta`, which jupyter_ydoc's YNotebook does not
 # have (only `_ymeta`); the AttributeError makes the recorder give up, so the turn reaches neither the
 # shared document nor the file. Fix: `meta = document.ydoc.get("meta", type=Map)`.
-YMETA_BUG = pytest.mark.xfail(strict=True, reason="write_shared_document uses YNotebook.ymeta, which does not exist")
 
 
 @pytest.fixture
@@ -146,7 +145,6 @@ def write_notebook(path: Path) -> None:
     nbformat.write(notebook, path)
 
 
-@YMETA_BUG
 async def test_completed_run_lands_in_shared_document_and_file_once(
     jp_serverapp: Any,
     jp_root_dir: Path,
@@ -189,7 +187,6 @@ async def test_completed_run_lands_in_shared_document_and_file_once(
         assert len(client_turns(shared, run_id)) == 1
 
 
-@YMETA_BUG
 async def test_stopped_run_lands_in_shared_document_once_with_partial_text(
     jp_serverapp: Any,
     jp_root_dir: Path,

@@ -30,17 +30,26 @@ async def write_shared_document(serverapp: Any, path: str, conversation: str, tu
         return False
     if document is None:
         return False
+    try:
+        _merge_into_shared(document, conversation, turn)
+    except Exception:
+        # A shared model we cannot write must not lose the turn: the caller falls back to the file.
+        log.exception("streamchat: could not write to the shared document of %s", path)
+        return False
+    return True
+
+
+def _merge_into_shared(document: Any, conversation: str, turn: dict[str, Any]) -> None:
     from pycrdt import Map
 
     with document.ydoc.transaction():
-        meta = document.ymeta
+        meta = document.ydoc.get("meta", type=Map)  # YNotebook keeps it private (_ymeta)
         metadata = meta["metadata"].to_py() if "metadata" in meta else {}
         section = merged_streamchat(metadata or {}, conversation, turn)
         if section is not None:
             if "metadata" not in meta:
                 meta["metadata"] = Map({})
             meta["metadata"]["streamchat"] = section
-    return True
 
 
 async def write_file(contents_manager: Any, path: str, conversation: str, turn: dict[str, Any]) -> bool:
