@@ -51,3 +51,9 @@ async def wait_finished(client: StreamChatClient, run_id: str, timeout: float = 
         if record["status"] != "running" or time.monotonic() > deadline:
             return record
         await asyncio.sleep(0.02)
+
+
+def service_of(jp_serverapp: Any) -> Any:
+    """The extension's ChatService inside an in-process test server."""
+    (app,) = jp_serverapp.extension_manager.extension_apps["jupyter_streamchat"]
+    return app.service

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jupyter_streamchat.runs import SHUTDOWN
-from tests.helpers import chat, text_of, wait_finished
+from tests.helpers import chat, service_of, text_of, wait_finished
 from tests.upstream import Done, Finish, Script, Stall, Text, Usage
 
 ACTIONS = st.lists(
@@ -34,11 +34,6 @@ def turns_for(root, path: str) -> list[dict]:
     nbformat.validate(notebook)
     conversations = notebook.metadata.get("streamchat", {}).get("conversations", {})
     return [turn for conv in conversations.values() for turn in conv["turns"]]
-
-
-def service_of(jp_serverapp):
-    (app,) = jp_serverapp.extension_manager.extension_apps["jupyter_streamchat"]
-    return app.service
 
 
 @settings(

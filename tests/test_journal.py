@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-from tests.helpers import chat, collect
+from tests.helpers import chat, collect, service_of
 from tests.upstream import Script, Stall, Text
-
-
-def service_of(jp_serverapp):
-    (app,) = jp_serverapp.extension_manager.extension_apps["jupyter_streamchat"]
-    return app.service
 
 
 async def test_streaming_writes_the_journal_in_batches(streamchat_client, upstream, jp_serverapp):

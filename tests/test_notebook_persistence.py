@@ -10,7 +10,7 @@ import httpx
 import nbformat
 import pytest
 
-from tests.helpers import chat, collect, text_of, wait_finished
+from tests.helpers import chat, collect, service_of, text_of, wait_finished
 from tests.upstream import Drop, Script, Stall, Text
 
 
@@ -29,11 +29,6 @@ async def wait_turns(root, path: str, count: int, conversation: str = "default",
         if len(recorded) >= count or asyncio.get_running_loop().time() > deadline:
             return recorded
         await asyncio.sleep(0.02)
-
-
-def service_of(jp_serverapp):
-    (app,) = jp_serverapp.extension_manager.extension_apps["jupyter_streamchat"]
-    return app.service
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import email.utils
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -219,6 +219,14 @@ def _parse_retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+def decode_events(decode: Callable[[], Iterable[StreamEvent]], provider: str, what: str) -> list[StreamEvent]:
+    """Run an adapter's decoder; an unexpected payload shape becomes a clear ``upstream_malformed``."""
+    try:
+        return list(decode())
+    except (AttributeError, TypeError, KeyError) as exc:
+        raise UpstreamError("upstream_malformed", f"{provider} sent an unexpected {what}: {exc}") from None
 
 
 def parse_json_chunk(data: str, provider: str) -> Any:

@@ -15,6 +15,7 @@ from ._base import (
     UpstreamError,
     UpstreamSettings,
     Usage,
+    decode_events,
     parse_json_chunk,
     upstream_lines,
 )
@@ -72,13 +73,7 @@ class AnthropicProvider:
                     error = data.get("error") or {}
                     text = error.get("message") if isinstance(error, dict) else str(error)
                     raise UpstreamError("upstream_error", self._transport.redact(f"{self.name}: {text}"))
-                try:
-                    events = list(_events(kind, data))
-                except (AttributeError, TypeError, KeyError) as exc:
-                    raise UpstreamError(
-                        "upstream_malformed", f"{self.name} sent an unexpected {kind!r} event: {exc}"
-                    ) from None
-                for event in events:
+                for event in decode_events(self.name, f"{kind!r} event", _events, kind, data):
                     yield event
                 if kind == "message_stop":
                     return

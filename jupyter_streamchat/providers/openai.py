@@ -15,6 +15,7 @@ from ._base import (
     UpstreamError,
     UpstreamSettings,
     Usage,
+    decode_events,
     log,
     parse_json_chunk,
     upstream_lines,
@@ -98,13 +99,7 @@ class OpenAIProvider:
                     raise UpstreamError("upstream_malformed", f"{self.name} sent a non-object chunk")
                 if "error" in chunk:
                     raise UpstreamError("upstream_error", self._transport.redact(_error_text(chunk["error"])))
-                try:
-                    events = list(_chunk_events(chunk, splitter))
-                except (AttributeError, TypeError, KeyError) as exc:
-                    raise UpstreamError(
-                        "upstream_malformed", f"{self.name} sent an unexpected chunk shape: {exc}"
-                    ) from None
-                for event in events:
+                for event in decode_events(self.name, "chunk shape", _chunk_events, chunk, splitter):
                     yield event
         for event in splitter.flush():
             yield event
