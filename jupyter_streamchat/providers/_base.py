@@ -221,10 +221,12 @@ def _parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def decode_events(decode: Callable[[], Iterable[StreamEvent]], provider: str, what: str) -> list[StreamEvent]:
+def decode_events(
+    provider: str, what: str, decode: Callable[..., Iterable[StreamEvent]], *args: Any
+) -> list[StreamEvent]:
     """Run an adapter's decoder; an unexpected payload shape becomes a clear ``upstream_malformed``."""
     try:
-        return list(decode())
+        return list(decode(*args))
     except (AttributeError, TypeError, KeyError) as exc:
         raise UpstreamError("upstream_malformed", f"{provider} sent an unexpected {what}: {exc}") from None
 
