@@ -1,8 +1,8 @@
 """``--profile``: where the server spends its time relaying tokens.
 
 A. **unpaced** (the 100k throughput stream, 300k deltas here for more signal): the server runs under
-   ``benchmarks._profiled_server``, whose cProfile is switched on (SIGUSR1) right before the stream
-   and written (SIGUSR2) right after it, and the top functions by own time are listed with their
+   ``benchmarks._profiled_server``, whose cProfile statistics are reset right before the stream and
+   written right after it (real-time signals), and the top functions by own time are listed with their
    call counts per relayed token.  cProfile inflates cheap, frequent calls; read shares, not µs;
 B. **paced** (200 direct streams at 20 tokens/s, one event per upstream read and per client write):
    ``py-spy record`` samples the running server (no instrumentation overhead) and the top frames by

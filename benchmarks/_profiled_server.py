@@ -1,10 +1,10 @@
 """``python -m benchmarks._profiled_server OUT.prof <jupyter_server args...>``
 
-Runs the Jupyter server under a cProfile profiler whose statistics are cleared at SIGUSR1 and
-written to ``OUT.prof`` at SIGUSR2, so the profile covers only the benchmarked window (not
-start-up, config/schema parsing or shutdown).  The profiler is enabled before the server starts:
-on CPython 3.11, enabling it from a signal handler would not reach the frames already running
-(the event loop's), and nothing would be recorded.
+Runs the Jupyter server under a cProfile profiler whose statistics are cleared at ``START`` and
+written to ``OUT.prof`` at ``STOP`` (real-time signals: Jupyter server takes SIGUSR1 for itself),
+so the profile covers only the benchmarked window (not start-up, config/schema parsing or
+shutdown).  The profiler itself runs from before the server starts; the signals only reset and
+dump its statistics.
 """
 
 from __future__ import annotations
@@ -12,6 +12,9 @@ from __future__ import annotations
 import cProfile
 import signal
 import sys
+
+START = signal.SIGRTMIN + 1
+STOP = signal.SIGRTMIN + 2
 
 
 def main() -> None:
@@ -25,8 +28,8 @@ def main() -> None:
         profiler.disable()
         profiler.dump_stats(out)
 
-    signal.signal(signal.SIGUSR1, start)
-    signal.signal(signal.SIGUSR2, stop)
+    signal.signal(START, start)
+    signal.signal(STOP, stop)
     sys.argv = ["jupyter-server", *sys.argv[2:]]
     from jupyter_server.serverapp import main as server_main
 

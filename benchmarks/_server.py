@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from . import _profiled_server
 from ._proc import cpu_seconds, free_port, rss_kib
 from ._upstream_proc import REPO
 
@@ -86,13 +87,13 @@ class JupyterServer:
 
     def profile_start(self) -> None:
         assert self.proc is not None and self.profile_out is not None
-        self.proc.send_signal(signal.SIGUSR1)
+        self.proc.send_signal(_profiled_server.START)
 
     async def profile_stop(self, timeout: float = 30.0) -> bool:
         """Stop profiling and wait until the stats file is written."""
         assert self.proc is not None and self.profile_out is not None
         self.profile_out.unlink(missing_ok=True)
-        self.proc.send_signal(signal.SIGUSR2)
+        self.proc.send_signal(_profiled_server.STOP)
         deadline = time.monotonic() + timeout
         size = -1
         while time.monotonic() < deadline:

@@ -114,6 +114,7 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
     profile: dict[str, Any] | None = None
     names = args.only or list(FAMILIES)
     started = time.monotonic()
+    git = git_state(product)  # before the run: others may commit meanwhile
     try:
         await upstream.start()
         bench = Bench(quick=args.quick, workdir=workdir, product_dir=product, upstream=upstream, profile_dir=workdir)
@@ -157,7 +158,7 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
         "quick": args.quick,
         "machine": machine(),
         "versions": versions(),
-        "git": git_state(product),
+        "git": git,
         "seconds": round(time.monotonic() - started, 1),
         "sections": [section.as_dict() for section in sections],
         "markdown": markdown(sections),
