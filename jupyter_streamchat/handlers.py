@@ -51,6 +51,12 @@ class BaseHandler(APIHandler):
             return
         super()._handle_request_exception(e)  # type: ignore[misc]
 
+    def start_sse(self) -> None:
+        self.set_status(200)
+        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.set_header("Cache-Control", "no-cache, no-transform")
+        self.set_header("X-Accel-Buffering", "no")
+
     def get_run(self, run_id: str) -> Run:
         run = self.service.runs.get(run_id)
         if run is None:
@@ -65,12 +71,6 @@ class SSEHandler(BaseHandler):
     """Relays a run's events; subclasses decide what a client going away means."""
 
     _subscription: Subscription | None = None
-
-    def start_sse(self) -> None:
-        self.set_status(200)
-        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
-        self.set_header("Cache-Control", "no-cache, no-transform")
-        self.set_header("X-Accel-Buffering", "no")
 
     async def relay(self, subscription: Subscription) -> bool:
         """Write events until the run is over; False if the client went away first."""
@@ -206,9 +206,7 @@ class DocumentEventsHandler(BaseHandler):
         path = confine(self.service.root_dir, self.get_query_argument("path", ""))
         self._subscriber = subscriber = handoff.subscribe(path)
         try:
-            self.set_status(200)
-            self.set_header("Content-Type", "text/event-stream; charset=utf-8")
-            self.set_header("Cache-Control", "no-cache, no-transform")
+            self.start_sse()
             self.write(encode_event(0, "ready", {"path": path}))
             await self.flush()
             while True:
