@@ -40,7 +40,7 @@ async def direct_httpx(base_url: str, model: str) -> dict[str, Any]:
     count, first, last = 0, None, None
     async with httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=None)) as client:
         async with client.stream("POST", f"{base_url}/v1/chat/completions", json=body) as response:
-            async for message in iter_sse(response.aiter_lines()):
+            async for message in iter_sse(response.aiter_text()):
                 if message.data == "[DONE]":
                     break
                 chunk = json.loads(message.data)

@@ -7,7 +7,7 @@ framing (multi-line ``data``, comments, ``id``/``event`` fields, CRLF tolerance)
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
@@ -37,17 +37,42 @@ def encode_text_event(seq: int, event: str, text: str) -> bytes:
 
 
 class SSEDecoder:
-    """Incremental, line-based SSE parser (https://html.spec.whatwg.org/#event-stream-interpretation)."""
+    """Incremental SSE parser (https://html.spec.whatwg.org/#event-stream-interpretation).
 
-    __slots__ = ("_data", "_event", "_id")
+    ``feed`` takes text exactly as the network delivered it (lines split anywhere, LF, CRLF or CR
+    endings) and returns every message it completed, so a reader does one pass per network read
+    instead of one async hop per line.
+    """
+
+    __slots__ = ("_data", "_event", "_id", "_partial")
 
     def __init__(self) -> None:
         self._event = ""
         self._data: list[str] = []
         self._id: str | None = None
+        self._partial = ""
 
-    def feed_line(self, line: str) -> SSEMessage | None:
-        """Feed one line without its terminator; returns a message when a blank line completes one."""
+    def feed(self, text: str) -> list[SSEMessage]:
+        if self._partial:
+            text = self._partial + text
+        if "\r" in text:
+            # A trailing CR may be the first half of a CRLF split across reads: keep it for later.
+            held = "\r" if text[-1] == "\r" else ""
+            text = text[: len(text) - len(held)].replace("\r\n", "\n").replace("\r", "\n") + held
+        lines = text.split("\n")
+        self._partial = lines.pop()
+        messages = []
+        for line in lines:
+            message = self._feed_line(line)
+            if message is not None:
+                messages.append(message)
+        return messages
+
+    def flush(self) -> list[SSEMessage]:
+        """A stream may end without its final line break or blank line; pending data is one last message."""
+        return self.feed("\n\n")
+
+    def _feed_line(self, line: str) -> SSEMessage | None:
         if not line:
             if not self._data and not self._event:
                 return None
@@ -67,25 +92,20 @@ class SSEDecoder:
             self._id = value
         return None
 
-    def feed_lines(self, lines: Iterable[str]) -> list[SSEMessage]:
-        messages = []
-        for line in lines:
-            message = self.feed_line(line.rstrip("\r"))
-            if message is not None:
-                messages.append(message)
-        return messages
 
-    def flush(self) -> SSEMessage | None:
-        """A stream may end without the final blank line; treat pending data as one last message."""
-        return self.feed_line("")
-
-
-async def iter_sse(lines: AsyncIterator[str]) -> AsyncIterator[SSEMessage]:
+async def iter_sse_batches(chunks: AsyncIterator[str]) -> AsyncIterator[list[SSEMessage]]:
+    """Messages grouped by the text chunk (network read) that completed them; empty groups are skipped."""
     decoder = SSEDecoder()
-    async for line in lines:
-        message = decoder.feed_line(line.rstrip("\r"))
-        if message is not None:
-            yield message
+    async for text in chunks:
+        messages = decoder.feed(text)
+        if messages:
+            yield messages
     last = decoder.flush()
-    if last is not None:
+    if last:
         yield last
+
+
+async def iter_sse(chunks: AsyncIterator[str]) -> AsyncIterator[SSEMessage]:
+    async for messages in iter_sse_batches(chunks):
+        for message in messages:
+            yield message

@@ -63,14 +63,14 @@ class StreamChatClient:
         headers = {"Last-Event-ID": str(after)} if after else {}
         async with self._http.stream("GET", f"runs/{run_id}/events", headers=headers) as response:
             await _raise_for_status(response)
-            async for message in iter_sse(response.aiter_lines()):
+            async for message in iter_sse(response.aiter_text()):
                 yield message
 
     async def stream(self, body: dict[str, Any]) -> AsyncIterator[SSEMessage]:
         """A direct stream: leaving the iteration closes the connection, which stops the run."""
         async with self._http.stream("POST", "stream", json=body) as response:
             await _raise_for_status(response)
-            async for message in iter_sse(response.aiter_lines()):
+            async for message in iter_sse(response.aiter_text()):
                 yield message
 
 

@@ -203,8 +203,10 @@ class Run:
     async def _drive(self, provider: Provider, model: str, hooks: list[FinishHook]) -> None:
         outcome: tuple[str, dict[str, Any] | None]
         try:
-            async for event in provider.stream(model, self.request.messages, self.request.options):
-                self._on_event(event)
+            on_event = self._on_event
+            async for batch in provider.stream(model, self.request.messages, self.request.options):
+                for event in batch:
+                    on_event(event)
             if self._terminal_seen:
                 outcome = (COMPLETED, None)
             else:

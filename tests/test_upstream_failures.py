@@ -36,6 +36,16 @@ async def test_broken_streams_fail_and_keep_partial_text(streamchat_client, upst
     assert record["text"] == "part"
 
 
+async def test_text_sharing_a_network_read_with_malformed_data_is_kept(streamchat_client, upstream):
+    # One write, so one read on the server: events are decoded per read, and the good chunk
+    # before the bad one must still reach the record.
+    same_write = b'data: {"choices":[{"index":0,"delta":{"content":" kept"}}]}\n\ndata: {not json\n\n'
+    upstream.script("mixed", Script([Text("part"), Malformed(same_write)]))
+    record = await run_to_end(streamchat_client, "openai:mixed")
+    assert record["status"] == "failed" and record["error"]["code"] == "upstream_malformed"
+    assert record["text"] == "part kept"
+
+
 async def test_server_stays_healthy_after_malformed_data(streamchat_client, upstream):
     upstream.script("bad", Script([Malformed(b"data: \xff\xfe garbage\n\n")]))
     assert (await run_to_end(streamchat_client, "openai:bad"))["status"] == "failed"

@@ -8,13 +8,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._errors import NotFound
-from ._base import Delta, Finish, Provider, Reasoning, StreamEvent, UpstreamError, UpstreamSettings, Usage
+from ._base import Delta, EventBatch, Finish, Provider, Reasoning, StreamEvent, UpstreamError, UpstreamSettings, Usage
 from .anthropic import AnthropicProvider
 from .demo import DemoProvider
 from .openai import OpenAIProvider
 
 __all__ = [
     "Delta",
+    "EventBatch",
     "Finish",
     "Provider",
     "ProviderConfig",

@@ -20,6 +20,8 @@ from typing import Any, Protocol
 
 import httpx
 
+from .._sse import SSEMessage, iter_sse_batches
+
 log = logging.getLogger("jupyter_streamchat.providers")
 
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524, 529})
@@ -48,6 +50,8 @@ class Finish:
 
 
 StreamEvent = Delta | Reasoning | Usage | Finish
+# Providers yield events in batches, one per network read, so per-read costs are paid once per read.
+EventBatch = list[StreamEvent]
 
 
 class UpstreamError(Exception):
@@ -86,7 +90,7 @@ class Provider(Protocol):
 
     def stream(
         self, model: str, messages: list[dict[str, str]], options: Mapping[str, Any]
-    ) -> AsyncIterator[StreamEvent]: ...
+    ) -> AsyncIterator[EventBatch]: ...
 
     async def aclose(self) -> None: ...
 
@@ -239,11 +243,13 @@ def parse_json_chunk(data: str, provider: str) -> Any:
         raise UpstreamError("upstream_malformed", f"{provider} sent malformed stream data: {snippet!r}") from None
 
 
-async def upstream_lines(response: httpx.Response, provider: str, idle_timeout: float) -> AsyncIterator[str]:
-    """The response's lines, with transport failures mapped to ``UpstreamError``."""
+async def upstream_messages(
+    response: httpx.Response, provider: str, idle_timeout: float
+) -> AsyncIterator[list[SSEMessage]]:
+    """The response's SSE messages, one list per network read, with transport failures mapped to ``UpstreamError``."""
     try:
-        async for line in response.aiter_lines():
-            yield line
+        async for messages in iter_sse_batches(response.aiter_text()):
+            yield messages
     except httpx.ReadTimeout:
         raise UpstreamError("upstream_idle_timeout", f"{provider} sent nothing for {idle_timeout:g} s") from None
     except (httpx.RemoteProtocolError, httpx.ReadError, httpx.DecodingError) as exc:

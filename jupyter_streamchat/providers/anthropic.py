@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
-from .._sse import iter_sse
+from .._sse import SSEMessage
 from ._base import (
     Delta,
+    EventBatch,
     Finish,
     HTTPTransport,
     Reasoning,
@@ -17,7 +18,7 @@ from ._base import (
     Usage,
     decode_events,
     parse_json_chunk,
-    upstream_lines,
+    upstream_messages,
 )
 
 API_VERSION = "2023-06-01"
@@ -50,7 +51,7 @@ class AnthropicProvider:
 
     async def stream(
         self, model: str, messages: list[dict[str, str]], options: Mapping[str, Any]
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncIterator[EventBatch]:
         system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
         body: dict[str, Any] = {
             "model": model,
@@ -64,19 +65,32 @@ class AnthropicProvider:
             body["temperature"] = options["temperature"]
         idle = self._transport.settings.idle_timeout
         async with self._transport.open_stream("v1/messages", body) as response:
-            async for message in iter_sse(upstream_lines(response, self.name, idle)):
-                data = parse_json_chunk(message.data, self.name)
-                if not isinstance(data, dict):
-                    raise UpstreamError("upstream_malformed", f"{self.name} sent a non-object event")
-                kind = data.get("type") or message.event
-                if kind == "error":
-                    error = data.get("error") or {}
-                    text = error.get("message") if isinstance(error, dict) else str(error)
-                    raise UpstreamError("upstream_error", self._transport.redact(f"{self.name}: {text}"))
-                for event in decode_events(self.name, f"{kind!r} event", _events, kind, data):
-                    yield event
-                if kind == "message_stop":
-                    return
+            async for messages in upstream_messages(response, self.name, idle):
+                batch: EventBatch = []
+                for message in messages:
+                    try:
+                        kind, events = self._decode(message)
+                    except UpstreamError:
+                        if batch:  # text that arrived in the same read as the failure is still kept
+                            yield batch
+                        raise
+                    batch += events
+                    if kind == "message_stop":
+                        yield batch
+                        return
+                if batch:
+                    yield batch
+
+    def _decode(self, message: SSEMessage) -> tuple[str, list[StreamEvent]]:
+        data = parse_json_chunk(message.data, self.name)
+        if not isinstance(data, dict):
+            raise UpstreamError("upstream_malformed", f"{self.name} sent a non-object event")
+        kind = data.get("type") or message.event
+        if kind == "error":
+            error = data.get("error") or {}
+            text = error.get("message") if isinstance(error, dict) else str(error)
+            raise UpstreamError("upstream_error", self._transport.redact(f"{self.name}: {text}"))
+        return kind, decode_events(self.name, f"{kind!r} event", _events, kind, data)
 
     async def aclose(self) -> None:
         await self._transport.aclose()

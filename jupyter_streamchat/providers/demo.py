@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ._base import Delta, Finish, Reasoning, StreamEvent, Usage
+from ._base import Delta, EventBatch, Finish, Reasoning, Usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,26 +72,25 @@ class DemoProvider:
 
     async def stream(
         self, model: str, messages: list[dict[str, str]], options: Mapping[str, Any]
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncIterator[EventBatch]:
         variant = VARIANTS[model]
         prompt = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
         delay = variant.seconds_per_token / self._speed
         max_tokens = options.get("max_tokens") or 1_000_000
         input_tokens = sum(len(m["content"].split()) for m in messages)
-        yield Usage(input_tokens, None, final=False)
+        yield [Usage(input_tokens, None, final=False)]
         if variant.thinks:
             for token in _TOKEN.findall(_thoughts(prompt)):
                 await asyncio.sleep(delay)
-                yield Reasoning(token)
+                yield [Reasoning(token)]
         produced = 0
         for token in _TOKEN.findall(_reply(prompt, variant)):
             if produced >= max_tokens:
                 break
             await asyncio.sleep(delay)
             produced += 1
-            yield Delta(token)
-        yield Finish("length" if produced >= max_tokens else "stop")
-        yield Usage(input_tokens, produced, final=True)
+            yield [Delta(token)]
+        yield [Finish("length" if produced >= max_tokens else "stop"), Usage(input_tokens, produced, final=True)]
 
     async def aclose(self) -> None:
         return None

@@ -6,8 +6,8 @@ import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
-from .._sse import iter_sse
 from ._base import (
+    EventBatch,
     Finish,
     HTTPTransport,
     Reasoning,
@@ -18,7 +18,7 @@ from ._base import (
     decode_events,
     log,
     parse_json_chunk,
-    upstream_lines,
+    upstream_messages,
 )
 from ._think import LeadingThinkSplitter
 
@@ -76,7 +76,7 @@ class OpenAIProvider:
 
     async def stream(
         self, model: str, messages: list[dict[str, str]], options: Mapping[str, Any]
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncIterator[EventBatch]:
         body: dict[str, Any] = {
             "model": model,
             "messages": messages,
@@ -86,23 +86,33 @@ class OpenAIProvider:
         body.update({k: v for k, v in options.items() if v is not None})
         splitter = LeadingThinkSplitter()
         async with self._transport.open_stream("chat/completions", body) as response:
-            lines = upstream_lines(response, self.name, self.settings.idle_timeout)
-            async for message in iter_sse(lines):
-                data = message.data
-                if data == "[DONE]":
-                    for event in splitter.flush():
-                        yield event
-                    yield Finish(None)
-                    return
-                chunk = parse_json_chunk(data, self.name)
-                if not isinstance(chunk, dict):
-                    raise UpstreamError("upstream_malformed", f"{self.name} sent a non-object chunk")
-                if "error" in chunk:
-                    raise UpstreamError("upstream_error", self._transport.redact(_error_text(chunk["error"])))
-                for event in decode_events(self.name, "chunk shape", _chunk_events, chunk, splitter):
-                    yield event
-        for event in splitter.flush():
-            yield event
+            async for messages in upstream_messages(response, self.name, self.settings.idle_timeout):
+                batch: EventBatch = []
+                for message in messages:
+                    if message.data == "[DONE]":
+                        batch += splitter.flush()
+                        batch.append(Finish(None))
+                        yield batch
+                        return
+                    try:
+                        batch += self._decode(message.data, splitter)
+                    except UpstreamError:
+                        if batch:  # text that arrived in the same read as the failure is still kept
+                            yield batch
+                        raise
+                if batch:
+                    yield batch
+        tail = list(splitter.flush())
+        if tail:
+            yield tail
+
+    def _decode(self, data: str, splitter: LeadingThinkSplitter) -> list[StreamEvent]:
+        chunk = parse_json_chunk(data, self.name)
+        if not isinstance(chunk, dict):
+            raise UpstreamError("upstream_malformed", f"{self.name} sent a non-object chunk")
+        if "error" in chunk:
+            raise UpstreamError("upstream_error", self._transport.redact(_error_text(chunk["error"])))
+        return decode_events(self.name, "chunk shape", _chunk_events, chunk, splitter)
 
     async def aclose(self) -> None:
         await self._transport.aclose()
