@@ -85,7 +85,7 @@ class Run:
         self._terminal_seen = False
         self._task: asyncio.Task[None] | None = None
         self._deadline: asyncio.TimerHandle | None = None
-        self._waiters: list[asyncio.Future[None]] = []
+        self._waiters: list[asyncio.Future[bool]] = []
         # Event 1 (``run``) is kept outside the bounded log so it can always be replayed first.
         self._seq = 1
         self._run_event = encode_event(
@@ -160,7 +160,7 @@ class Run:
             waiters, self._waiters = self._waiters, []
             for waiter in waiters:
                 if not waiter.done():
-                    waiter.set_result(None)
+                    waiter.set_result(True)
 
     def _emit_text(self, kind: int, name: str, text: str) -> None:
         self._seq += 1
@@ -313,15 +313,22 @@ class Run:
 
 
 class Subscription:
-    """A reader of one run's events from a cursor on: replay, then live, never lost or repeated."""
+    """A reader of one run's events from a cursor on: replay, then live, never lost or repeated.
 
-    __slots__ = ("_closed", "_run", "_waiter", "cursor")
+    Keepalives use one timer per subscription, moved forward lazily when it fires, rather than a
+    ``wait_for`` (a timer plus two futures) for every wake-up: the wake-up is the per-token path.
+    """
+
+    __slots__ = ("_closed", "_idle_since", "_keepalive", "_run", "_timer", "_waiter", "cursor")
 
     def __init__(self, run: Run, after: int) -> None:
         self._run = run
         self.cursor = max(0, after)
         self._closed = False
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiter: asyncio.Future[bool] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._keepalive = 0.0
+        self._idle_since = 0.0
 
     @property
     def exhausted(self) -> bool:
@@ -334,28 +341,50 @@ class Subscription:
         parts, self.cursor = self._run._events_after(self.cursor)
         return b"".join(parts)
 
-    async def wait(self, timeout: float) -> bool:
-        """Wait for new events or close; False when ``timeout`` passed with nothing new."""
+    async def wait(self, keepalive: float) -> bool:
+        """Wait for new events or close; False when nothing happened for ``keepalive`` seconds."""
         run = self._run
+        loop = asyncio.get_running_loop()
         if self._closed or self.cursor < run.last_seq or not run.is_running:
+            self._idle_since = loop.time()
             return True
-        waiter = asyncio.get_running_loop().create_future()
+        if self._timer is None or keepalive != self._keepalive:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._keepalive = keepalive
+            self._idle_since = self._idle_since or loop.time()
+            self._timer = loop.call_at(self._idle_since + keepalive, self._on_timer)
+        waiter: asyncio.Future[bool] = loop.create_future()
         self._waiter = waiter
         run._waiters.append(waiter)
         try:
-            await asyncio.wait_for(waiter, timeout)
-        except TimeoutError:
-            if waiter in run._waiters:
-                run._waiters.remove(waiter)
-            return False
+            woken = await waiter
         finally:
             self._waiter = None
-        return True
+            if waiter in run._waiters:  # woken by the timer or close, not by the run
+                run._waiters.remove(waiter)
+        self._idle_since = loop.time()
+        return woken
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._closed:
+            return
+        loop = asyncio.get_running_loop()
+        due = self._idle_since + self._keepalive
+        waiter = self._waiter
+        if waiter is not None and not waiter.done() and loop.time() >= due:
+            waiter.set_result(False)
+            due = loop.time() + self._keepalive
+        self._timer = loop.call_at(due, self._on_timer)
 
     def close(self) -> None:
         self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+            self._waiter.set_result(True)
 
 
 class RunManager:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import time
 
 import pytest
@@ -102,6 +104,41 @@ async def test_idle_stream_sends_keepalive_pings(streamchat_client, upstream):
     await streamchat_client.stop(started["id"])
 
 
+async def read_raw(client, run_id: str, until: bytes, count: int, timeout: float) -> tuple[bytes, list[float]]:
+    """Raw SSE bytes until ``until`` was seen ``count`` times (or the stream ended), with arrival times."""
+    received, arrivals = b"", []
+    async with client._http.stream("GET", f"runs/{run_id}/events") as response:
+        deadline = time.monotonic() + timeout
+        async for chunk in response.aiter_bytes():
+            received += chunk
+            arrivals += [time.monotonic()] * chunk.count(until)
+            if len(arrivals) >= count or time.monotonic() > deadline:
+                break
+    return received, arrivals
+
+
+async def test_keepalive_pings_repeat_while_the_upstream_is_silent(streamchat_client, upstream):
+    # Given a run whose upstream goes quiet, and a keepalive interval of 1 s (conftest)
+    upstream.script("quiet2", Script([Text("x"), Stall(30)]))
+    started = await streamchat_client.start_run(chat("openai:quiet2"))
+    # When a client listens through three intervals
+    _, pings = await read_raw(streamchat_client, started["id"], b": ping\n\n", 3, timeout=10)
+    await streamchat_client.stop(started["id"])
+    # Then it gets a ping per interval, not a burst
+    assert len(pings) == 3
+    assert min(b - a for a, b in itertools.pairwise(pings)) > 0.5
+
+
+async def test_a_steady_stream_needs_no_keepalive(streamchat_client, upstream):
+    # Given tokens every 0.2 s, five times more often than the 1 s keepalive interval
+    upstream.script("steady", Script.reply(["t"] * 12, pace=0.2))
+    started = await streamchat_client.start_run(chat("openai:steady"))
+    # When a client reads the whole run
+    received, _ = await read_raw(streamchat_client, started["id"], b"event: done", 1, timeout=10)
+    # Then activity kept the connection alive and no ping was sent
+    assert b"event: done" in received and b": ping" not in received
+
+
 async def test_list_runs_filters_and_orders_newest_first(streamchat_client, upstream):
     upstream.script("q", Script.reply(["ok"]))
     first = await streamchat_client.start_run(chat("openai:q", conversation="c1"))
@@ -119,8 +156,6 @@ async def test_reattach_to_running_run_gets_live_events(streamchat_client, upstr
     started = await streamchat_client.start_run(chat("openai:live"))
     first = await collect(streamchat_client.events(started["id"]), limit=2)
     # Two clients attach at once from the same point: both see the same, complete tail
-    import asyncio
-
     tails = await asyncio.gather(
         collect(streamchat_client.events(started["id"], after=int(first[-1].id))),
         collect(streamchat_client.events(started["id"], after=int(first[-1].id))),

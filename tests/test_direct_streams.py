@@ -7,7 +7,7 @@ import time
 from contextlib import aclosing
 
 from tests.helpers import chat, collect, ids_of, text_of, wait_finished
-from tests.upstream import Finish, Script, Stall, Text
+from tests.upstream import Malformed, Script, Stall, Text
 
 
 async def test_direct_stream_completes_with_the_same_event_format(streamchat_client, upstream):
@@ -56,7 +56,10 @@ async def test_pane_stop_route_ends_only_that_pane(streamchat_client, upstream):
 
 
 async def test_hangup_after_finish_reason_is_completed(streamchat_client, upstream):
-    upstream.script("fin", Script([Text("x"), Finish("stop"), Stall(30)]))
+    # Content and finish_reason in one chunk (as many providers send the last token), so the
+    # server has seen the finish before the client can see the delta and hang up.
+    last_chunk = b'data: {"choices":[{"index":0,"delta":{"content":"x"},"finish_reason":"stop"}]}\n\n'
+    upstream.script("fin", Script([Malformed(last_chunk), Stall(30)]))
     seen = await collect(streamchat_client.stream(chat("openai:fin")), limit=1)
     record = await wait_finished(streamchat_client, seen[0].json()["id"])
     assert record["status"] == "completed" and record["text"] == "x"
