@@ -192,7 +192,7 @@ class UpstreamProcess:
                 await proc.stdin.drain()
                 proc.stdin.close()
                 await asyncio.wait_for(proc.wait(), 10)
-            except (Exception, asyncio.TimeoutError):
+            except (TimeoutError, Exception):
                 if proc.returncode is None:
                     proc.kill()
                     await proc.wait()

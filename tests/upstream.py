@@ -29,6 +29,7 @@ import json
 import logging
 import re
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -331,7 +332,11 @@ class _Request:
 
     @property
     def path(self) -> str:
-        return self.target.split("?", 1)[0]
+        # A client talking through a forward proxy sends the absolute form: http://host/path?query
+        target = self.target
+        if "://" in target.split("?", 1)[0]:
+            target = "/" + target.split("://", 1)[1].partition("/")[2]
+        return target.split("?", 1)[0]
 
     @property
     def query(self) -> str:
@@ -811,8 +816,9 @@ ScriptSpec = Script | Sequence[Script] | Sequence[Step]
 class FakeUpstream:
     """Loopback HTTP/1.1 server on its own event loop thread; see the module docstring."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, tls: ssl.SSLContext | None = None) -> None:
         self._host = host
+        self._tls = tls
         self._requested_port = port
         self._port: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -867,7 +873,7 @@ class FakeUpstream:
 
     @property
     def base_url(self) -> str:
-        return f"http://{self._host}:{self.port}"
+        return f"{'https' if self._tls else 'http'}://{self._host}:{self.port}"
 
     @property
     def openai_base_url(self) -> str:
@@ -988,7 +994,9 @@ class FakeUpstream:
     # -- server internals (loop thread) -----------------------------------------------------------
 
     async def _bind(self) -> int:
-        self._server = await asyncio.start_server(self._serve_connection, self._host, self._requested_port)
+        self._server = await asyncio.start_server(
+            self._serve_connection, self._host, self._requested_port, ssl=self._tls
+        )
         return int(self._server.sockets[0].getsockname()[1])
 
     async def _shutdown(self) -> None:

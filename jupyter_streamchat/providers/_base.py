@@ -13,6 +13,7 @@ import email.utils
 import json
 import logging
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from typing import Any, Protocol
 import httpx
 
 from .._sse import SSEMessage, iter_sse_batches
+from ._asyncio_backend import asyncio_transport
 
 log = logging.getLogger("jupyter_streamchat.providers")
 
@@ -79,6 +81,7 @@ class UpstreamSettings:
     retry_attempts: int = 3
     retry_max_total_wait: float = 30.0
     retry_base_delay: float = 0.5
+    network_backend: str = "asyncio"  # or "anyio", httpx's stock backend
 
 
 class Provider(Protocol):
@@ -109,6 +112,9 @@ class HTTPTransport:
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
             s = self.settings
+            limits = httpx.Limits(max_connections=s.max_connections, max_keepalive_connections=8)
+            # Proxies are configured by httpx from the environment only with its stock transport.
+            lean = s.network_backend == "asyncio" and not _proxy_configured()
             self._client = httpx.AsyncClient(
                 base_url=self.base_url.rstrip("/") + "/",
                 headers=self.headers,
@@ -119,7 +125,8 @@ class HTTPTransport:
                     write=s.connect_timeout,
                     pool=s.pool_timeout,
                 ),
-                limits=httpx.Limits(max_connections=s.max_connections, max_keepalive_connections=8),
+                limits=limits,
+                transport=asyncio_transport(limits) if lean else None,
                 follow_redirects=False,
             )
         return self._client
@@ -194,6 +201,10 @@ class HTTPTransport:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+
+
+def _proxy_configured() -> bool:
+    return any(scheme != "no" for scheme in urllib.request.getproxies())
 
 
 def _error_message(raw: bytes) -> str:
