@@ -12,12 +12,12 @@ from tests.upstream import Script
 UNRESOLVABLE = "http://api.upstream.invalid/v1"  # only reachable through the proxy
 
 
-@pytest.fixture
-def streamchat_settings(streamchat_settings, upstream, monkeypatch) -> dict[str, Any]:
+@pytest.fixture(params=["asyncio", "anyio"])
+def streamchat_settings(request, streamchat_settings, upstream, monkeypatch) -> dict[str, Any]:
     # The fake upstream doubles as the forward proxy: it accepts absolute-form request targets.
     monkeypatch.setenv("HTTP_PROXY", upstream.base_url)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    return {**streamchat_settings, "openai_base_url": UNRESOLVABLE}
+    return {**streamchat_settings, "openai_base_url": UNRESOLVABLE, "upstream_network_backend": request.param}
 
 
 async def test_requests_go_through_the_configured_proxy(streamchat_client, upstream):
