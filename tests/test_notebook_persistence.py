@@ -211,3 +211,36 @@ async def test_late_claim_is_refused(streamchat_client, streamchat_url, jp_serve
     # Then it is told not to apply the turn: never both
     assert answer.json()["accepted"] is False
     assert len(turns(jp_root_dir, notebook)) == 1
+
+
+async def test_only_the_streamchat_metadata_changes_in_the_file(streamchat_client, upstream, jp_root_dir):
+    # Given a notebook with multi-line sources, outputs, unicode and metadata of its own
+    cell = nbformat.v4.new_code_cell("import math\nprint('π ≈', math.pi)\n", execution_count=1)
+    cell.outputs = [nbformat.v4.new_output("stream", text="π ≈ 3.14159\n")]
+    original = nbformat.v4.new_notebook(cells=[cell, nbformat.v4.new_markdown_cell("# Notes ✓")])
+    original.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(original, jp_root_dir / "rich.ipynb")
+    # When a run is recorded into it
+    upstream.script("rich", Script.reply(["ok"]))
+    started = await streamchat_client.start_run(chat("openai:rich", notebook="rich.ipynb"))
+    await wait_finished(streamchat_client, started["id"])
+    (turn,) = await wait_turns(jp_root_dir, "rich.ipynb", 1)
+    # Then the file is exactly what nbformat itself would write for the notebook plus our section
+    expected = nbformat.read(jp_root_dir / "rich.ipynb", as_version=4)
+    original.metadata["streamchat"] = expected.metadata["streamchat"]
+    assert (jp_root_dir / "rich.ipynb").read_text(encoding="utf-8") == nbformat.writes(original) + "\n"
+    assert turn["run"] == started["id"]
+
+
+async def test_an_unreadable_notebook_is_never_overwritten(streamchat_client, upstream, jp_root_dir, jp_serverapp):
+    # Given a file that is not valid notebook JSON (say, mid-edit by another tool)
+    broken = jp_root_dir / "broken.ipynb"
+    broken.write_bytes(b'{"cells": [ this is not json')
+    # When a run naming it finishes
+    upstream.script("broken-nb", Script.reply(["kept"]))
+    started = await streamchat_client.start_run(chat("openai:broken-nb", notebook="broken.ipynb"))
+    record = await wait_finished(streamchat_client, started["id"])
+    await service_of(jp_serverapp).runs.get(started["id"]).wait_recorded()
+    # Then the file is left as it was, and the run itself is still complete and listed
+    assert broken.read_bytes() == b'{"cells": [ this is not json'
+    assert record["status"] == "completed" and record["text"] == "kept"

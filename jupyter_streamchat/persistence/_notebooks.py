@@ -12,7 +12,7 @@ from typing import Any
 
 from ._handoff import HandoffHub
 from ._schema import conversation_key, make_turn, turns_of
-from ._writers import read_notebook, write_file, write_shared_document
+from ._writers import read_metadata, write_file, write_shared_document
 
 log = logging.getLogger("jupyter_streamchat.persistence")
 
@@ -45,5 +45,5 @@ class NotebookRecorder:
 
     async def conversation_turns(self, path: str, conversation: str) -> list[dict[str, Any]]:
         async with self._locks[path]:
-            notebook = await read_notebook(self.contents_manager, path)
-        return turns_of(dict(notebook.metadata), conversation) if notebook is not None else []
+            metadata = await read_metadata(self.contents_manager, path)
+        return turns_of(metadata, conversation) if metadata is not None else []

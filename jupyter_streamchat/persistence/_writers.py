@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import tempfile
@@ -53,28 +54,39 @@ def _merge_into_shared(document: Any, conversation: str, turn: dict[str, Any]) -
 
 
 async def write_file(contents_manager: Any, path: str, conversation: str, turn: dict[str, Any]) -> bool:
-    """Read-merge-write of the notebook file. Caller serializes per path.
+    """Read-merge-write of the notebook file; False if the run was already there. Caller serializes per path.
 
-    Local files are replaced atomically (temp file + ``os.replace``), so a reader never sees a half
-    written notebook; other ContentsManagers (S3, databases...) get a normal ``save``.
+    Local files are merged as raw JSON in a worker thread and replaced atomically (temp file +
+    ``os.replace``): the event loop never parses, validates or serializes a big notebook, a reader
+    never sees a half-written file, and every byte we did not change is written back as it was.
+    Other ContentsManagers (S3, databases...) get a normal ``get``/``save``.
     """
-    notebook = await read_notebook(contents_manager, path)
+    os_path = _local_path(contents_manager, path)
+    if os_path is not None:
+        return await asyncio.to_thread(_merge_into_local_file, os_path, conversation, turn)
+    notebook = await _get_notebook(contents_manager, path)
     if notebook is None:
         notebook = nbformat.v4.new_notebook()
     section = merged_streamchat(dict(notebook.metadata), conversation, turn)
     if section is None:
         return False
     notebook.metadata["streamchat"] = section
-    os_path = _local_path(contents_manager, path)
-    if os_path is None:
-        model = {"type": "notebook", "format": "json", "content": notebook}
-        await ensure_async(contents_manager.save(model, path))
-        return True
-    await asyncio.to_thread(_replace_atomically, os_path, notebook)
+    model = {"type": "notebook", "format": "json", "content": notebook}
+    await ensure_async(contents_manager.save(model, path))
     return True
 
 
-async def read_notebook(contents_manager: Any, path: str) -> Any | None:
+async def read_metadata(contents_manager: Any, path: str) -> dict[str, Any] | None:
+    """The notebook's top-level metadata, or None if there is no such notebook."""
+    os_path = _local_path(contents_manager, path)
+    if os_path is not None:
+        notebook = await asyncio.to_thread(_load_local, os_path)
+        return None if notebook is None else dict(notebook.get("metadata") or {})
+    model = await _get_notebook(contents_manager, path)
+    return None if model is None else dict(model.metadata)
+
+
+async def _get_notebook(contents_manager: Any, path: str) -> Any | None:
     if not await ensure_async(contents_manager.file_exists(path)):
         return None
     model = await ensure_async(contents_manager.get(path, content=True, type="notebook"))
@@ -86,14 +98,41 @@ def _local_path(contents_manager: Any, path: str) -> str | None:
     return get_os_path(path) if callable(get_os_path) else None
 
 
-def _replace_atomically(os_path: str, notebook: Any) -> None:
+def _load_local(os_path: str) -> dict[str, Any] | None:
+    try:
+        with open(os_path, "rb") as handle:
+            raw = handle.read()
+    except FileNotFoundError:
+        return None
+    notebook = json.loads(raw)  # an unreadable notebook raises: never overwrite what we cannot read
+    if not isinstance(notebook, dict) or not isinstance(notebook.get("metadata", {}), dict):
+        raise ValueError(f"{os_path} is not a notebook")
+    return notebook
+
+
+def _merge_into_local_file(os_path: str, conversation: str, turn: dict[str, Any]) -> bool:
+    notebook = _load_local(os_path)
+    if notebook is None:
+        notebook = nbformat.v4.new_notebook()
+    metadata = notebook.setdefault("metadata", {})
+    section = merged_streamchat(metadata, conversation, turn)
+    if section is None:
+        return False
+    metadata["streamchat"] = section
+    # nbformat's own on-disk layout, so an untouched notebook round-trips byte for byte.
+    text = json.dumps(notebook, indent=1, sort_keys=True, ensure_ascii=False, separators=(",", ": ")) + "\n"
+    _replace_atomically(os_path, text)
+    return True
+
+
+def _replace_atomically(os_path: str, text: str) -> None:
     directory = os.path.dirname(os_path)
     os.makedirs(directory, exist_ok=True)
     mode = os.stat(os_path).st_mode & 0o777 if os.path.exists(os_path) else None
     fd, tmp = tempfile.mkstemp(prefix=".streamchat-", suffix=".ipynb.tmp", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            nbformat.write(notebook, handle, version=nbformat.NO_CONVERT)
+            handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         if mode is not None:
