@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import tempfile
 from typing import Any
 
@@ -99,11 +100,19 @@ def _local_path(contents_manager: Any, path: str) -> str | None:
 
 
 def _load_local(os_path: str) -> dict[str, Any] | None:
+    raw = _read_bytes(os_path)
+    return None if raw is None else _parse_notebook(raw, os_path)
+
+
+def _read_bytes(os_path: str) -> bytes | None:
     try:
         with open(os_path, "rb") as handle:
-            raw = handle.read()
+            return handle.read()
     except FileNotFoundError:
         return None
+
+
+def _parse_notebook(raw: bytes, os_path: str) -> dict[str, Any]:
     notebook = json.loads(raw)  # an unreadable notebook raises: never overwrite what we cannot read
     if not isinstance(notebook, dict) or not isinstance(notebook.get("metadata", {}), dict):
         raise ValueError(f"{os_path} is not a notebook")
@@ -111,28 +120,75 @@ def _load_local(os_path: str) -> dict[str, Any] | None:
 
 
 def _merge_into_local_file(os_path: str, conversation: str, turn: dict[str, Any]) -> bool:
-    notebook = _load_local(os_path)
-    if notebook is None:
-        notebook = nbformat.v4.new_notebook()
-    metadata = notebook.setdefault("metadata", {})
-    section = merged_streamchat(metadata, conversation, turn)
-    if section is None:
+    raw = _read_bytes(os_path)
+    if raw is None:
+        raw = _dump(nbformat.v4.new_notebook())
+    merged = _spliced(raw, conversation, turn)
+    if merged is None:
+        merged = _reserialized(raw, os_path, conversation, turn)
+    if not merged:  # the run is already recorded
         return False
-    metadata["streamchat"] = section
-    # nbformat's own on-disk layout, so an untouched notebook round-trips byte for byte.
-    text = json.dumps(notebook, indent=1, sort_keys=True, ensure_ascii=False, separators=(",", ": ")) + "\n"
-    _replace_atomically(os_path, text)
+    _replace_atomically(os_path, merged)
     return True
 
 
-def _replace_atomically(os_path: str, text: str) -> None:
+def _reserialized(raw: bytes, os_path: str, conversation: str, turn: dict[str, Any]) -> bytes:
+    """Any other layout: parse and re-serialize the whole notebook (empty if the run is already there)."""
+    notebook = _parse_notebook(raw, os_path)
+    metadata = notebook.setdefault("metadata", {})
+    section = merged_streamchat(metadata, conversation, turn)
+    if section is None:
+        return b""
+    metadata["streamchat"] = section
+    return _dump(notebook)
+
+
+# In nbformat's layout (indent 1, sorted keys) the notebook ends with its metadata, nbformat and
+# nbformat_minor. A raw newline is always structural in JSON, and nothing but these two numbers
+# stands between the metadata object and the root's closing brace, so that object is the
+# notebook's own metadata: it is replaced without decoding, parsing or copying the cells (a 10 MB
+# notebook would otherwise hold the GIL, and stall every stream, for tens of milliseconds).
+_METADATA_KEY = b'\n "metadata": '
+_TAIL = re.compile(r',\n "nbformat": \d+,\n "nbformat_minor": \d+\n\}\n?\Z')
+_DECODER = json.JSONDecoder()
+
+
+def _spliced(raw: bytes, conversation: str, turn: dict[str, Any]) -> bytes | None:
+    """``raw`` with the turn merged into its metadata; empty if already there; None if not nbformat's layout."""
+    key_at = raw.rfind(_METADATA_KEY)
+    if key_at < 0:
+        return None
+    value_at = key_at + len(_METADATA_KEY)
+    try:
+        rest = raw[value_at:].decode("utf-8")
+        metadata, end = _DECODER.raw_decode(rest)
+    except ValueError:  # UnicodeDecodeError included
+        return None
+    if not isinstance(metadata, dict) or not _TAIL.match(rest, end):
+        return None
+    section = merged_streamchat(metadata, conversation, turn)
+    if section is None:
+        return b""
+    metadata["streamchat"] = section
+    # One level deeper than a root object: indent every structural line break by one more space.
+    value = _dump(metadata)[:-1].replace(b"\n", b"\n ")
+    return b"".join((raw[:value_at], value, rest[end:].encode("utf-8")))
+
+
+def _dump(value: dict[str, Any]) -> bytes:
+    """nbformat's own on-disk layout, so untouched bytes round-trip exactly."""
+    text = json.dumps(value, indent=1, sort_keys=True, ensure_ascii=False, separators=(",", ": "))
+    return (text + "\n").encode("utf-8")
+
+
+def _replace_atomically(os_path: str, data: bytes) -> None:
     directory = os.path.dirname(os_path)
     os.makedirs(directory, exist_ok=True)
     mode = os.stat(os_path).st_mode & 0o777 if os.path.exists(os_path) else None
     fd, tmp = tempfile.mkstemp(prefix=".streamchat-", suffix=".ipynb.tmp", dir=directory)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         if mode is not None:
