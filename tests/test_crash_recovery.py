@@ -98,6 +98,13 @@ def read_notebook(path: Path) -> nbformat.NotebookNode | None:
         return None
 
 
+def valid_notebook(path: Path) -> nbformat.NotebookNode:
+    notebook = read_notebook(path)
+    assert notebook is not None, f"{path.name} is missing or unreadable"
+    nbformat.validate(notebook)
+    return notebook
+
+
 def turns_for(notebook: nbformat.NotebookNode, run_id: str) -> list[dict[str, Any]]:
     conversations = notebook.metadata.get("streamchat", {}).get("conversations", {})
     return [turn for conv in conversations.values() for turn in conv.get("turns", []) if turn.get("run") == run_id]
@@ -181,9 +188,7 @@ async def test_sigkill_mid_run_is_interrupted_and_persisted_exactly_once(
         barrier = await record_barrier_run(client, upstream, notebook_path)
 
     # Then the notebook still has exactly one turn for the run, unchanged, next to the new one
-    notebook = read_notebook(notebook_path)
-    assert notebook is not None
-    nbformat.validate(notebook)
+    notebook = valid_notebook(notebook_path)
     assert turns_for(notebook, run_id) == [turn]
     assert len(turns_for(notebook, barrier)) == 1
     assert [t["run"] for t in notebook.metadata["streamchat"]["conversations"]["c1"]["turns"]] == [run_id, barrier]
@@ -209,9 +214,7 @@ async def test_sigterm_interrupts_and_persists_running_run(server: ServerProcess
     assert elapsed < 10
     assert await request.wait_closed_async(1) is not None
     # And the notebook holds exactly one interrupted turn with the streamed text, the user's content intact
-    notebook = read_notebook(notebook_path)
-    assert notebook is not None
-    nbformat.validate(notebook)
+    notebook = valid_notebook(notebook_path)
     (turn,) = turns_for(notebook, run_id)
     assert_interrupted_turn(turn, "go on")
     assert [cell.source for cell in notebook.cells] == ["my notes"]
@@ -226,8 +229,6 @@ async def test_sigterm_interrupts_and_persists_running_run(server: ServerProcess
         barrier = await record_barrier_run(client, upstream, notebook_path)
 
     # And the restart did not add a second turn
-    notebook = read_notebook(notebook_path)
-    assert notebook is not None
-    nbformat.validate(notebook)
+    notebook = valid_notebook(notebook_path)
     assert turns_for(notebook, run_id) == [turn]
     assert len(turns_for(notebook, barrier)) == 1

@@ -21,7 +21,6 @@ from typing import Any, Protocol
 
 import httpx
 
-from .._sse import SSEMessage, iter_sse_batches
 from ._asyncio_backend import asyncio_transport
 
 log = logging.getLogger("jupyter_streamchat.providers")
@@ -103,6 +102,7 @@ class HTTPTransport:
     """One bounded ``httpx.AsyncClient`` per provider plus the retry rule."""
 
     base_url: str
+    name: str = "provider"  # for error messages
     headers: dict[str, str] = field(default_factory=dict)
     settings: UpstreamSettings = field(default_factory=UpstreamSettings)
     secrets: tuple[str, ...] = ()
@@ -144,7 +144,10 @@ class HTTPTransport:
 
     @asynccontextmanager
     async def open_stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[httpx.Response]:
-        """POST and yield a 200 streaming response; retries happen only here, before any byte is relayed."""
+        """POST and yield a 200 streaming response; retries happen only here, before any byte is relayed.
+
+        Transport failures while the caller reads the body come back as ``UpstreamError`` too.
+        """
         s = self.settings
         waited = 0.0
         attempt = 0
@@ -169,6 +172,14 @@ class HTTPTransport:
                 if response.status_code == 200:
                     try:
                         yield response
+                    except httpx.ReadTimeout:
+                        raise UpstreamError(
+                            "upstream_idle_timeout", f"{self.name} sent nothing for {s.idle_timeout:g} s"
+                        ) from None
+                    except (httpx.RemoteProtocolError, httpx.ReadError, httpx.DecodingError) as exc:
+                        raise UpstreamError(
+                            "upstream_connection_lost", f"{self.name} connection broke mid-stream: {exc}"
+                        ) from None
                     finally:
                         await response.aclose()
                     return
@@ -252,16 +263,3 @@ def parse_json_chunk(data: str, provider: str) -> Any:
     except ValueError:
         snippet = data[:80]
         raise UpstreamError("upstream_malformed", f"{provider} sent malformed stream data: {snippet!r}") from None
-
-
-async def upstream_messages(
-    response: httpx.Response, provider: str, idle_timeout: float
-) -> AsyncIterator[list[SSEMessage]]:
-    """The response's SSE messages, one list per network read, with transport failures mapped to ``UpstreamError``."""
-    try:
-        async for messages in iter_sse_batches(response.aiter_text()):
-            yield messages
-    except httpx.ReadTimeout:
-        raise UpstreamError("upstream_idle_timeout", f"{provider} sent nothing for {idle_timeout:g} s") from None
-    except (httpx.RemoteProtocolError, httpx.ReadError, httpx.DecodingError) as exc:
-        raise UpstreamError("upstream_connection_lost", f"{provider} connection broke mid-stream: {exc}") from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
-from .._sse import SSEMessage
+from .._sse import SSEMessage, iter_sse_batches
 from ._base import (
     Delta,
     EventBatch,
@@ -18,7 +18,6 @@ from ._base import (
     Usage,
     decode_events,
     parse_json_chunk,
-    upstream_messages,
 )
 
 API_VERSION = "2023-06-01"
@@ -39,7 +38,7 @@ class AnthropicProvider:
         if api_key:
             headers["x-api-key"] = api_key
         self._transport = HTTPTransport(
-            base_url, headers=headers, settings=settings or UpstreamSettings(), secrets=(api_key or "",)
+            base_url, name, headers=headers, settings=settings or UpstreamSettings(), secrets=(api_key or "",)
         )
         self._models = list(models)
 
@@ -63,9 +62,8 @@ class AnthropicProvider:
             body["system"] = system
         if options.get("temperature") is not None:
             body["temperature"] = options["temperature"]
-        idle = self._transport.settings.idle_timeout
         async with self._transport.open_stream("v1/messages", body) as response:
-            async for messages in upstream_messages(response, self.name, idle):
+            async for messages in iter_sse_batches(response.aiter_text()):
                 batch: EventBatch = []
                 for message in messages:
                     try:

@@ -6,6 +6,7 @@ import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
+from .._sse import iter_sse_batches
 from ._base import (
     EventBatch,
     Finish,
@@ -18,7 +19,6 @@ from ._base import (
     decode_events,
     log,
     parse_json_chunk,
-    upstream_messages,
 )
 from ._think import LeadingThinkSplitter
 
@@ -38,7 +38,7 @@ class OpenAIProvider:
         self.name = name
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._transport = HTTPTransport(
-            base_url, headers=headers, settings=settings or UpstreamSettings(), secrets=(api_key or "",)
+            base_url, name, headers=headers, settings=settings or UpstreamSettings(), secrets=(api_key or "",)
         )
         self._configured_models = list(models or [])
         self._discover = discover_models
@@ -86,7 +86,7 @@ class OpenAIProvider:
         body.update({k: v for k, v in options.items() if v is not None})
         splitter = LeadingThinkSplitter()
         async with self._transport.open_stream("chat/completions", body) as response:
-            async for messages in upstream_messages(response, self.name, self.settings.idle_timeout):
+            async for messages in iter_sse_batches(response.aiter_text()):
                 batch: EventBatch = []
                 for message in messages:
                     if message.data == "[DONE]":
