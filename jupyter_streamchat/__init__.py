@@ -1,12 +1,44 @@
-"""LLM chat inside Jupyter that never loses a word."""
+"""LLM chat inside Jupyter that never loses a word.
+
+In a notebook: ``from jupyter_streamchat import chat, compare`` or ``%load_ext jupyter_streamchat``.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "chat", "compare"]
+
+if TYPE_CHECKING:
+    from ._widgets import ChatWidget, CompareWidget
+
+
+def chat(prompt: str, model: str | None = None, conversation: str | None = None) -> ChatWidget:
+    """Stream ``model``'s reply to ``prompt`` into a widget (with Stop) and return the widget.
+
+    Successive calls in one notebook continue one conversation unless ``conversation`` names
+    another. ``await widget.done`` waits for the end; ``widget.results`` holds the outcome.
+    """
+    from ._widgets import chat as _chat
+
+    return _chat(prompt, model=model, conversation=conversation)
+
+
+def compare(prompt: str, models: Sequence[str]) -> CompareWidget:
+    """Send ``prompt`` to 2-4 models side by side, each pane with its own Stop, plus Stop all."""
+    from ._widgets import compare as _compare
+
+    return _compare(prompt, models)
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext jupyter_streamchat``: ``%%chat``, ``%%compare`` and ``%chat_models``."""
+    from ._magics import StreamChatMagics
+
+    ipython.register_magics(StreamChatMagics)
 
 
 def _jupyter_server_extension_points() -> list[dict[str, Any]]:

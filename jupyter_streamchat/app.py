@@ -11,10 +11,11 @@ from jupyter_server.extension.application import ExtensionApp
 from tornado.ioloop import IOLoop
 from traitlets import Bool, Enum, Float, Int, List, Unicode, default
 
+from ._kernel_access import KernelAccess
 from ._validation import BodyLimits
 from .handlers import route_table
 from .persistence import HandoffHub, NotebookRecorder, RunJournal
-from .providers import ProviderConfig, ProviderRegistry, UpstreamSettings
+from .providers import ProviderConfig, ProviderRegistry, UpstreamSettings, _environ
 from .runs import RunLimits, RunManager
 from .service import ChatService
 
@@ -48,12 +49,12 @@ class StreamChat(ExtensionApp):
     )
     anthropic_models = List(
         Unicode(),
-        default_value=["claude-sonnet-4-5", "claude-haiku-4-5"],
+        default_value=_environ.ANTHROPIC_LISTED_MODELS,
         config=True,
         help="Models listed for anthropic (any other name is accepted too).",
     )
     ollama_url = Unicode(
-        "http://127.0.0.1:11434",
+        _environ.OLLAMA_DEFAULT_URL,
         config=True,
         help="Where to look for a local Ollama (default: $OLLAMA_HOST).",
     )
@@ -103,6 +104,13 @@ class StreamChat(ExtensionApp):
     keepalive_interval = Float(15.0, config=True, help="Seconds between ': ping' comments on idle streams.")
     shutdown_timeout = Float(5.0, config=True, help="Seconds to record interrupted runs at shutdown.")
 
+    kernel_access = Bool(
+        True,
+        config=True,
+        help="Let kernels started by this server reach streamchat with nothing typed by the user: the URL and "
+        "a credential that opens streamchat routes only are passed in their environment.",
+    )
+
     # ----- persistence -------------------------------------------------------------------------
     journal_path = Unicode(
         "",
@@ -117,31 +125,27 @@ class StreamChat(ExtensionApp):
 
     @default("openai_api_key")
     def _default_openai_api_key(self) -> str | None:
-        return os.environ.get("OPENAI_API_KEY") or None
+        return _environ.openai_api_key()
 
     @default("openai_base_url")
     def _default_openai_base_url(self) -> str | None:
-        return os.environ.get("OPENAI_BASE_URL") or None
+        return _environ.openai_base_url()
 
     @default("openai_models")
     def _default_openai_models(self) -> list[str]:
-        # api.openai.com lists hundreds of models; a custom base URL is asked for its own list instead.
-        return [] if self.openai_base_url else ["gpt-4o-mini", "gpt-4.1-mini", "gpt-4o"]
+        return _environ.openai_listed_models(self.openai_base_url)
 
     @default("anthropic_api_key")
     def _default_anthropic_api_key(self) -> str | None:
-        return os.environ.get("ANTHROPIC_API_KEY") or None
+        return _environ.anthropic_api_key()
 
     @default("anthropic_base_url")
     def _default_anthropic_base_url(self) -> str | None:
-        return os.environ.get("ANTHROPIC_BASE_URL") or None
+        return _environ.anthropic_base_url()
 
     @default("ollama_url")
     def _default_ollama_url(self) -> str:
-        host = os.environ.get("OLLAMA_HOST", "")
-        if not host:
-            return "http://127.0.0.1:11434"
-        return host if "://" in host else f"http://{host}"
+        return _environ.ollama_url()
 
     def provider_config(self) -> ProviderConfig:
         return ProviderConfig(
@@ -191,16 +195,23 @@ class StreamChat(ExtensionApp):
             notebooks=NotebookRecorder(self.serverapp, HandoffHub(self.handoff_timeout)),
         )
         self.service.journal.open()  # type: ignore[union-attr]
-        self.handlers.extend(route_table(self.service))
+        self._kernel_access = KernelAccess() if self.kernel_access else None
+        self.handlers.extend(route_table(self.service, self._kernel_access))
         IOLoop.current().add_callback(self._start_background_work)
 
     async def _start_background_work(self) -> None:
+        if self._kernel_access is not None:
+            # Here, not in initialize_handlers: the port is only known once the server is bound.
+            self._kernel_access.publish(self.serverapp)
         service = self.service
         assert service.journal is not None
         service.journal.start_flusher(service.runs.running)
         await service.recover()
 
     async def stop_extension(self) -> None:
+        kernel_access = getattr(self, "_kernel_access", None)
+        if kernel_access is not None:
+            kernel_access.withdraw()
         service = getattr(self, "service", None)
         if service is None:
             return

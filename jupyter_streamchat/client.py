@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 
@@ -18,14 +19,37 @@ class StreamChatAPIError(Exception):
 
 
 class StreamChatClient:
-    """``base_url`` is the Jupyter server's base URL (``http://host:port/base/``)."""
+    """``base_url`` is the Jupyter server's base URL (``http://host:port/base/``).
 
-    def __init__(self, base_url: str, token: str | None = None, timeout: float = 30.0) -> None:
-        headers = {"Authorization": f"token {token}"} if token else {}
+    ``token`` is a Jupyter (or JupyterHub) token; ``headers`` carries any other credential, such as
+    the scoped one a kernel gets from its server. ``http+unix://<quoted socket path>/base/`` reaches a
+    server listening on a Unix socket.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        timeout: float = 30.0,
+        *,
+        headers: dict[str, str] | None = None,
+        verify: bool = True,
+        trust_env: bool = True,
+    ) -> None:
+        all_headers = {"Authorization": f"token {token}"} if token else {}
+        all_headers.update(headers or {})
+        transport = None
+        if base_url.startswith("http+unix://"):
+            socket_path, _, path = base_url[len("http+unix://") :].partition("/")
+            transport = httpx.AsyncHTTPTransport(uds=unquote(socket_path))
+            base_url = f"http://localhost/{path}"
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/streamchat/",
-            headers=headers,
+            headers=all_headers,
             timeout=httpx.Timeout(timeout, read=None),
+            transport=transport,
+            verify=verify,
+            trust_env=trust_env,
         )
 
     async def __aenter__(self) -> StreamChatClient:

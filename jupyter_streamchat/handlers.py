@@ -6,6 +6,7 @@ import asyncio
 import json
 from typing import Any
 
+from jupyter_server.auth import Authorizer, User
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
@@ -13,6 +14,7 @@ from tornado import web
 from tornado.iostream import StreamClosedError
 
 from ._errors import BadRequest, NotFound, StreamChatError
+from ._kernel_access import KERNEL_USERNAME, TOKEN_HEADER, KernelAccess
 from ._paths import confine
 from ._sse import PING, encode_event
 from ._validation import parse_chat_body
@@ -24,11 +26,43 @@ from .service import ChatService
 AUTH_RESOURCE = "streamchat"
 
 
+class _StreamChatOnly(Authorizer):
+    """What a kernel's credential may do: use streamchat, nothing else."""
+
+    def is_authorized(self, handler: Any, user: User, action: str, resource: str) -> bool:
+        return resource == AUTH_RESOURCE
+
+
 class BaseHandler(APIHandler):
     auth_resource = AUTH_RESOURCE
+    _kernel_authenticated = False
 
-    def initialize(self, service: ChatService) -> None:
+    def initialize(self, service: ChatService, kernel_access: KernelAccess | None = None) -> None:
         self.service = service
+        self.kernel_access = kernel_access
+
+    async def prepare(self) -> None:  # type: ignore[override]
+        presented = self.request.headers.get(TOKEN_HEADER)
+        if presented is None:
+            await super().prepare()
+            return
+        # A kernel's scoped credential: checked here because Jupyter's identity provider does not know it.
+        if not self.check_host() or self.kernel_access is None or not self.kernel_access.accepts(presented):
+            self.current_user = self._jupyter_current_user = None
+            raise web.HTTPError(403, "invalid streamchat kernel credential")
+        self._kernel_authenticated = True
+        self.current_user = self._jupyter_current_user = User(username=KERNEL_USERNAME, name="Kernel")
+
+    @property
+    def authorizer(self) -> Authorizer:
+        if self._kernel_authenticated:
+            return _StreamChatOnly(parent=self.settings.get("authorizer"))
+        return super().authorizer
+
+    def check_xsrf_cookie(self) -> None:
+        # A header the browser never sends on its own cannot be forged cross-site.
+        if not self._kernel_authenticated:
+            super().check_xsrf_cookie()
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         # Only our own message goes out: never a traceback, never upstream secrets.
@@ -251,8 +285,10 @@ class DocumentClaimHandler(BaseHandler):
         self.finish({"offer": body["offer"], "accepted": recorder.handoff.claim(body["offer"])})
 
 
-def route_table(service: ChatService) -> list[tuple[str, type[web.RequestHandler], dict[str, Any]]]:
-    kwargs = {"service": service}
+def route_table(
+    service: ChatService, kernel_access: KernelAccess | None = None
+) -> list[tuple[str, type[web.RequestHandler], dict[str, Any]]]:
+    kwargs = {"service": service, "kernel_access": kernel_access}
     run_id = r"(?P<run_id>[A-Za-z0-9_\-]+)"
     return [
         (r"/streamchat/models", ModelsHandler, kwargs),

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .._errors import NotFound
+from . import _environ
 from ._base import Delta, EventBatch, Finish, Provider, Reasoning, StreamEvent, UpstreamError, UpstreamSettings, Usage
 from .anthropic import AnthropicProvider
 from .demo import DemoProvider
@@ -52,6 +55,22 @@ class ProviderConfig:
     demo_speed: float = 1.0
     default_model: str = ""
     upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] = os.environ, **overrides: Any) -> ProviderConfig:
+        """What the server extension would configure with no config file, for the in-process engine."""
+        base_url = _environ.openai_base_url(environ)
+        settings: dict[str, Any] = {
+            "openai_api_key": _environ.openai_api_key(environ),
+            "openai_base_url": base_url,
+            "openai_models": _environ.openai_listed_models(base_url),
+            "anthropic_api_key": _environ.anthropic_api_key(environ),
+            "anthropic_base_url": _environ.anthropic_base_url(environ),
+            "anthropic_models": list(_environ.ANTHROPIC_LISTED_MODELS),
+            "ollama_url": _environ.ollama_url(environ),
+        }
+        settings.update(overrides)
+        return cls(**settings)
 
 
 class ProviderRegistry:

@@ -1,0 +1,236 @@
+"""Where a kernel's chat runs: in the Jupyter server that started the kernel, or in-process.
+
+Both backends offer the same few calls and yield the same SSE messages, decoded by the same
+``SSEDecoder``, so the widgets never know which one they talk to. The in-process backend is the
+server's own engine (``providers/``, ``RunManager``, ``ChatService``) without a notebook recorder:
+a kernel that no Jupyter server started (VS Code, ``jupyter console``, plain IPython) still chats,
+and says that nothing is recorded in a notebook.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import os
+from collections.abc import AsyncIterator, Mapping
+from contextlib import aclosing
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from ._errors import StreamChatError
+from ._kernel_access import ENV_ROOT, ENV_TOKEN, ENV_URL, TOKEN_HEADER
+from ._sse import SSEDecoder, SSEMessage
+from .client import StreamChatAPIError, StreamChatClient
+
+KEEPALIVE_SECONDS = 15.0
+
+
+class Backend(Protocol):
+    #: Whether runs that name a notebook are recorded in it.
+    records_notebooks: bool
+    #: The server-relative path of this kernel's notebook, if any.
+    notebook: str | None
+    #: One line for people: where runs go and whether they are recorded.
+    note: str
+
+    async def models(self) -> dict[str, Any]: ...
+    async def start_run(self, body: dict[str, Any]) -> dict[str, Any]: ...
+    def events(self, run_id: str, after: int = 0) -> AsyncIterator[SSEMessage]: ...
+    def stream(self, body: dict[str, Any]) -> AsyncIterator[SSEMessage]: ...
+    async def stop(self, run_id: str) -> dict[str, Any]: ...
+    async def get_run(self, run_id: str) -> dict[str, Any]: ...
+    async def aclose(self) -> None: ...
+
+
+class ServerBackend:
+    """The extension in the Jupyter server, over HTTP (the kernel's own link, or a hub token)."""
+
+    records_notebooks = True
+
+    def __init__(self, client: StreamChatClient, notebook: str | None) -> None:
+        self._client = client
+        self.notebook = notebook
+        self.note = (
+            f"Recorded in {notebook}" if notebook else "Not recorded in a notebook: this kernel has no notebook."
+        )
+
+    async def models(self) -> dict[str, Any]:
+        return await self._client.models()
+
+    async def start_run(self, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._client.start_run(body)
+
+    def events(self, run_id: str, after: int = 0) -> AsyncIterator[SSEMessage]:
+        return self._client.events(run_id, after)
+
+    def stream(self, body: dict[str, Any]) -> AsyncIterator[SSEMessage]:
+        return self._client.stream(body)
+
+    async def stop(self, run_id: str) -> dict[str, Any]:
+        return await self._client.stop(run_id)
+
+    async def get_run(self, run_id: str) -> dict[str, Any]:
+        return await self._client.get_run(run_id)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+class InProcessBackend:
+    """The same engine as the server extension, running on the kernel's event loop."""
+
+    records_notebooks = False
+    notebook = None
+    note = "Notebook persistence is off: no Jupyter server started this kernel (in-process engine)."
+
+    def __init__(self, environ: Mapping[str, str] = os.environ) -> None:
+        from ._validation import BodyLimits
+        from .providers import ProviderConfig, ProviderRegistry
+        from .runs import RunManager
+        from .service import ChatService
+
+        self.service = ChatService(
+            registry=ProviderRegistry(ProviderConfig.from_environ(environ)),
+            runs=RunManager(),
+            body_limits=BodyLimits(),
+            root_dir=os.getcwd(),
+        )
+
+    async def models(self) -> dict[str, Any]:
+        registry = self.service.registry
+        with _as_api_error():
+            return {"models": await registry.list_models(), "default": await registry.default_model()}
+
+    async def start_run(self, body: dict[str, Any]) -> dict[str, Any]:
+        run = await self._start(body, "detached")
+        return {"id": run.id, "status": run.status}
+
+    async def events(self, run_id: str, after: int = 0) -> AsyncIterator[SSEMessage]:
+        run = self._run(run_id)
+        async with aclosing(_decoded(run.subscribe(after))) as messages:
+            async for message in messages:
+                yield message
+
+    async def stream(self, body: dict[str, Any]) -> AsyncIterator[SSEMessage]:
+        from .runs import DISCONNECT
+
+        run = await self._start(body, "direct")
+        try:
+            async with aclosing(_decoded(run.subscribe(0))) as messages:
+                async for message in messages:
+                    yield message
+        finally:
+            # As when a browser hangs up on a direct stream: the run stops at once.
+            run.request_end(DISCONNECT)
+
+    async def stop(self, run_id: str) -> dict[str, Any]:
+        run = self._run(run_id)
+        stopped = await run.stop()
+        return {"id": run.id, "status": run.status, "stopped": stopped}
+
+    async def get_run(self, run_id: str) -> dict[str, Any]:
+        return self._run(run_id).record()
+
+    async def aclose(self) -> None:
+        await self.service.aclose(timeout=5.0)
+
+    async def _start(self, body: dict[str, Any], mode: str) -> Any:
+        from ._validation import parse_chat_body
+
+        body = {key: value for key, value in body.items() if key != "notebook"}
+        with _as_api_error():
+            parsed = parse_chat_body(json.dumps(body).encode(), self.service.body_limits)
+            return await self.service.start_run(parsed, mode)
+
+    def _run(self, run_id: str) -> Any:
+        run = self.service.runs.get(run_id)
+        if run is None:
+            raise StreamChatAPIError(404, f"unknown run {run_id!r}")
+        return run
+
+
+async def _decoded(subscription: Any) -> AsyncIterator[SSEMessage]:
+    """A run's encoded events, decoded exactly as a remote client decodes them."""
+    decoder = SSEDecoder()
+    try:
+        while True:
+            chunk = subscription.take()
+            if chunk:
+                for message in decoder.feed(chunk.decode()):
+                    yield message
+            elif subscription.exhausted:
+                return
+            else:
+                await subscription.wait(KEEPALIVE_SECONDS)
+    finally:
+        subscription.close()
+
+
+class _as_api_error:
+    """Engine errors look like the HTTP API's errors, so callers handle one kind."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _tb: object) -> None:
+        if isinstance(exc, StreamChatError):
+            raise StreamChatAPIError(exc.status, exc.message) from exc
+
+
+def notebook_from_session(environ: Mapping[str, str]) -> str | None:
+    """The kernel's notebook, server-relative, from the ``JPY_SESSION_NAME`` jupyter_server sets."""
+    session = environ.get("JPY_SESSION_NAME", "")
+    if not session or not session.endswith(".ipynb"):
+        return None
+    if not os.path.isabs(session):
+        return session.replace(os.sep, "/").lstrip("/")
+    root = environ.get(ENV_ROOT, "")
+    if not root:
+        return None
+    try:
+        relative = os.path.relpath(os.path.realpath(session), os.path.realpath(root))
+    except ValueError:  # another drive
+        return None
+    if relative.startswith(".."):
+        return None
+    return relative.replace(os.sep, "/")
+
+
+def discover(environ: Mapping[str, str] = os.environ) -> Backend:
+    """The server that started this kernel if there is one, else the in-process engine."""
+    url, token = environ.get(ENV_URL), environ.get(ENV_TOKEN)
+    notebook = notebook_from_session(environ)
+    if url and token:
+        client = StreamChatClient(
+            url,
+            headers={TOKEN_HEADER: token},
+            # The link goes straight to this machine's server: never through HTTP(S)_PROXY.
+            trust_env=False,
+            verify=not (url.startswith("https:") and _is_loopback(url)),
+        )
+        return ServerBackend(client, notebook)
+    hub_url, hub_token = environ.get("JUPYTERHUB_SERVICE_URL"), environ.get("JUPYTERHUB_API_TOKEN")
+    if hub_url and hub_token:
+        return ServerBackend(StreamChatClient(hub_url, hub_token, trust_env=False), notebook)
+    return InProcessBackend(environ)
+
+
+def _is_loopback(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").strip("[]")
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+_backends: dict[asyncio.AbstractEventLoop, Backend] = {}
+
+
+def current_backend() -> Backend:
+    """One backend per event loop (an httpx client must not be shared across loops)."""
+    loop = asyncio.get_event_loop()
+    backend = _backends.get(loop)
+    if backend is None:
+        backend = _backends[loop] = discover()
+    return backend

@@ -1,0 +1,121 @@
+"""``%%chat``, ``%%compare`` and ``%chat_models``: the widgets from a cell, with one-line usage errors."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shlex
+import threading
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.display import Markdown, display
+
+from ._backends import discover
+from ._widgets import MAX_PANES, MIN_PANES, chat, compare
+
+LISTING_TIMEOUT = 20.0
+
+CHAT_USAGE = "%%chat [MODEL] [--conversation ID]   (MODEL looks like provider:model, e.g. demo:chat)"
+COMPARE_USAGE = f"%%compare MODEL1 MODEL2 [...]   ({MIN_PANES} to {MAX_PANES} model ids, e.g. demo:chat demo:fast)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of printing usage and exiting the kernel's process."""
+
+    def error(self, message: str) -> Any:
+        raise UsageError(f"{message}; usage: {self.usage}")
+
+
+def _parse(parser: _Parser, line: str) -> argparse.Namespace:
+    try:
+        words = shlex.split(line)
+    except ValueError as exc:
+        raise UsageError(f"{exc}; usage: {parser.usage}") from None
+    return parser.parse_args(words)
+
+
+def _check_model_id(model: str, usage: str) -> None:
+    provider, sep, name = model.partition(":")
+    if not (sep and provider and name):
+        raise UsageError(f"{model!r} is not a model id; usage: {usage}")
+
+
+_chat_parser = _Parser(prog="%%chat", usage=CHAT_USAGE, add_help=False)
+_chat_parser.add_argument("model", nargs="?")
+_chat_parser.add_argument("--conversation", "-c")
+
+_compare_parser = _Parser(prog="%%compare", usage=COMPARE_USAGE, add_help=False)
+_compare_parser.add_argument("models", nargs="*")
+
+
+@magics_class
+class StreamChatMagics(Magics):
+    @cell_magic
+    def chat(self, line: str, cell: str) -> None:
+        """Stream the cell as a prompt: ``%%chat [MODEL] [--conversation ID]``."""
+        args = _parse(_chat_parser, line)
+        if args.model:
+            _check_model_id(args.model, CHAT_USAGE)
+        chat(cell, model=args.model, conversation=args.conversation)
+
+    @cell_magic
+    def compare(self, line: str, cell: str) -> None:
+        """Send the cell to several models side by side: ``%%compare MODEL1 MODEL2 [...]``."""
+        args = _parse(_compare_parser, line)
+        if not MIN_PANES <= len(args.models) <= MAX_PANES:
+            raise UsageError(f"got {len(args.models)} models; usage: {COMPARE_USAGE}")
+        for model in args.models:
+            _check_model_id(model, COMPARE_USAGE)
+        compare(cell, args.models)
+
+    @line_magic
+    def chat_models(self, line: str) -> None:
+        """List the models this kernel can use (``*`` marks the default)."""
+        if line.strip():
+            raise UsageError("%chat_models takes no arguments")
+        try:
+            listing = _models_now()
+        except Exception as exc:  # one line, like every other failure
+            raise UsageError(f"could not list models: {exc}") from None
+        display(_models_table(listing))
+
+
+def _models_now() -> dict[str, Any]:
+    """The listing, answered before the magic returns (so headless runs capture it too).
+
+    The kernel's loop is busy running this cell, so a fresh backend answers on a loop of its own in
+    a worker thread; a local listing takes milliseconds.
+    """
+    result: dict[str, Any] = {}
+
+    async def ask() -> None:
+        backend = discover()
+        try:
+            result["listing"] = await backend.models()
+        finally:
+            await backend.aclose()
+
+    def run() -> None:
+        try:
+            asyncio.run(ask())
+        except BaseException as exc:
+            result["error"] = exc
+
+    worker = threading.Thread(target=run, name="streamchat-models", daemon=True)
+    worker.start()
+    worker.join(LISTING_TIMEOUT)
+    if "error" in result:
+        raise result["error"]
+    if "listing" not in result:
+        raise TimeoutError(f"no answer within {LISTING_TIMEOUT:.0f} s")
+    return result["listing"]
+
+
+def _models_table(listing: dict[str, Any]) -> Markdown:
+    rows = [
+        f"| `{m['id']}` | {m['name']} | {m['provider']} |{' default' if m['id'] == listing.get('default') else ''}"
+        for m in listing["models"]
+    ]
+    return Markdown("| model id | name | provider | |\n|---|---|---|---|\n" + "\n".join(rows))

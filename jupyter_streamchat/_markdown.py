@@ -1,0 +1,224 @@
+"""Markdown for streamed replies: render finished blocks once, re-render only the open tail.
+
+markdown-it-py parses (CommonMark, with GFM tables and strikethrough) and reports the source lines of
+every top-level block, which is what telling a finished block from the open one needs; Pygments
+highlights code. Raw HTML in a reply is escaped and images are not fetched: a reply is untrusted text.
+
+``ProgressiveMarkdown.advance(text)`` splits the text seen so far into blocks that can no longer
+change (returned once, as HTML to append) and the open tail (HTML that replaces the previous tail).
+A long fenced code block is sealed in segments of complete lines, so no block makes the tail grow
+without bound. ``render(text)`` renders a whole text at once (the final, exact rendering).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from markdown_it import MarkdownIt
+from pygments import highlight as pygments_highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import get_lexer_by_name
+from pygments.util import ClassNotFound
+
+# Complete lines of an open code block sealed at once: small enough to keep the tail short, large
+# enough that segments (each its own <pre>) stay few.
+CODE_SEGMENT_LINES = 8
+
+_FENCE_OPEN = re.compile(r"^( {0,3})(`{3,}|~{3,})(.*)$")
+_FORMATTER = HtmlFormatter(nowrap=True)
+
+
+def _highlight(code: str, lang: str, _attrs: Any = None) -> str:
+    lexer = _lexer(lang.split()[0].lower()) if lang.strip() else None
+    if lexer is None:
+        return html.escape(code)
+    return pygments_highlight(code, lexer, _FORMATTER)
+
+
+@lru_cache(maxsize=64)
+def _lexer(name: str) -> Any:
+    try:
+        return get_lexer_by_name(name, stripnl=False, ensurenl=False)
+    except ClassNotFound:
+        return None
+
+
+def _parser(highlighted: bool) -> MarkdownIt:
+    options: dict[str, Any] = {"html": False}
+    if highlighted:
+        options["highlight"] = _highlight
+    parser = MarkdownIt("commonmark", options).enable(["table", "strikethrough"]).disable("image")
+    return parser
+
+
+_HIGHLIGHTED = _parser(highlighted=True)
+# The open tail changes on every render: highlighting it would multiply what is sent for code.
+_PLAIN = _parser(highlighted=False)
+
+
+def render(text: str) -> str:
+    """The whole text, highlighted: what a finished reply looks like."""
+    return _HIGHLIGHTED.render(text)
+
+
+def code_segment(code: str, lang: str, *, first: bool, last: bool, highlighted: bool) -> str:
+    """One piece of a code block sealed in pieces; CSS joins the pieces into one box."""
+    classes = ["jsc-code-segment"]
+    if first:
+        classes.append("jsc-first")
+    if last:
+        classes.append("jsc-last")
+    body = _highlight(code, lang) if highlighted else html.escape(code)
+    lang_class = f' class="language-{html.escape(lang.split()[0])}"' if lang.strip() else ""
+    return f'<pre class="{" ".join(classes)}"><code{lang_class}>{body}</code></pre>\n'
+
+
+@dataclass(slots=True)
+class _OpenFence:
+    """A fenced code block whose first lines are already sealed."""
+
+    opener: str  # the opening line, e.g. "```python"
+    marker: str  # "```" or "~~~" (at least three)
+    lang: str
+
+
+@dataclass(slots=True)
+class Advance:
+    sealed: str  # HTML of blocks finished since the previous call ("" if none)
+    tail: str  # HTML of the open tail (replaces the previous tail)
+
+
+class ProgressiveMarkdown:
+    def __init__(self) -> None:
+        self._sealed_upto = 0  # characters of the text already sealed
+        self._fence: _OpenFence | None = None
+
+    @property
+    def pending(self) -> int:
+        """How far the text has been sealed (characters)."""
+        return self._sealed_upto
+
+    def advance(self, text: str, final: bool = False) -> Advance:
+        rest = text[self._sealed_upto :]
+        if final:
+            sealed = self._render_rest(rest, closing=True)
+            self._sealed_upto = len(text)
+            self._fence = None
+            return Advance(sealed, "")
+        if "\r" in rest:  # markdown-it counts lone CRs as line breaks: no line mapping, seal at the end
+            return Advance("", self._render_tail(rest))
+        lines = _lines(rest)
+        prefix_lines = 1 if self._fence is not None else 0
+        source = (self._fence.opener + "\n" + rest) if self._fence is not None else rest
+        blocks = _top_level_blocks(source)
+        parts: list[str] = []
+        if len(blocks) >= 2:
+            # Every block but the last is followed by the start of another: it can no longer change.
+            cut = blocks[-1][0] - prefix_lines
+            if cut > 0:
+                parts.append(self._render_rest("".join(lines[:cut]), closing=True))
+                self._consume(lines[:cut])
+                lines = lines[cut:]
+                prefix_lines = 0
+        sealed_code = self._seal_open_code(lines, prefix_lines)
+        if sealed_code:
+            parts.append(sealed_code)
+        tail = self._render_tail(text[self._sealed_upto :])
+        return Advance("".join(parts), tail)
+
+    # ----- internals -----------------------------------------------------------------------------
+    def _consume(self, lines: list[str]) -> None:
+        self._sealed_upto += sum(len(line) for line in lines)
+        self._fence = None
+
+    def _render_rest(self, chunk: str, closing: bool) -> str:
+        """Render sealed text; if it continues a code block sealed in pieces, finish that block first."""
+        if self._fence is None:
+            return render(chunk)
+        fence = self._fence
+        lines = _lines(chunk)
+        end = next((i for i, line in enumerate(lines) if _closes(line, fence.marker, complete=False)), None)
+        if end is None:  # the block never closed (final render of a truncated reply)
+            return code_segment("".join(lines), fence.lang, first=False, last=True, highlighted=True)
+        code = code_segment("".join(lines[:end]), fence.lang, first=False, last=True, highlighted=True)
+        return code + render("".join(lines[end + 1 :]))
+
+    def _seal_open_code(self, lines: list[str], prefix_lines: int) -> str:
+        """Seal complete lines of a long open fenced block so the tail stays short."""
+        if self._fence is None:
+            if not lines:
+                return ""
+            match = _FENCE_OPEN.match(lines[0].rstrip("\n"))
+            if match is None or not lines[0].endswith("\n"):
+                return ""
+            if len(_top_level_blocks("".join(lines))) != 1:
+                return ""
+            marker, lang = match.group(2), match.group(3).strip()
+            if "`" in lang and marker[0] == "`":
+                return ""
+            body = lines[1:]
+            if any(_closes(line, marker, complete=False) for line in body):
+                return ""  # closed: it is sealed with the next block
+            complete = [line for line in body if line.endswith("\n")]
+            if len(complete) < CODE_SEGMENT_LINES:
+                return ""
+            chunk = complete[: len(complete) - len(complete) % CODE_SEGMENT_LINES]
+            self._sealed_upto += len(lines[0]) + sum(len(line) for line in chunk)
+            self._fence = _OpenFence(lines[0].rstrip("\n"), marker, lang)
+            return code_segment("".join(chunk), lang, first=True, last=False, highlighted=True)
+        fence = self._fence
+        if any(_closes(line, fence.marker, complete=False) for line in lines):
+            return ""
+        complete = [line for line in lines if line.endswith("\n")]
+        if len(complete) < CODE_SEGMENT_LINES:
+            return ""
+        chunk = complete[: len(complete) - len(complete) % CODE_SEGMENT_LINES]
+        self._sealed_upto += sum(len(line) for line in chunk)
+        return code_segment("".join(chunk), fence.lang, first=False, last=False, highlighted=True)
+
+    def _render_tail(self, rest: str) -> str:
+        if not rest:
+            return ""
+        if self._fence is None:
+            return _PLAIN.render(rest)
+        fence = self._fence
+        lines = _lines(rest)
+        end = next((i for i, line in enumerate(lines) if _closes(line, fence.marker, complete=False)), None)
+        if end is None:
+            return code_segment(rest, fence.lang, first=False, last=True, highlighted=False)
+        code = code_segment("".join(lines[:end]), fence.lang, first=False, last=True, highlighted=False)
+        return code + _PLAIN.render("".join(lines[end + 1 :]))
+
+
+def _closes(line: str, marker: str, complete: bool = True) -> bool:
+    """Whether ``line`` closes a block opened by ``marker`` (``complete``: only if the line has ended)."""
+    stripped = line.strip()
+    return (
+        len(line) - len(line.lstrip(" ")) <= 3
+        and len(stripped) >= len(marker)
+        and set(stripped) == {marker[0]}
+        and (line.endswith("\n") or not complete)
+    )
+
+
+def _lines(text: str) -> list[str]:
+    """Lines with their endings, split on LF only (as markdown-it counts them)."""
+    lines = text.split("\n")
+    last = lines.pop()
+    result = [line + "\n" for line in lines]
+    if last:
+        result.append(last)
+    return result
+
+
+def _top_level_blocks(source: str) -> list[tuple[int, int]]:
+    """(first line, end line) of each top-level block, in order."""
+    return [
+        (token.map[0], token.map[1])
+        for token in _PLAIN.parse(source)
+        if token.level == 0 and token.nesting >= 0 and token.map is not None
+    ]

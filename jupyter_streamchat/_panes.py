@@ -1,0 +1,266 @@
+"""One model's reply in a widget: exact state from SSE events, throttled and incremental rendering.
+
+State is applied per event (cheap: append a string); rendering happens at most every
+``MIN_INTERVAL`` seconds and sends only what changed: finished Markdown blocks go out once as new
+child widgets, the open tail replaces the previous tail. A render is also held back until the new
+text is at least ``1 / TAIL_RESEND_RATIO`` of the tail it would re-send, so what reaches the
+browser stays a small multiple of the reply whatever the token rate (see benchmarks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import ipywidgets as widgets
+from ipywidgets.widgets.widget_string import HTMLStyle
+
+from . import _markdown, _static
+from ._sse import SSEMessage
+
+MIN_INTERVAL = 0.05  # at most 20 renders per second per pane
+MAX_INTERVAL = 0.5  # ...and at least 2 while text keeps arriving
+TAIL_RESEND_RATIO = 4  # re-send the tail only once new text is >= 1/4 of it
+STATS_INTERVAL = 0.5  # live numbers twice a second; status changes at once
+BLOCKS_PER_GROUP = 16  # sealed blocks per container, so no update re-lists every block
+
+TERMINAL = ("completed", "stopped", "failed", "interrupted")
+
+
+@dataclass
+class PaneState:
+    """Everything known about one run, exactly as the events said it."""
+
+    model: str | None
+    run: str | None = None
+    status: str = "starting"
+    text_parts: list[str] = field(default_factory=list)
+    reasoning_parts: list[str] = field(default_factory=list)
+    usage: dict[str, int] = field(default_factory=dict)
+    finish_reason: str | None = None
+    error: dict[str, Any] | None = None
+    conversation: str | None = None
+    requested_at: float = field(default_factory=time.monotonic)
+    first_at: float | None = None
+    ended_at: float | None = None
+    deltas: int = 0
+    last_event_id: int = 0
+
+    @property
+    def text(self) -> str:
+        if len(self.text_parts) > 1:
+            self.text_parts[:] = ["".join(self.text_parts)]
+        return self.text_parts[0] if self.text_parts else ""
+
+    @property
+    def reasoning(self) -> str:
+        if len(self.reasoning_parts) > 1:
+            self.reasoning_parts[:] = ["".join(self.reasoning_parts)]
+        return self.reasoning_parts[0] if self.reasoning_parts else ""
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL
+
+    def apply(self, message: SSEMessage) -> None:
+        if message.id and message.id.isdigit():
+            self.last_event_id = int(message.id)
+        kind = message.event
+        data = message.json() if message.data else {}
+        if kind in ("delta", "reasoning"):
+            if self.first_at is None:
+                self.first_at = time.monotonic()
+            if kind == "delta":
+                self.text_parts.append(data["text"])
+                self.deltas += 1
+            else:
+                self.reasoning_parts.append(data["text"])
+        elif kind == "run":
+            self.run, self.model, self.status = data["id"], data.get("model") or self.model, "running"
+        elif kind == "snapshot":  # re-attached after events left the replay buffer
+            self.text_parts, self.reasoning_parts = [data.get("text") or ""], [data.get("reasoning") or ""]
+        elif kind == "usage":
+            self.usage.update({k: v for k, v in data.items() if isinstance(v, int)})
+        elif kind == "done":
+            self.finish(data["status"], data.get("error"), data.get("finish_reason"), data.get("usage"))
+
+    def finish(
+        self,
+        status: str,
+        error: dict[str, Any] | None = None,
+        finish_reason: str | None = None,
+        usage: dict[str, int] | None = None,
+    ) -> None:
+        if self.finished:
+            return
+        self.status, self.error, self.finish_reason = status, error, finish_reason or self.finish_reason
+        if usage:
+            self.usage.update(usage)
+        self.ended_at = time.monotonic()
+
+    def adopt_record(self, record: dict[str, Any]) -> None:
+        """The server's final record is the truth: what it recorded is what the pane shows."""
+        self.run = record.get("id") or self.run
+        self.text_parts = [record.get("text") or ""]
+        self.reasoning_parts = [record.get("reasoning") or ""]
+        self.status = "running"  # let finish() below set the terminal fields once
+        self.finish(record["status"], record.get("error"), record.get("finish_reason"), record.get("usage"))
+
+    @property
+    def output_tokens(self) -> int | None:
+        return self.usage.get("output_tokens") or (self.deltas or None)
+
+    def result(self) -> dict[str, Any]:
+        ttft = self.first_at - self.requested_at if self.first_at is not None else None
+        rate = None
+        tokens = self.output_tokens
+        if self.first_at is not None and tokens:
+            elapsed = (self.ended_at or time.monotonic()) - self.first_at
+            rate = tokens / elapsed if elapsed > 0 else None
+        return {
+            "run": self.run,
+            "model": self.model,
+            "status": self.status,
+            "text": self.text,
+            "reasoning": self.reasoning,
+            "usage": dict(self.usage),
+            "finish_reason": self.finish_reason,
+            "error": self.error,
+            "conversation": self.conversation,
+            "ttft": ttft,
+            "tokens_per_second": rate,
+            "output_tokens": tokens,
+        }
+
+
+class _MarkdownArea:
+    """A growing Markdown text shown as sealed HTML blocks plus one re-rendered tail."""
+
+    def __init__(self, css_class: str) -> None:
+        self._progress = _markdown.ProgressiveMarkdown()
+        # One layout and style shared by every block: otherwise each block opens two more comms.
+        self._layout = widgets.Layout(margin="0")
+        self._style = HTMLStyle()
+        self._tail = widgets.HTML(layout=self._layout, style=self._style)
+        self._groups: list[widgets.VBox] = []
+        self.box = widgets.VBox([self._tail], layout=widgets.Layout(margin="0"))
+        self.box.add_class(css_class)
+        self.rendered_chars = 0
+        self.tail_chars = 0
+
+    def render(self, text: str, final: bool = False) -> None:
+        advance = self._progress.advance(text, final=final)
+        if advance.sealed:
+            self._append(widgets.HTML(advance.sealed, layout=self._layout, style=self._style))
+        if self._tail.value != advance.tail:
+            self._tail.value = advance.tail
+        self.rendered_chars = len(text)
+        self.tail_chars = len(text) - self._progress.pending
+
+    def _append(self, block: widgets.HTML) -> None:
+        group = self._groups[-1] if self._groups else None
+        if group is None or len(group.children) >= BLOCKS_PER_GROUP:
+            group = widgets.VBox([block], layout=self._layout)
+            self._groups.append(group)
+            self.box.children = (*self._groups, self._tail)
+        else:
+            group.children = (*group.children, block)
+
+
+class Pane:
+    """The widgets of one reply and the throttle that keeps them in step with its ``PaneState``."""
+
+    def __init__(self, model: str | None, on_stop: Callable[[Pane], None]) -> None:
+        self.state = PaneState(model)
+        self._on_stop = on_stop
+        self.title = widgets.HTML(self._title_html())
+        self.stats = widgets.HTML(_static.stats_line(self.state.result()))
+        self.reply = _MarkdownArea("jsc-reply")
+        self.thinking = _MarkdownArea("jsc-reasoning")
+        self.reasoning = widgets.Accordion([self.thinking.box], selected_index=None, layout={"display": "none"})
+        self.reasoning.set_title(0, "Reasoning")
+        self.error = widgets.HTML()
+        label = model or "the default model"
+        self.stop_button = widgets.Button(description="Stop", tooltip=f"Stop {label}", icon="stop")
+        self.stop_button.on_click(lambda _button: self._on_stop(self))
+        head = widgets.HBox([self.title, self.stats], layout={"align_items": "baseline", "flex_flow": "row wrap"})
+        self.box = widgets.VBox([head, self.reasoning, self.reply.box, self.error, self.stop_button])
+        self.box.add_class("jsc-pane")
+        self._handle: asyncio.TimerHandle | None = None
+        self._last_render = 0.0
+        self._last_stats = 0.0
+        self._shown_status = self.state.status
+        self.renders = 0
+
+    def _title_html(self) -> str:
+        import html
+
+        return f'<span class="jsc-model">{html.escape(self.state.model or "default model")}</span>'
+
+    # ----- events ------------------------------------------------------------------------------------
+    def apply(self, message: SSEMessage) -> None:
+        before = self.state.model
+        self.state.apply(message)
+        if self.state.model != before:
+            self.title.value = self._title_html()
+        if self.state.finished:
+            self.render_final()
+        else:
+            self.schedule()
+
+    def schedule(self) -> None:
+        if self._handle is not None:
+            return
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, self._last_render + MIN_INTERVAL - time.monotonic())
+        self._handle = loop.call_later(delay, self._render_now)
+
+    def _render_now(self) -> None:
+        self._handle = None
+        now = time.monotonic()
+        state = self.state
+        new_chars = len(state.text) - self.reply.rendered_chars
+        waited = now - self._last_render
+        if new_chars * TAIL_RESEND_RATIO < self.reply.tail_chars and waited < MAX_INTERVAL:
+            # Not worth re-sending the tail yet: look again shortly.
+            self._handle = asyncio.get_running_loop().call_later(MIN_INTERVAL, self._render_now)
+            self._update_stats(now)
+            return
+        self._last_render = now
+        self.renders += 1
+        if new_chars:
+            self.reply.render(state.text)
+        if len(state.reasoning) != self.thinking.rendered_chars:
+            self.reasoning.layout.display = None
+            self.thinking.render(state.reasoning)
+        self._update_stats(now)
+
+    def _update_stats(self, now: float, force: bool = False) -> None:
+        if force or self.state.status != self._shown_status or now - self._last_stats >= STATS_INTERVAL:
+            self._last_stats = now
+            self._shown_status = self.state.status
+            value = _static.stats_line(self.state.result())
+            if self.stats.value != value:
+                self.stats.value = value
+
+    def render_final(self) -> None:
+        """Exact final state: every remaining block, the numbers, and the error if there is one."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        state = self.state
+        self.reply.render(state.text, final=True)
+        if state.reasoning:
+            self.reasoning.layout.display = None
+            self.thinking.render(state.reasoning, final=True)
+        self._update_stats(time.monotonic(), force=True)
+        self.error.value = _static.error_line(state.error)
+        self.stop_button.disabled = True
+        self.renders += 1
+
+    def fail(self, code: str, message: str) -> None:
+        self.state.finish("failed", {"code": code, "message": message})
+        self.render_final()

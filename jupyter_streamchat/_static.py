@@ -1,0 +1,147 @@
+"""Static HTML for finished widgets: what a saved notebook shows with no kernel (GitHub, nbviewer, reopen).
+
+Everything here is a pure function of the panes' final results, so the live widget and the saved
+output can never disagree about what a run said.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from typing import Any
+
+from . import _markdown
+
+# JupyterLab variables with fallbacks, so the same rules work in Lab (light or dark) and elsewhere.
+STYLE = """
+.jsc-root{font-family:var(--jp-ui-font-family,system-ui,sans-serif);color:var(--jp-ui-font-color1,#222)}
+.jsc-panes{display:flex;flex-wrap:wrap;gap:8px;align-items:stretch}
+.jsc-pane{flex:1 1 300px;min-width:260px;border:1px solid var(--jp-border-color2,#ddd);border-radius:6px;
+padding:6px 10px;box-sizing:border-box;background:var(--jp-layout-color1,#fff)}
+.jsc-head{display:flex;flex-wrap:wrap;gap:6px;align-items:baseline;font-size:12px}
+.jsc-model{font-weight:600;font-size:13px}
+.jsc-stats{color:var(--jp-ui-font-color2,#666);font-size:12px}
+.jsc-status{display:inline-block;padding:0 6px;border-radius:8px;font-size:11px;font-weight:600;
+background:var(--jp-layout-color3,#e8e8e8);color:var(--jp-ui-font-color1,#222)}
+.jsc-status-running{background:var(--jp-brand-color3,#cfe3fb)}
+.jsc-status-completed{background:var(--jp-success-color3,#cdeccd)}
+.jsc-status-stopped{background:var(--jp-warn-color3,#fde9c2)}
+.jsc-status-failed,.jsc-status-interrupted{background:var(--jp-error-color3,#f8d3d3)}
+.jsc-reply{font-size:var(--jp-content-font-size1,14px);line-height:1.5;overflow-wrap:anywhere}
+.jsc-reply pre{background:var(--jp-cell-editor-background,#f6f8fa);padding:6px 8px;border-radius:4px;
+overflow-x:auto;font-size:12px;margin:6px 0}
+.jsc-reply pre.jsc-code-segment{margin:0;border-radius:0;padding-top:0;padding-bottom:0}
+.jsc-reply pre.jsc-code-segment.jsc-first{margin-top:6px;border-radius:4px 4px 0 0;padding-top:6px}
+.jsc-reply pre.jsc-code-segment.jsc-last{margin-bottom:6px;border-radius:0 0 4px 4px;padding-bottom:6px}
+.jsc-reply table{border-collapse:collapse}
+.jsc-reply td,.jsc-reply th{border:1px solid var(--jp-border-color2,#ccc);padding:2px 6px}
+.jsc-reply p{margin:6px 0}
+.jsc-error{color:var(--jp-error-color1,#b00);font-size:12px}
+.jsc-note{color:var(--jp-ui-font-color3,#888);font-size:11px}
+.jsc-reasoning{color:var(--jp-ui-font-color2,#666);font-size:12px}
+.jsc-summary table{border-collapse:collapse;font-size:12px;margin-top:6px}
+.jsc-summary td,.jsc-summary th{padding:2px 8px;text-align:left;border-bottom:1px solid var(--jp-border-color2,#ddd)}
+.jsc-bar{height:8px;background:var(--jp-brand-color1,#1976d2);border-radius:2px;min-width:1px}
+.jsc-reply .hll{background-color:#ffc}.jsc-reply .c,.jsc-reply .c1,.jsc-reply .cm{color:#6a737d;font-style:italic}
+.jsc-reply .k,.jsc-reply .kn,.jsc-reply .kd,.jsc-reply .kc,.jsc-reply .ow{color:#d73a49;font-weight:600}
+.jsc-reply .s,.jsc-reply .s1,.jsc-reply .s2,.jsc-reply .sd{color:#22863a}
+.jsc-reply .mi,.jsc-reply .mf{color:#005cc5}.jsc-reply .nf,.jsc-reply .nc{color:#6f42c1}
+.jsc-reply .nb,.jsc-reply .bp{color:#e36209}
+"""
+
+STYLE_TAG = f"<style>{STYLE}</style>"
+
+
+def status_badge(status: str) -> str:
+    return f'<span class="jsc-status jsc-status-{html.escape(status)}">{html.escape(status)}</span>'
+
+
+def stats_line(result: dict[str, Any]) -> str:
+    """Status and numbers: time to first token, tokens per second, output tokens."""
+    parts = [status_badge(result["status"])]
+    if result.get("ttft") is not None:
+        parts.append(f"first token {result['ttft']:.2f} s")
+    if result.get("tokens_per_second") is not None:
+        parts.append(f"{result['tokens_per_second']:.1f} tok/s")
+    if result.get("output_tokens"):
+        parts.append(f"{result['output_tokens']} tokens")
+    return " · ".join(parts)
+
+
+def error_line(error: dict[str, Any] | None) -> str:
+    if not error:
+        return ""
+    code = html.escape(str(error.get("code") or "error"))
+    return f'<div class="jsc-error" role="alert">⚠ {code}: {html.escape(str(error.get("message") or ""))}</div>'
+
+
+def pane_html(result: dict[str, Any]) -> str:
+    parts = [
+        '<div class="jsc-pane">',
+        '<div class="jsc-head">',
+        f'<span class="jsc-model">{html.escape(str(result["model"] or "default model"))}</span>',
+        f'<span class="jsc-stats">{stats_line(result)}</span>',
+        "</div>",
+    ]
+    if result.get("reasoning"):
+        parts.append(
+            '<details class="jsc-reasoning"><summary>Reasoning</summary>'
+            f"{_markdown.render(result['reasoning'])}</details>"
+        )
+    parts.append(f'<div class="jsc-reply">{_markdown.render(result.get("text") or "")}</div>')
+    parts.append(error_line(result.get("error")))
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def summary_html(results: Sequence[dict[str, Any]]) -> str:
+    """A table with simple bars: time to first token, tokens per second, output tokens, status."""
+    columns = [
+        ("first token (s)", "ttft", "{:.2f}"),
+        ("tokens/s", "tokens_per_second", "{:.1f}"),
+        ("output tokens", "output_tokens", "{:d}"),
+    ]
+    peaks = {key: max((r.get(key) or 0) for r in results) or 1 for _, key, _ in columns}
+    head = "".join(f"<th>{title}</th>" for title, _, _ in columns)
+    rows = []
+    for result in results:
+        cells = [f"<td>{html.escape(str(result['model']))}</td>", f"<td>{status_badge(result['status'])}</td>"]
+        for _, key, fmt in columns:
+            value = result.get(key)
+            if value is None:
+                cells.append("<td>&ndash;</td>")
+                continue
+            width = max(1, round(100 * value / peaks[key]))
+            cells.append(
+                f'<td>{fmt.format(value)}<div class="jsc-bar" style="width:{width}px" '
+                f'title="{fmt.format(value)}"></div></td>'
+            )
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    return (
+        '<div class="jsc-summary"><table><thead><tr><th>model</th><th>status</th>'
+        f"{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+    )
+
+
+def chat_html(result: dict[str, Any], note: str) -> str:
+    return f'{STYLE_TAG}<div class="jsc-root">{pane_html(result)}<div class="jsc-note">{html.escape(note)}</div></div>'
+
+
+def compare_html(results: Sequence[dict[str, Any]], note: str) -> str:
+    panes = "".join(pane_html(result) for result in results)
+    return (
+        f'{STYLE_TAG}<div class="jsc-root"><div class="jsc-panes">{panes}</div>{summary_html(results)}'
+        f'<div class="jsc-note">{html.escape(note)}</div></div>'
+    )
+
+
+def plain_text(results: Sequence[dict[str, Any]]) -> str:
+    """``text/plain`` for consoles and for tools that read outputs as text."""
+    blocks = []
+    for result in results:
+        header = f"[{result['model']} · {result['status']}]"
+        error = result.get("error")
+        if error:
+            header += f" {error.get('code')}: {error.get('message')}"
+        blocks.append(f"{header}\n{result.get('text') or ''}")
+    return "\n\n".join(blocks)
