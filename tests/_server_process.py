@@ -29,12 +29,25 @@ def free_port() -> int:
 class ServerProcess:
     """One server process; ``start()`` again after it ended to get a new one on the same journal and root."""
 
-    def __init__(self, workdir: Path, upstream_url: str, flush_interval: float = 0.1) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        upstream_url: str,
+        flush_interval: float = 0.1,
+        *,
+        base_url: str = "/",
+        extra_args: list[str] | None = None,
+        demo_speed: float | None = None,
+    ) -> None:
         self.workdir = workdir
         self.root = workdir / "root"
         self.journal = workdir / "journal.sqlite3"
         self.upstream_url = upstream_url
         self.flush_interval = flush_interval
+        # The path prefix, as JupyterHub gives single-user servers (``/user/alice/``): starts and ends with "/".
+        self.base_path = "/" + "".join(f"{part}/" for part in base_url.split("/") if part)
+        self.extra_args = list(extra_args or [])
+        self.demo_speed = demo_speed
         self.token = secrets.token_hex(16)
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
@@ -44,7 +57,8 @@ class ServerProcess:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
+        """The server's URL including ``base_path``, ending in "/"."""
+        return f"http://127.0.0.1:{self.port}{self.base_path}"
 
     @property
     def log_path(self) -> Path:
@@ -84,7 +98,11 @@ class ServerProcess:
             "--StreamChat.ollama_enabled=False",
             f"--StreamChat.journal_path={self.journal}",
             f"--StreamChat.journal_flush_interval={self.flush_interval}",
+            f"--ServerApp.base_url={self.base_path}",
         ]
+        if self.demo_speed is not None:
+            args.append(f"--StreamChat.demo_speed={self.demo_speed}")
+        args += self.extra_args
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
         deadline = time.monotonic() + timeout

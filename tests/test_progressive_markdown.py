@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from jupyter_streamchat._markdown import CODE_SEGMENT_LINES, ProgressiveMarkdown, render
 
-REPLY = """# Plan
+REPLY = (
+    """# Plan
 
 Some *intro* text with `code`, **bold** and a [link](https://jupyter.org).
 
@@ -28,7 +29,9 @@ Some *intro* text with `code`, **bold** and a [link](https://jupyter.org).
 
 ```python
 import math
-""" + "".join(f"print(math.sqrt({i}))\n" for i in range(40)) + """```
+"""
+    + "".join(f"print(math.sqrt({i}))\n" for i in range(40))
+    + """```
 
 > quoted
 > text
@@ -39,6 +42,7 @@ para
 ~~~
 never closed
 """
+)
 
 BLOCKS = st.sampled_from(
     [
@@ -96,7 +100,7 @@ def test_a_token_by_token_stream_shows_exactly_the_reply():
 
 
 def test_reply_html_is_escaped_and_images_are_not_fetched():
-    out = render('<script>alert(1)</script>\n\n![x](https://tracker.example/p.png)\n\n[j](javascript:alert(1))')
+    out = render("<script>alert(1)</script>\n\n![x](https://tracker.example/p.png)\n\n[j](javascript:alert(1))")
     assert "<script>" not in out and "&lt;script&gt;" in out
     assert "<img" not in out
     assert 'href="javascript:' not in out

@@ -1,0 +1,177 @@
+"""Widgets in a real kernel started by a real Jupyter server, against the real loopback upstream.
+
+The kernel finds the server by itself (no URL or token typed), Stop buttons are clicked in the kernel,
+and the upstream itself reports when its connection closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+from tests._kernels import ServerKernel
+from tests._server_process import ServerProcess
+from tests.upstream import FakeUpstream, Script, Stall, Status, Text
+
+NOTEBOOK = "analysis.ipynb"
+CHUNKS = ["Partial ", "answer ", "so far"]
+
+
+@pytest.fixture
+def server(tmp_path: Path, upstream: FakeUpstream) -> Iterator[ServerProcess]:
+    process = ServerProcess(tmp_path / "server", upstream.openai_base_url, demo_speed=20.0)
+    nbformat.write(nbformat.v4.new_notebook(), process.root / NOTEBOOK)
+    process.start()
+    try:
+        yield process
+    finally:
+        process.close()
+
+
+def turns_on_disk(server: ServerProcess) -> list[dict[str, Any]]:
+    metadata = nbformat.read(server.root / NOTEBOOK, as_version=4).metadata
+    conversations = (metadata.get("streamchat") or {}).get("conversations") or {}
+    return [turn for conversation in conversations.values() for turn in conversation["turns"]]
+
+
+async def wait_turns(server: ServerProcess, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        turns = turns_on_disk(server)
+        if len(turns) >= count or time.monotonic() > deadline:
+            return turns
+        await asyncio.sleep(0.05)
+
+
+async def results_of(kernel: ServerKernel, name: str, timeout: float = 30) -> list[dict[str, Any]]:
+    """``await <name>.done`` in the kernel, returned as JSON."""
+    run = await kernel.execute(f"import json\nprint(json.dumps(await {name}.done))", timeout=timeout)
+    return json.loads(run.raise_for_error().stdout)
+
+
+async def test_compare_pane_stop_closes_its_upstream_while_the_other_completes(server, upstream):
+    # Given a comparison where one model stalls after a few words and the other answers normally
+    upstream.script("stall", Script([*(Text(chunk) for chunk in CHUNKS), Stall(60)]))
+    upstream.script("steady", Script.reply(["The ", "whole ", "reply."], pace=0.3))
+    async with ServerKernel.start(server.base_url, server.token, NOTEBOOK) as kernel:
+        await kernel.execute(
+            "from jupyter_streamchat import compare\n"
+            "cmp = compare('Which is faster?', models=['openai:stall', 'openai:steady'])"
+        )
+        stalled = await upstream.wait_for_request_async("stall", timeout=15)
+        await poll_kernel(kernel, "cmp.panes[0].state.text", repr("".join(CHUNKS)))
+
+        # When the stalled pane's Stop button is clicked in the kernel
+        clicked = await kernel.execute("import time\ncmp.panes[0].stop_button.click()\nprint(time.monotonic())")
+        clicked_at = float(clicked.raise_for_error().stdout)
+
+        # Then its upstream connection closes at once, although that upstream was silent
+        closed_at = await stalled.wait_closed_async(timeout=5)
+        assert closed_at is not None, "the stalled upstream never saw its connection close"
+        assert closed_at - clicked_at < 2.0
+        results = await results_of(kernel, "cmp")
+
+    # And the other pane completed, each pane with its exact text
+    by_model = {result["model"]: result for result in results}
+    assert by_model["openai:stall"]["status"] == "stopped"
+    assert by_model["openai:stall"]["text"] == "".join(CHUNKS)
+    assert by_model["openai:steady"]["status"] == "completed"
+    assert by_model["openai:steady"]["text"] == "The whole reply."
+    # And both turns are in the kernel's notebook (found with no argument), once each, in one conversation
+    turns = await wait_turns(server, 2)
+    assert sorted(turn["run"] for turn in turns) == sorted(result["run"] for result in results)
+    assert len({turn["run"] for turn in turns}) == len(turns) == 2
+    conversations = nbformat.read(server.root / NOTEBOOK, as_version=4).metadata["streamchat"]["conversations"]
+    assert list(conversations) == [results[0]["conversation"]]
+    stopped_turn = next(turn for turn in turns if turn["model"] == "openai:stall")
+    assert stopped_turn["reply"]["content"] == "".join(CHUNKS) and stopped_turn["reply"]["partial"] is True
+
+
+async def test_chat_survives_a_kernel_interrupt_and_a_cell_rerun(server, upstream):
+    words = [f"w{i} " for i in range(15)]
+    upstream.script("paced", Script.reply(words, pace=0.15))
+    async with ServerKernel.start(server.base_url, server.token, NOTEBOOK) as kernel:
+        cell = "from jupyter_streamchat import chat\nreply = chat('Tell me', model='openai:paced')"
+        await kernel.execute(cell)
+        await upstream.wait_for_request_async("paced", timeout=15)
+        # When the kernel is interrupted while a cell is busy waiting for the reply
+        busy = kernel.send_execute("await reply.done")
+        await asyncio.sleep(0.5)
+        await kernel.interrupt()
+        interrupted = await kernel.wait_execution(busy, timeout=10)
+        assert interrupted.status == "error"
+        # And the cell is run again (a new reply; the first one is still ours as `first`)
+        await kernel.execute("first = reply\n" + cell)
+        first = await results_of(kernel, "first")
+        second = await results_of(kernel, "reply")
+        # And a later chat() in the notebook continues the same conversation
+        await kernel.execute("later = chat('And then?', model='openai:paced')")
+        later = await results_of(kernel, "later")
+
+    # Then both runs completed with every word, and each is recorded exactly once
+    assert [first[0]["status"], second[0]["status"]] == ["completed", "completed"]
+    assert first[0]["text"] == second[0]["text"] == "".join(words)
+    turns = await wait_turns(server, 3)
+    assert sorted(turn["run"] for turn in turns) == sorted(r[0]["run"] for r in (first, second, later))
+    # And the later turn got both earlier turns as history (built by the server, from the notebook)
+    history = upstream.requests_for("paced")[2].body["messages"]
+    assert [m["role"] for m in history] == ["user", "assistant", "user", "assistant", "user"]
+    assert history[1]["content"] == history[3]["content"] == "".join(words)
+    assert history[-1]["content"] == "And then?"
+
+
+async def test_chat_stop_button_stops_the_detached_run_and_keeps_the_partial(server, upstream):
+    upstream.script("stall", Script([*(Text(chunk) for chunk in CHUNKS), Stall(60)]))
+    async with ServerKernel.start(server.base_url, server.token, NOTEBOOK) as kernel:
+        await kernel.execute("from jupyter_streamchat import chat\nreply = chat('Go', model='openai:stall')")
+        stalled = await upstream.wait_for_request_async("stall", timeout=15)
+        await poll_kernel(kernel, "reply.panes[0].state.text", repr("".join(CHUNKS)))
+        await kernel.execute("reply.panes[0].stop_button.click()")
+        assert await stalled.wait_closed_async(timeout=5) is not None
+        (result,) = await results_of(kernel, "reply")
+    assert result["status"] == "stopped" and result["text"] == "".join(CHUNKS)
+    (turn,) = await wait_turns(server, 1)
+    assert turn["run"] == result["run"] and turn["reply"]["status"] == "stopped"
+
+
+async def test_pane_errors_are_one_line_statuses_and_spare_the_other_panes(server, upstream):
+    upstream.script("busy", Script([Status(429, headers={"Retry-After": "0"})]))
+    upstream.script("fine", Script.reply(["ok"]))
+    async with ServerKernel.start(server.base_url, server.token, NOTEBOOK) as kernel:
+        run = await kernel.execute(
+            "from jupyter_streamchat import compare\n"
+            "cmp = compare('Hi', models=['openai:busy', 'demo:nope', 'openai:fine'])\n"
+            "empty = compare('   ', models=['demo:fast', 'demo:chat'])"
+        )
+        assert run.raise_for_error().error is None
+        results = await results_of(kernel, "cmp")
+        empty = await results_of(kernel, "empty")
+        outputs = await kernel.execute("print(cmp.panes[0].error.value)")
+    by_model = {result["model"]: result for result in results}
+    assert by_model["openai:busy"]["status"] == "failed"
+    assert by_model["openai:busy"]["error"]["upstream_status"] == 429
+    assert by_model["demo:nope"]["status"] == "failed"
+    assert by_model["demo:nope"]["error"]["code"] == "not_found"
+    assert by_model["openai:fine"]["status"] == "completed" and by_model["openai:fine"]["text"] == "ok"
+    assert {r["error"]["code"] for r in empty} == {"empty_prompt"}
+    shown = outputs.stdout.strip()
+    assert "\n" not in shown and shown.startswith('<div class="jsc-error"')
+    assert by_model["openai:busy"]["error"]["code"] in shown
+
+
+async def poll_kernel(kernel: ServerKernel, expression: str, expected: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = (await kernel.execute(f"print(repr({expression}))")).raise_for_error().stdout.strip()
+        if seen == expected:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{expression} is {seen}, expected {expected}")
+        await asyncio.sleep(0.1)
