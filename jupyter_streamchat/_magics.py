@@ -36,6 +36,11 @@ def _parse(parser: _Parser, line: str) -> argparse.Namespace:
     return parser.parse_args(words)
 
 
+def _prompt(cell: str) -> str:
+    """The cell as the prompt, without the line breaks IPython adds around a cell's body."""
+    return cell.lstrip("\n").rstrip()
+
+
 def _check_model_id(model: str, usage: str) -> None:
     provider, sep, name = model.partition(":")
     if not (sep and provider and name):
@@ -58,7 +63,7 @@ class StreamChatMagics(Magics):
         args = _parse(_chat_parser, line)
         if args.model:
             _check_model_id(args.model, CHAT_USAGE)
-        chat(cell, model=args.model, conversation=args.conversation)
+        chat(_prompt(cell), model=args.model, conversation=args.conversation)
 
     @cell_magic
     def compare(self, line: str, cell: str) -> None:
@@ -68,7 +73,7 @@ class StreamChatMagics(Magics):
             raise UsageError(f"got {len(args.models)} models; usage: {COMPARE_USAGE}")
         for model in args.models:
             _check_model_id(model, COMPARE_USAGE)
-        compare(cell, args.models)
+        compare(_prompt(cell), args.models)
 
     @line_magic
     def chat_models(self, line: str) -> None:

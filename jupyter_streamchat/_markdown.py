@@ -19,24 +19,60 @@ from functools import lru_cache
 from typing import Any
 
 from markdown_it import MarkdownIt
-from pygments import highlight as pygments_highlight
-from pygments.formatters import HtmlFormatter
 from pygments.lexers import get_lexer_by_name
+from pygments.token import Comment, Keyword, Name, Number, String, _TokenType
 from pygments.util import ClassNotFound
 
 # Complete lines of an open code block sealed at once: small enough to keep the tail short, large
 # enough that segments (each its own <pre>) stay few.
-CODE_SEGMENT_LINES = 8
+CODE_SEGMENT_LINES = 16
 
 _FENCE_OPEN = re.compile(r"^( {0,3})(`{3,}|~{3,})(.*)$")
-_FORMATTER = HtmlFormatter(nowrap=True)
+
+# Only these token kinds are coloured (Pygments' short class names, styled in _static.STYLE). Names,
+# operators and punctuation stay plain text: wrapping every token in a span would make code several
+# times larger on the wire than the code itself.
+_COLOURED: list[tuple[_TokenType, str]] = [
+    (Comment, "c"),
+    (String, "s"),
+    (Number, "m"),
+    (Keyword, "k"),
+    (Name.Builtin, "nb"),
+    (Name.Function, "nf"),
+    (Name.Class, "nf"),
+    (Name.Decorator, "nf"),
+]
+
+
+def _css_class(token_type: _TokenType) -> str | None:
+    for kind, css_class in _COLOURED:
+        if token_type in kind:
+            return css_class
+    return None
 
 
 def _highlight(code: str, lang: str, _attrs: Any = None) -> str:
     lexer = _lexer(lang.split()[0].lower()) if lang.strip() else None
     if lexer is None:
         return html.escape(code)
-    return pygments_highlight(code, lexer, _FORMATTER)
+    out: list[str] = []
+    run_class: str | None = None
+    run: list[str] = []
+    for token_type, value in lexer.get_tokens(code):
+        css_class = _css_class(token_type)
+        if css_class != run_class and not (value.isspace() and run_class is not None):
+            _flush(out, run_class, run)
+            run_class, run = css_class, []
+        run.append(value)
+    _flush(out, run_class, run)
+    return "".join(out)
+
+
+def _flush(out: list[str], css_class: str | None, run: list[str]) -> None:
+    if not run:
+        return
+    text = html.escape("".join(run), quote=False)
+    out.append(f"<span class={css_class}>{text}</span>" if css_class else text)  # unquoted: no JSON escapes
 
 
 @lru_cache(maxsize=64)
@@ -88,54 +124,69 @@ class _OpenFence:
 
 @dataclass(slots=True)
 class Advance:
-    sealed: str  # HTML of blocks finished since the previous call ("" if none)
-    tail: str  # HTML of the open tail (replaces the previous tail)
+    sealed: str  # HTML of blocks sealed by this call, to append ("" if none)
+    pending: str  # HTML of finished blocks not sealed yet (replaces the previous pending)
+    tail: str  # HTML of the open block (replaces the previous tail)
 
 
 class ProgressiveMarkdown:
     def __init__(self) -> None:
         self._sealed_upto = 0  # characters of the text already sealed
         self._fence: _OpenFence | None = None
+        self._pending_key: tuple[int, int] | None = None
+        self._pending_html = ""
+        self.open_chars = 0  # characters in the open tail after the last call
 
     @property
-    def pending(self) -> int:
+    def sealed_chars(self) -> int:
         """How far the text has been sealed (characters)."""
         return self._sealed_upto
 
-    def advance(self, text: str, final: bool = False) -> Advance:
+    def advance(self, text: str, final: bool = False, min_seal: int = 0) -> Advance:
+        """``min_seal``: finished blocks adding up to fewer characters wait in ``pending`` (a second,
+        rarely changing tail) rather than becoming a sealed piece of their own."""
         rest = text[self._sealed_upto :]
         if final:
-            sealed = self._render_rest(rest, closing=True)
+            sealed = self._render_rest(rest)
             self._sealed_upto = len(text)
             self._fence = None
-            return Advance(sealed, "")
+            self.open_chars = 0
+            return Advance(sealed, "", "")
         if "\r" in rest:  # markdown-it counts lone CRs as line breaks: no line mapping, seal at the end
-            return Advance("", self._render_tail(rest))
+            return Advance("", "", self._render_tail(rest, self._fence))
         lines = _lines(rest)
         prefix_lines = 1 if self._fence is not None else 0
         source = (self._fence.opener + "\n" + rest) if self._fence is not None else rest
         blocks = _top_level_blocks(source)
+        # Every block but the last is followed by the start of another: it can no longer change.
+        cut = max(0, blocks[-1][0] - prefix_lines) if len(blocks) >= 2 else 0
+        finished, open_lines = lines[:cut], lines[cut:]
         parts: list[str] = []
-        if len(blocks) >= 2:
-            # Every block but the last is followed by the start of another: it can no longer change.
-            cut = blocks[-1][0] - prefix_lines
-            if cut > 0:
-                parts.append(self._render_rest("".join(lines[:cut]), closing=True))
-                self._consume(lines[:cut])
-                lines = lines[cut:]
+        if finished:
+            size = sum(len(line) for line in finished)
+            if size >= min_seal or _long_open_fence(open_lines):
+                parts.append(self._render_rest("".join(finished)))
+                self._consume(finished)
                 prefix_lines = 0
-        sealed_code = self._seal_open_code(lines, prefix_lines)
+            else:
+                key = (self._sealed_upto, size)
+                if self._pending_key != key:
+                    self._pending_key, self._pending_html = key, self._render_rest("".join(finished))
+                open_text = "".join(open_lines)
+                self.open_chars = len(open_text)
+                return Advance("", self._pending_html, self._render_tail(open_text, None))
+        sealed_code = self._seal_open_code(open_lines, prefix_lines)
         if sealed_code:
             parts.append(sealed_code)
-        tail = self._render_tail(text[self._sealed_upto :])
-        return Advance("".join(parts), tail)
+        self.open_chars = len(text) - self._sealed_upto
+        return Advance("".join(parts), "", self._render_tail(text[self._sealed_upto :], self._fence))
 
     # ----- internals -----------------------------------------------------------------------------
     def _consume(self, lines: list[str]) -> None:
         self._sealed_upto += sum(len(line) for line in lines)
         self._fence = None
 
-    def _render_rest(self, chunk: str, closing: bool) -> str:
+    def _render_rest(self, chunk: str) -> str:
         """Render sealed text; if it continues a code block sealed in pieces, finish that block first."""
         if self._fence is None:
             return render(chunk)
@@ -180,18 +231,24 @@ class ProgressiveMarkdown:
         self._sealed_upto += sum(len(line) for line in chunk)
         return code_segment("".join(chunk), fence.lang, first=False, last=False, highlighted=True)
 
-    def _render_tail(self, rest: str) -> str:
+    def _render_tail(self, rest: str, fence: _OpenFence | None) -> str:
         if not rest:
             return ""
-        if self._fence is None:
+        if fence is None:
             return _PLAIN.render(rest)
-        fence = self._fence
         lines = _lines(rest)
         end = next((i for i, line in enumerate(lines) if _closes(line, fence.marker, complete=False)), None)
         if end is None:
             return code_segment(rest, fence.lang, first=False, last=True, highlighted=False)
         code = code_segment("".join(lines[:end]), fence.lang, first=False, last=True, highlighted=False)
         return code + _PLAIN.render("".join(lines[end + 1 :]))
+
+
+def _long_open_fence(lines: list[str]) -> bool:
+    """Whether the open block is a fenced code block long enough to be sealed in segments."""
+    if not lines or _FENCE_OPEN.match(lines[0].rstrip("\n")) is None:
+        return False
+    return sum(line.endswith("\n") for line in lines[1:]) >= CODE_SEGMENT_LINES
 
 
 def _closes(line: str, marker: str, complete: bool = True) -> bool:

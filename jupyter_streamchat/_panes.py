@@ -16,16 +16,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import ipywidgets as widgets
-from ipywidgets.widgets.widget_string import HTMLStyle
 
 from . import _markdown, _static
+from . import _slim as slim
 from ._sse import SSEMessage
 
 MIN_INTERVAL = 0.05  # at most 20 renders per second per pane
 MAX_INTERVAL = 0.5  # ...and at least 2 while text keeps arriving
-TAIL_RESEND_RATIO = 4  # re-send the tail only once new text is >= 1/4 of it
-STATS_INTERVAL = 0.5  # live numbers twice a second; status changes at once
-BLOCKS_PER_GROUP = 16  # sealed blocks per container, so no update re-lists every block
+TAIL_RESEND_RATIO = 2  # re-send the tail only once new text is >= 1/2 of it (message overhead included)
+UPDATE_OVERHEAD = 150  # bytes of comm envelope around each update
+STATS_INTERVAL = 1.0  # live numbers once a second; status changes at once
+BLOCKS_PER_GROUP = 8  # sealed blocks per container, so no update re-lists every block
+# Finished blocks wait in the tail until they make this much text (or SEAL_INTERVAL passed): every
+# sealed piece is a widget of its own, whose opening costs a few hundred bytes.
+MIN_SEAL_CHARS = 400
+SEAL_INTERVAL = 1.0
 
 TERMINAL = ("completed", "stopped", "failed", "interrupted")
 
@@ -136,36 +141,58 @@ class PaneState:
         }
 
 
+class _Shared:
+    """One layout and one style for all plain widgets of a pane: each would otherwise open two comms."""
+
+    def __init__(self) -> None:
+        self.layout = slim.Layout(margin="0")
+        self.html_style = slim.HTMLStyleSlim()
+
+    def html(self, value: str = "") -> slim.HTML:
+        return slim.HTML(value=value, layout=self.layout, style=self.html_style)
+
+    def vbox(self, children: list[widgets.Widget]) -> slim.VBox:
+        return slim.VBox(children, layout=self.layout)
+
+    def hbox(self, children: list[widgets.Widget]) -> slim.HBox:
+        return slim.HBox(children, layout=self.layout)
+
+
 class _MarkdownArea:
     """A growing Markdown text shown as sealed HTML blocks plus one re-rendered tail."""
 
-    def __init__(self, css_class: str) -> None:
+    def __init__(self, css_class: str, shared: _Shared) -> None:
         self._progress = _markdown.ProgressiveMarkdown()
-        # One layout and style shared by every block: otherwise each block opens two more comms.
-        self._layout = widgets.Layout(margin="0")
-        self._style = HTMLStyle()
-        self._tail = widgets.HTML(layout=self._layout, style=self._style)
-        self._groups: list[widgets.VBox] = []
-        self.box = widgets.VBox([self._tail], layout=widgets.Layout(margin="0"))
+        self._shared = shared
+        self._pending = shared.html()
+        self._tail = shared.html()
+        self._groups: list[slim.VBox] = []
+        self._last_seal = time.monotonic()
+        self.box = shared.vbox([self._pending, self._tail])
         self.box.add_class(css_class)
         self.rendered_chars = 0
         self.tail_chars = 0
 
     def render(self, text: str, final: bool = False) -> None:
-        advance = self._progress.advance(text, final=final)
+        now = time.monotonic()
+        min_seal = 0 if now - self._last_seal >= SEAL_INTERVAL else MIN_SEAL_CHARS
+        advance = self._progress.advance(text, final=final, min_seal=min_seal)
         if advance.sealed:
-            self._append(widgets.HTML(advance.sealed, layout=self._layout, style=self._style))
+            self._last_seal = now
+            self._append(self._shared.html(advance.sealed))
+        if self._pending.value != advance.pending:
+            self._pending.value = advance.pending
         if self._tail.value != advance.tail:
             self._tail.value = advance.tail
         self.rendered_chars = len(text)
-        self.tail_chars = len(text) - self._progress.pending
+        self.tail_chars = self._progress.open_chars
 
     def _append(self, block: widgets.HTML) -> None:
         group = self._groups[-1] if self._groups else None
         if group is None or len(group.children) >= BLOCKS_PER_GROUP:
-            group = widgets.VBox([block], layout=self._layout)
+            group = self._shared.vbox([block])
             self._groups.append(group)
-            self.box.children = (*self._groups, self._tail)
+            self.box.children = (*self._groups, self._pending, self._tail)
         else:
             group.children = (*group.children, block)
 
@@ -176,18 +203,23 @@ class Pane:
     def __init__(self, model: str | None, on_stop: Callable[[Pane], None]) -> None:
         self.state = PaneState(model)
         self._on_stop = on_stop
-        self.title = widgets.HTML(self._title_html())
-        self.stats = widgets.HTML(_static.stats_line(self.state.result()))
-        self.reply = _MarkdownArea("jsc-reply")
-        self.thinking = _MarkdownArea("jsc-reasoning")
-        self.reasoning = widgets.Accordion([self.thinking.box], selected_index=None, layout={"display": "none"})
-        self.reasoning.set_title(0, "Reasoning")
-        self.error = widgets.HTML()
+        shared = _Shared()
+        self.title = shared.html(self._title_html())
+        self.stats = shared.html(_static.stats_line(self.state.result()))
+        self.reply = _MarkdownArea("jsc-reply", shared)
+        self.thinking = _MarkdownArea("jsc-reasoning", shared)
+        # Created when the first reasoning arrives: most replies have none.
+        self.reasoning: slim.Accordion | None = None
+        self.error = shared.html()
         label = model or "the default model"
-        self.stop_button = widgets.Button(description="Stop", tooltip=f"Stop {label}", icon="stop")
+        self.stop_button = slim.Button(
+            description="Stop", tooltip=f"Stop {label}", icon="stop", layout=shared.layout, style=slim.ButtonStyleSlim()
+        )
         self.stop_button.on_click(lambda _button: self._on_stop(self))
-        head = widgets.HBox([self.title, self.stats], layout={"align_items": "baseline", "flex_flow": "row wrap"})
-        self.box = widgets.VBox([head, self.reasoning, self.reply.box, self.error, self.stop_button])
+        # Laid out by CSS classes (see _static.STYLE): a Layout of its own would open one more comm each.
+        head = shared.hbox([self.title, self.stats])
+        head.add_class("jsc-head")
+        self.box = shared.vbox([head, self.reply.box, self.error, self.stop_button])
         self.box.add_class("jsc-pane")
         self._handle: asyncio.TimerHandle | None = None
         self._last_render = 0.0
@@ -224,7 +256,7 @@ class Pane:
         state = self.state
         new_chars = len(state.text) - self.reply.rendered_chars
         waited = now - self._last_render
-        if new_chars * TAIL_RESEND_RATIO < self.reply.tail_chars and waited < MAX_INTERVAL:
+        if new_chars * TAIL_RESEND_RATIO < self.reply.tail_chars + UPDATE_OVERHEAD and waited < MAX_INTERVAL:
             # Not worth re-sending the tail yet: look again shortly.
             self._handle = asyncio.get_running_loop().call_later(MIN_INTERVAL, self._render_now)
             self._update_stats(now)
@@ -234,7 +266,7 @@ class Pane:
         if new_chars:
             self.reply.render(state.text)
         if len(state.reasoning) != self.thinking.rendered_chars:
-            self.reasoning.layout.display = None
+            self._show_reasoning()
             self.thinking.render(state.reasoning)
         self._update_stats(now)
 
@@ -254,12 +286,17 @@ class Pane:
         state = self.state
         self.reply.render(state.text, final=True)
         if state.reasoning:
-            self.reasoning.layout.display = None
+            self._show_reasoning()
             self.thinking.render(state.reasoning, final=True)
         self._update_stats(time.monotonic(), force=True)
         self.error.value = _static.error_line(state.error)
         self.stop_button.disabled = True
         self.renders += 1
+
+    def _show_reasoning(self) -> None:
+        if self.reasoning is None:
+            self.reasoning = slim.Accordion([self.thinking.box], selected_index=None, titles=("Reasoning",))
+            self.box.children = (self.box.children[0], self.reasoning, *self.box.children[1:])
 
     def fail(self, code: str, message: str) -> None:
         self.state.finish("failed", {"code": code, "message": message})

@@ -16,8 +16,9 @@ from . import _markdown
 STYLE = """
 .jsc-root{font-family:var(--jp-ui-font-family,system-ui,sans-serif);color:var(--jp-ui-font-color1,#222)}
 .jsc-panes{display:flex;flex-wrap:wrap;gap:8px;align-items:stretch}
-.jsc-pane{flex:1 1 300px;min-width:260px;border:1px solid var(--jp-border-color2,#ddd);border-radius:6px;
+.jsc-pane{flex:1 1 300px;min-width:260px;margin:2px;border:1px solid var(--jp-border-color2,#ddd);border-radius:6px;
 padding:6px 10px;box-sizing:border-box;background:var(--jp-layout-color1,#fff)}
+.jsc-style{height:0;min-height:0;margin:0;overflow:hidden}
 .jsc-head{display:flex;flex-wrap:wrap;gap:6px;align-items:baseline;font-size:12px}
 .jsc-model{font-weight:600;font-size:13px}
 .jsc-stats{color:var(--jp-ui-font-color2,#666);font-size:12px}
@@ -42,11 +43,12 @@ overflow-x:auto;font-size:12px;margin:6px 0}
 .jsc-summary table{border-collapse:collapse;font-size:12px;margin-top:6px}
 .jsc-summary td,.jsc-summary th{padding:2px 8px;text-align:left;border-bottom:1px solid var(--jp-border-color2,#ddd)}
 .jsc-bar{height:8px;background:var(--jp-brand-color1,#1976d2);border-radius:2px;min-width:1px}
-.jsc-reply .hll{background-color:#ffc}.jsc-reply .c,.jsc-reply .c1,.jsc-reply .cm{color:#6a737d;font-style:italic}
-.jsc-reply .k,.jsc-reply .kn,.jsc-reply .kd,.jsc-reply .kc,.jsc-reply .ow{color:#d73a49;font-weight:600}
-.jsc-reply .s,.jsc-reply .s1,.jsc-reply .s2,.jsc-reply .sd{color:#22863a}
-.jsc-reply .mi,.jsc-reply .mf{color:#005cc5}.jsc-reply .nf,.jsc-reply .nc{color:#6f42c1}
-.jsc-reply .nb,.jsc-reply .bp{color:#e36209}
+.jsc-reply pre .c{color:var(--jp-mirror-editor-comment-color,#6a737d);font-style:italic}
+.jsc-reply pre .k{color:var(--jp-mirror-editor-keyword-color,#d73a49);font-weight:600}
+.jsc-reply pre .s{color:var(--jp-mirror-editor-string-color,#22863a)}
+.jsc-reply pre .m{color:var(--jp-mirror-editor-number-color,#005cc5)}
+.jsc-reply pre .nf{color:var(--jp-mirror-editor-def-color,#6f42c1)}
+.jsc-reply pre .nb{color:var(--jp-mirror-editor-builtin-color,#e36209)}
 """
 
 STYLE_TAG = f"<style>{STYLE}</style>"

@@ -23,6 +23,7 @@ import httpx
 import ipywidgets as widgets
 from IPython.display import DisplayHandle, display
 
+from . import _slim as slim
 from . import _static
 from ._backends import Backend, current_backend
 from ._panes import Pane
@@ -64,7 +65,7 @@ class _Done:
         return self._widget.results
 
 
-class _StreamWidget(widgets.VBox):
+class _StreamWidget(slim.VBox):
     """What chat and compare widgets share: panes, display, results, done."""
 
     def __init__(self, panes: Sequence[Pane], backend: Backend, controls: Sequence[widgets.Widget]) -> None:
@@ -74,9 +75,11 @@ class _StreamWidget(widgets.VBox):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._handle: DisplayHandle | None = None
         self._final_published = False
-        self.note = widgets.HTML(f'<div class="jsc-note">{backend.note}</div>')
-        style = widgets.HTML(_static.STYLE_TAG, layout={"height": "0px", "margin": "0"})
-        super().__init__([style, *controls, self.note])
+        layout, html_style = slim.Layout(), slim.HTMLStyleSlim()
+        self.note = slim.HTML(f'<div class="jsc-note">{backend.note}</div>', layout=layout, style=html_style)
+        style = slim.HTML(_static.STYLE_TAG, layout=layout, style=html_style)
+        style.add_class("jsc-style")
+        super().__init__([style, *controls, self.note], layout=layout)
         self.add_class("jsc-root")
 
     # ----- public ------------------------------------------------------------------------------------
@@ -232,16 +235,16 @@ class CompareWidget(_StreamWidget):
         panes = [Pane(model, on_stop=self._stop_pane) for model in models]
         for pane in panes:
             pane.state.conversation = self.conversation
-        self.stop_all_button = widgets.Button(description="Stop all", tooltip="Stop every model", icon="stop")
+        self.stop_all_button = slim.Button(
+            description="Stop all", tooltip="Stop every model", icon="stop", style=slim.ButtonStyleSlim()
+        )
         self.stop_all_button.on_click(lambda _button: self.stop())
-        self.summary = widgets.HTML()
-        grid = widgets.HBox([pane.box for pane in panes], layout={"flex_flow": "row wrap", "align_items": "stretch"})
+        self.summary = slim.HTML()
+        grid = slim.HBox([pane.box for pane in panes], layout=slim.Layout(flex_flow="row wrap", align_items="stretch"))
         grid.add_class("jsc-panes")
         self._pane_tasks: dict[int, asyncio.Task[None]] = {}
         super().__init__(panes, backend, [grid, self.stop_all_button, self.summary])
         for pane in panes:
-            pane.box.layout.flex = "1 1 300px"
-            pane.box.layout.min_width = "260px"
             self._spawn(self._guarded(pane, self._run_pane(pane)))
 
     def _static_html(self) -> str:

@@ -1,0 +1,393 @@
+"""A real ``jupyter lab`` process and a real browser (Debian chromium driven by Playwright), for UI tests.
+
+``LabProcess`` starts JupyterLab with jupyter_streamchat like ``tests/_server_process.py`` starts a plain server:
+every directory Jupyter would touch (config, data, runtime, home, settings, workspaces) is private to the test, so
+no user or machine setting leaks in -- but the labextensions installed in this environment
+(``<sys.prefix>/share/jupyter/labextensions``, on Jupyter's default path) are found as usual. Nothing is downloaded:
+news and update checks are off, and the browser is the system's ``/usr/bin/chromium`` (never ``playwright install``).
+
+``launch_browser()`` / ``open_lab()`` start chromium headless and open a document in the Lab page; the page has
+``window.jupyterapp`` (``--LabApp.expose_app_in_browser``) and records every dialog it ever shows in
+``window.__dialogs`` (a dialog that came and went is still seen).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+
+from tests._server_process import REPO, free_port
+
+CHROMIUM = Path(os.environ.get("STREAMCHAT_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
+ARTIFACTS = REPO / "test-artifacts"
+
+T = TypeVar("T")
+
+
+def browser_available() -> str | None:
+    """None if the browser tests can run here, else why not (for ``pytest.skip``)."""
+    if not CHROMIUM.exists():
+        return f"{CHROMIUM} is missing (apt-get install -y chromium)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright package is missing (pip install playwright; never `playwright install`)"
+    if shutil.which("jupyter-lab") is None and not (Path(sys.executable).parent / "jupyter-lab").exists():
+        return "jupyterlab is not installed"
+    return None
+
+
+def wait_for(
+    probe: Callable[[], T], timeout: float = 10.0, interval: float = 0.05, message: str | Callable[[], str] = ""
+) -> T:
+    """Call ``probe`` until it returns something truthy; return that, or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            text = message() if callable(message) else message
+            raise AssertionError(f"timed out after {timeout}s waiting for {text or probe}")
+        time.sleep(interval)
+
+
+def notebook_json(source: str = "", metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A small valid nbformat 4.5 notebook with one code cell, as JupyterLab writes them."""
+    return {
+        "cells": [
+            {
+                "cell_type": "code",
+                "execution_count": None,
+                "id": secrets.token_hex(4),
+                "metadata": {},
+                "outputs": [],
+                "source": source,
+            }
+        ],
+        "metadata": {
+            "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+            "language_info": {"name": "python"},
+            **(metadata or {}),
+        },
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+
+
+class LabProcess:
+    """One ``jupyter lab`` on 127.0.0.1 (token auth, a JupyterHub-like base URL, a temporary root)."""
+
+    def __init__(self, workdir: Path, *, base_url: str = "/user/tester/", extra_args: list[str] | None = None) -> None:
+        self.workdir = workdir
+        self.root = workdir / "root"
+        self.base_path = "/" + "".join(f"{part}/" for part in base_url.split("/") if part)
+        self.extra_args = list(extra_args or [])
+        self.token = secrets.token_hex(16)
+        self.port = 0
+        self.process: subprocess.Popen[bytes] | None = None
+        for name in ("root", "config", "data", "runtime", "home"):
+            (workdir / name).mkdir(parents=True, exist_ok=True)
+        self._write_user_settings()
+
+    # ----- addresses and HTTP ---------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT/<base path>``, ending in "/"."""
+        return f"http://127.0.0.1:{self.port}{self.base_path}"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"token {self.token}"}
+
+    def url_of(self, path: str, workspace: str | None = None) -> str:
+        """The Lab URL that opens ``path`` (server-relative), logging in with the token.
+
+        Each page gets its own new workspace unless one is named: Lab would otherwise restore the previous page's
+        layout (and open its documents too)."""
+        workspace = workspace or f"test-{secrets.token_hex(6)}"
+        return f"{self.base_url}lab/workspaces/{workspace}/tree/{quote(path)}?token={self.token}"
+
+    def api(self, method: str, endpoint: str, **kwargs: Any) -> httpx.Response:
+        """Call ``{base_url}{endpoint}`` with the token; raises on an error status."""
+        response = httpx.request(method, self.base_url + endpoint, headers=self.headers, timeout=10, **kwargs)
+        response.raise_for_status()
+        return response
+
+    # ----- logs ---------------------------------------------------------------------------------------
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "lab.log"
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log_text()[-chars:]
+
+    # ----- life cycle -------------------------------------------------------------------------------
+    def _write_user_settings(self) -> None:
+        """Lab settings for tests: no autosave (a test decides when a document is saved), no news, no update check;
+        and the server logs jupyter_streamchat's INFO lines (``recorded_how`` reads them)."""
+        server_config = {
+            "ServerApp": {
+                "logging_config": {"loggers": {"jupyter_streamchat": {"level": "INFO", "handlers": ["console"]}}}
+            }
+        }
+        (self.workdir / "config" / "jupyter_server_config.json").write_text(json.dumps(server_config))
+        settings = self.workdir / "config" / "lab" / "user-settings"
+        files = {
+            "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
+            "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
+                "fetchNews": "false",
+                "checkForUpdates": False,
+            },
+        }
+        for name, value in files.items():
+            path = settings / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(value))
+
+    def start(self, timeout: float = 60.0) -> None:
+        assert self.process is None or self.process.poll() is not None, "lab already running"
+        self.port = free_port()
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+            "JUPYTER_CONFIG_DIR": str(self.workdir / "config"),
+            "JUPYTER_DATA_DIR": str(self.workdir / "data"),
+            "JUPYTER_RUNTIME_DIR": str(self.workdir / "runtime"),
+            "HOME": str(self.workdir / "home"),
+            "JUPYTER_PLATFORM_DIRS": "1",
+        }
+        for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "OLLAMA_HOST"):
+            env.pop(name, None)
+        args = [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            # jupyter-lsp would scan the machine for language servers: not what these tests are about.
+            "--ServerApp.jpserver_extensions={'jupyter_streamchat': True, 'jupyter_lsp': False}",
+            f"--port={self.port}",
+            "--ServerApp.port_retries=0",
+            "--ServerApp.ip=127.0.0.1",
+            f"--IdentityProvider.token={self.token}",
+            "--ServerApp.open_browser=False",
+            "--allow-root",
+            f"--ServerApp.root_dir={self.root}",
+            f"--ServerApp.base_url={self.base_path}",
+            "--LabApp.expose_app_in_browser=True",
+            "--LabApp.news_url=None",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+            # jupyter-collaboration (a test dependency) would put open notebooks in a shared room: the server then
+            # writes through the room and never offers a turn to the page. Tests of the hand-off need plain Lab.
+            "--YDocExtension.disable_rtc=True",
+            "--StreamChat.demo_speed=20",
+            "--StreamChat.ollama_enabled=False",
+            f"--StreamChat.journal_path={self.workdir / 'journal.sqlite3'}",
+            *self.extra_args,
+        ]
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                args, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.workdir
+            )
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"jupyter lab exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                if httpx.get(f"{self.base_url}api/status", headers=self.headers, timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TimeoutError(f"jupyter lab did not answer within {timeout}s:\n{self.log_tail()}")
+            time.sleep(0.1)
+        self._check_labextension()
+
+    def _check_labextension(self) -> None:
+        """Fail clearly if Lab serves no jupyter-streamchat bundle, or another one than this checkout built."""
+        page = self.api("GET", f"lab?token={self.token}").text
+        match = re.search(r'<script id="jupyter-config-data" type="application/json">(.*?)</script>', page, re.S)
+        assert match, "no jupyter-config-data in the Lab page"
+        extensions = {ext["name"]: ext for ext in json.loads(match.group(1)).get("federated_extensions", [])}
+        served = extensions.get("jupyter-streamchat")
+        if served is None:
+            raise RuntimeError("JupyterLab does not load the jupyter-streamchat labextension (pip install -e .)")
+        built = REPO / "jupyter_streamchat" / "labextension" / "package.json"
+        if built.exists():
+            expected = json.loads(built.read_text())["jupyterlab"]["_build"]["load"]
+            if served.get("load") != expected:
+                raise RuntimeError(
+                    f"JupyterLab serves a stale jupyter-streamchat bundle ({served.get('load')}, this checkout built "
+                    f"{expected}): reinstall (pip install -e .) or link it (jupyter-builder develop --overwrite .)"
+                )
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM (the server shuts its kernels down), SIGKILL if it does not exit in time."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+
+    # ----- files under the root ---------------------------------------------------------------------
+    def write_notebook(self, path: str, source: str = "") -> Path:
+        target = self.root / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(notebook_json(source), indent=1) + "\n")
+        return target
+
+    def read_notebook(self, path: str) -> dict[str, Any]:
+        return json.loads((self.root / path).read_text())
+
+    # ----- runs ---------------------------------------------------------------------------------------
+    def start_run(self, notebook: str, conversation: str, prompt: str = "hi", model: str = "demo:fast") -> str:
+        body = {"model": model, "prompt": prompt, "notebook": notebook, "conversation": conversation}
+        return str(self.api("POST", "streamchat/runs", json=body).json()["id"])
+
+    def run_record(self, run_id: str) -> dict[str, Any]:
+        return dict(self.api("GET", f"streamchat/runs/{run_id}").json())
+
+    def wait_run_finished(self, run_id: str, timeout: float = 20.0) -> dict[str, Any]:
+        return wait_for(
+            lambda: (record := self.run_record(run_id))["status"] != "running" and record,
+            timeout,
+            message=f"run {run_id} to finish",
+        )
+
+    def recorded_how(self, run_id: str) -> str | None:
+        """How the server says it recorded a run (shared, open-document, file, duplicate), from its log."""
+        match = re.search(rf"streamchat run {re.escape(run_id)} recorded in .* \(([a-z-]+)\)", self.log_text())
+        return match.group(1) if match else None
+
+
+# ----- the browser ---------------------------------------------------------------------------------------
+
+# Installed in every page before Lab's own scripts: remember every dialog that was ever attached.
+DIALOG_RECORDER = """
+window.__dialogs = [];
+new MutationObserver(records => {
+  for (const record of records) {
+    for (const node of record.addedNodes) {
+      if (node instanceof Element) {
+        const dialogs = node.matches('.jp-Dialog') ? [node] : Array.from(node.querySelectorAll('.jp-Dialog'));
+        for (const dialog of dialogs) window.__dialogs.push(dialog.textContent.trim().slice(0, 500));
+      }
+    }
+  }
+}).observe(document, {childList: true, subtree: true});
+"""
+
+# The open document of the current notebook panel: metadata, dirty state, cell sources.
+DOCUMENT_STATE = """
+() => {
+  const widget = window.jupyterapp.shell.currentWidget;
+  if (!widget || !widget.context || !widget.context.isReady) return null;
+  const model = widget.context.model;
+  const cells = [];
+  for (let i = 0; i < model.cells.length; i++) cells.push(model.cells.get(i).sharedModel.getSource());
+  return {
+    path: widget.context.path,
+    dirty: model.dirty,
+    streamchat: model.getMetadata('streamchat') ?? null,
+    cells,
+    handoff: widget.node.dataset.streamchatHandoff ?? null,
+  };
+}
+"""
+
+
+# Browser console lines of every page opened by ``open_lab`` (for failure messages).
+CONSOLE: dict[Any, list[str]] = {}
+
+
+def console_of(page: Any) -> str:
+    return "\n".join(CONSOLE.get(page, []))
+
+
+def launch_browser(playwright: Any) -> Any:
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+
+
+def open_lab(browser: Any, lab: LabProcess, path: str, timeout: float = 60.0) -> Any:
+    """A new page with ``path`` open in Lab, its document loaded and its hand-off subscribed (``ready``)."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(timeout * 1000)
+    page = context.new_page()
+    CONSOLE[page] = console = []
+    page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
+    page.on("pageerror", lambda error: console.append(f"pageerror: {error}"))
+    page.add_init_script(DIALOG_RECORDER)
+    page.goto(lab.url_of(path))
+    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.started", timeout=timeout * 1000)
+    page.wait_for_function(
+        """path => {
+          const w = window.jupyterapp.shell.currentWidget;
+          return !!(w && w.context && w.context.path === path && w.context.isReady && w.content.widgets.length);
+        }""",
+        arg=path,
+        timeout=timeout * 1000,
+    )
+    # Lab updates the notebook's language_info when its kernel comes up, which can make the document dirty. Start
+    # every test from what a user has after opening and saving a notebook: kernel idle, document clean.
+    page.wait_for_function(
+        """() => {
+          const s = window.jupyterapp.shell.currentWidget.sessionContext;
+          return s.isReady && s.session?.kernel?.connectionStatus === 'connected' && s.kernelDisplayStatus === 'idle';
+        }""",
+        timeout=timeout * 1000,
+    )
+    if document_state(page)["dirty"]:
+        page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+        page.wait_for_function("() => !window.jupyterapp.shell.currentWidget.context.model.dirty")
+    page.wait_for_function(
+        "() => window.jupyterapp.shell.currentWidget.node.dataset.streamchatHandoff === 'ready'", timeout=timeout * 1000
+    )
+    return page
+
+
+def document_state(page: Any) -> dict[str, Any]:
+    state = page.evaluate(DOCUMENT_STATE)
+    assert state is not None, "no notebook document is current in the Lab page"
+    return dict(state)
+
+
+def dialogs_seen(page: Any) -> list[str]:
+    """Text of every dialog the page ever showed, plus any on screen now."""
+    seen = list(page.evaluate("() => window.__dialogs"))
+    on_screen = page.locator(".jp-Dialog").all_text_contents()
+    return seen + [text for text in on_screen if text.strip()[:500] not in seen]
+
+
+def screenshot(page: Any, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    page.screenshot(path=str(path))
+    return path
