@@ -278,7 +278,8 @@ class CompareWidget(_StreamWidget):
 
     def _stop_pane(self, pane: Pane) -> None:
         reader = self._pane_tasks.get(id(pane))
-        if reader is not None and not reader.done() and not pane.state.finished:
+        # Once only: a second cancel would interrupt the reader's clean-up (closing its connection).
+        if reader is not None and not reader.done() and not reader.cancelling() and not pane.state.finished:
             reader.cancel()  # closes the connection at once, even while it waits for a chunk
 
     async def _final_record(self, run_id: str | None) -> dict[str, Any] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import unquote
@@ -85,17 +86,24 @@ class StreamChatClient:
     async def events(self, run_id: str, after: int | None = None) -> AsyncIterator[SSEMessage]:
         """A detached run's events from ``after`` on (sent as ``Last-Event-ID``)."""
         headers = {"Last-Event-ID": str(after)} if after else {}
-        async with self._http.stream("GET", f"runs/{run_id}/events", headers=headers) as response:
-            await _raise_for_status(response)
-            async for message in iter_sse(response.aiter_text()):
-                yield message
+        async for message in self._sse(self._http.build_request("GET", f"runs/{run_id}/events", headers=headers)):
+            yield message
 
     async def stream(self, body: dict[str, Any]) -> AsyncIterator[SSEMessage]:
         """A direct stream: leaving the iteration closes the connection, which stops the run."""
-        async with self._http.stream("POST", "stream", json=body) as response:
+        async for message in self._sse(self._http.build_request("POST", "stream", json=body)):
+            yield message
+
+    async def _sse(self, request: httpx.Request) -> AsyncIterator[SSEMessage]:
+        response = await self._http.send(request, stream=True)
+        try:
             await _raise_for_status(response)
             async for message in iter_sse(response.aiter_text()):
                 yield message
+        finally:
+            # Shielded: a second cancellation (Stop pressed twice) must not interrupt the close, or the
+            # connection leaks open and the server never learns that this client left.
+            await asyncio.shield(response.aclose())
 
 
 async def _raise_for_status(response: httpx.Response) -> None:
