@@ -13,8 +13,8 @@ import asyncio
 import ipaddress
 import json
 import os
-from collections.abc import AsyncIterator, Mapping
-from contextlib import aclosing
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import aclosing, contextmanager
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -167,15 +167,13 @@ async def _decoded(subscription: Any) -> AsyncIterator[SSEMessage]:
         subscription.close()
 
 
-class _as_api_error:
+@contextmanager
+def _as_api_error() -> Iterator[None]:
     """Engine errors look like the HTTP API's errors, so callers handle one kind."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _tb: object) -> None:
-        if isinstance(exc, StreamChatError):
-            raise StreamChatAPIError(exc.status, exc.message) from exc
+    try:
+        yield
+    except StreamChatError as exc:
+        raise StreamChatAPIError(exc.status, exc.message) from exc
 
 
 def notebook_from_session(environ: Mapping[str, str]) -> str | None:

@@ -137,13 +137,13 @@ def compare_html(results: Sequence[dict[str, Any]], note: str) -> str:
     )
 
 
+def outcome(result: dict[str, Any]) -> str:
+    """``model · status`` and, for a failure, its one-line reason."""
+    line = f"{result['model']} · {result['status']}"
+    error = result.get("error")
+    return f"{line} {error.get('code')}: {error.get('message')}" if error else line
+
+
 def plain_text(results: Sequence[dict[str, Any]]) -> str:
     """``text/plain`` for consoles and for tools that read outputs as text."""
-    blocks = []
-    for result in results:
-        header = f"[{result['model']} · {result['status']}]"
-        error = result.get("error")
-        if error:
-            header += f" {error.get('code')}: {error.get('message')}"
-        blocks.append(f"{header}\n{result.get('text') or ''}")
-    return "\n\n".join(blocks)
+    return "\n\n".join(f"[{outcome(result)}]\n{result.get('text') or ''}" for result in results)

@@ -15,9 +15,9 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from contextlib import aclosing
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import ipywidgets as widgets
@@ -35,6 +35,8 @@ DEFAULT_CONVERSATION = "default"
 MIN_PANES, MAX_PANES = 2, 4
 REATTACH_SECONDS = 10.0  # a detached run is followed across server hiccups this long
 RECORD_WAIT_SECONDS = 5.0
+
+W = TypeVar("W", bound="_StreamWidget")
 
 _STATUS_CODES = {400: "bad_request", 403: "forbidden", 404: "not_found", 409: "conflict", 413: "too_large"}
 
@@ -307,7 +309,10 @@ def chat(prompt: str, model: str | None = None, conversation: str | None = None)
     Successive calls in one notebook continue one conversation (the server builds the history from
     the notebook's record) unless ``conversation`` names another.
     """
-    widget = ChatWidget(prompt, model, conversation or DEFAULT_CONVERSATION, current_backend())
+    conversation = conversation or DEFAULT_CONVERSATION
+    if not _loop_is_running():
+        return _in_terminal(lambda: ChatWidget(prompt, model, conversation, current_backend()))
+    widget = ChatWidget(prompt, model, conversation, current_backend())
     display(widget)
     return widget
 
@@ -316,6 +321,53 @@ def compare(prompt: str, models: Sequence[str]) -> CompareWidget:
     """Send one prompt to 2-4 models side by side; each pane has its own Stop, plus Stop all."""
     if isinstance(models, str) or not MIN_PANES <= len(models) <= MAX_PANES:
         raise ValueError(f"compare needs {MIN_PANES} to {MAX_PANES} model ids, e.g. ['demo:chat', 'demo:fast']")
+    if not _loop_is_running():
+        return _in_terminal(lambda: CompareWidget(prompt, list(models), current_backend()))
     widget = CompareWidget(prompt, list(models), current_backend())
     display(widget)
     return widget
+
+
+def _loop_is_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+_terminal_loop: asyncio.AbstractEventLoop | None = None
+
+
+def _in_terminal(make: Callable[[], W]) -> W:
+    """No event loop runs between inputs (plain IPython, a script): stream to stdout until the end.
+
+    One loop serves every call, so the in-process engine (and a conversation's history) persists.
+    Ctrl+C stops the reply and keeps the partial, as the Stop button does.
+    """
+    global _terminal_loop
+    loop = _terminal_loop = _terminal_loop or asyncio.new_event_loop()
+    widget = loop.run_until_complete(_construct(make))
+    try:
+        loop.run_until_complete(_echo(widget))
+    except KeyboardInterrupt:
+        widget.stop()
+        loop.run_until_complete(_echo(widget))
+    print(_static.plain_text(widget.results) if len(widget.panes) > 1 else f"\n[{_static.outcome(widget.results[0])}]")
+    print(widget.backend.note)
+    return widget
+
+
+async def _construct(make: Callable[[], W]) -> W:
+    return make()  # widgets need a running loop to start their tasks
+
+
+async def _echo(widget: _StreamWidget) -> None:
+    """Print a single pane's text as it grows; wait for the end."""
+    shown = len(widget.panes[0].state.text) if len(widget.panes) == 1 else 0
+    while not widget._finished.done():
+        await asyncio.wait([widget._finished], timeout=0.1)
+        if len(widget.panes) == 1:
+            text = widget.panes[0].state.text
+            print(text[shown:], end="", flush=True)
+            shown = len(text)
