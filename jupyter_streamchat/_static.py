@@ -19,6 +19,8 @@ STYLE = """
 .jsc-pane{flex:1 1 300px;min-width:260px;margin:2px;border:1px solid var(--jp-border-color2,#ddd);border-radius:6px;
 padding:6px 10px;box-sizing:border-box;background:var(--jp-layout-color1,#fff)}
 .jsc-style{height:0;min-height:0;margin:0;overflow:hidden}
+.jsc-root .widget-html,.jsc-root .widget-html-content{min-height:0;height:auto;line-height:1.5}
+.jsc-root .jsc-head .widget-html-content{line-height:28px}
 .jsc-head{display:flex;flex-wrap:wrap;gap:6px;align-items:baseline;font-size:12px}
 .jsc-model{font-weight:600;font-size:13px}
 .jsc-stats{color:var(--jp-ui-font-color2,#666);font-size:12px}
@@ -28,27 +30,28 @@ background:var(--jp-layout-color3,#e8e8e8);color:var(--jp-ui-font-color1,#222)}
 .jsc-status-completed{background:var(--jp-success-color3,#cdeccd)}
 .jsc-status-stopped{background:var(--jp-warn-color3,#fde9c2)}
 .jsc-status-failed,.jsc-status-interrupted{background:var(--jp-error-color3,#f8d3d3)}
-.jsc-reply{font-size:var(--jp-content-font-size1,14px);line-height:1.5;overflow-wrap:anywhere}
-.jsc-reply pre{background:var(--jp-cell-editor-background,#f6f8fa);padding:6px 8px;border-radius:4px;
+.jsc-root .jsc-reply{font-size:var(--jp-content-font-size1,14px);line-height:1.5;overflow-wrap:anywhere}
+.jsc-root .jsc-reply pre{background:var(--jp-cell-editor-background,#f6f8fa);padding:6px 8px;border-radius:4px;
 overflow-x:auto;font-size:12px;margin:6px 0}
-.jsc-reply pre.jsc-code-segment{margin:0;border-radius:0;padding-top:0;padding-bottom:0}
-.jsc-reply pre.jsc-code-segment.jsc-first{margin-top:6px;border-radius:4px 4px 0 0;padding-top:6px}
-.jsc-reply pre.jsc-code-segment.jsc-last{margin-bottom:6px;border-radius:0 0 4px 4px;padding-bottom:6px}
-.jsc-reply table{border-collapse:collapse}
-.jsc-reply td,.jsc-reply th{border:1px solid var(--jp-border-color2,#ccc);padding:2px 6px}
-.jsc-reply p{margin:6px 0}
+.jsc-root .jsc-reply pre.jsc-code-segment{margin:0;border-radius:0;padding-top:0;padding-bottom:0}
+.jsc-root .jsc-reply pre.jsc-code-segment.jsc-first{margin-top:6px;border-radius:4px 4px 0 0;padding-top:6px}
+.jsc-root .jsc-reply pre.jsc-code-segment.jsc-last{margin-bottom:6px;border-radius:0 0 4px 4px;padding-bottom:6px}
+.jsc-root .jsc-reply table{border-collapse:collapse}
+.jsc-root .jsc-reply td,.jsc-root .jsc-reply th{border:1px solid var(--jp-border-color2,#ccc);padding:2px 6px}
+.jsc-root .jsc-reply p{margin:6px 0}
 .jsc-error{color:var(--jp-error-color1,#b00);font-size:12px}
 .jsc-note{color:var(--jp-ui-font-color3,#888);font-size:11px}
 .jsc-reasoning{color:var(--jp-ui-font-color2,#666);font-size:12px}
-.jsc-summary table{border-collapse:collapse;font-size:12px;margin-top:6px}
-.jsc-summary td,.jsc-summary th{padding:2px 8px;text-align:left;border-bottom:1px solid var(--jp-border-color2,#ddd)}
+.jsc-root .jsc-summary table{border-collapse:collapse;font-size:12px;margin-top:6px}
+.jsc-root .jsc-summary td,.jsc-root .jsc-summary th{padding:2px 8px;text-align:left;
+border-bottom:1px solid var(--jp-border-color2,#ddd)}
 .jsc-bar{height:8px;background:var(--jp-brand-color1,#1976d2);border-radius:2px;min-width:1px}
-.jsc-reply pre .c{color:var(--jp-mirror-editor-comment-color,#6a737d);font-style:italic}
-.jsc-reply pre .k{color:var(--jp-mirror-editor-keyword-color,#d73a49);font-weight:600}
-.jsc-reply pre .s{color:var(--jp-mirror-editor-string-color,#22863a)}
-.jsc-reply pre .m{color:var(--jp-mirror-editor-number-color,#005cc5)}
-.jsc-reply pre .nf{color:var(--jp-mirror-editor-def-color,#6f42c1)}
-.jsc-reply pre .nb{color:var(--jp-mirror-editor-builtin-color,#e36209)}
+.jsc-root .jsc-reply pre .c{color:var(--jp-mirror-editor-comment-color,#6a737d);font-style:italic}
+.jsc-root .jsc-reply pre .k{color:var(--jp-mirror-editor-keyword-color,#d73a49);font-weight:600}
+.jsc-root .jsc-reply pre .s{color:var(--jp-mirror-editor-string-color,#22863a)}
+.jsc-root .jsc-reply pre .m{color:var(--jp-mirror-editor-number-color,#005cc5)}
+.jsc-root .jsc-reply pre .nf{color:var(--jp-mirror-editor-def-color,#6f42c1)}
+.jsc-root .jsc-reply pre .nb{color:var(--jp-mirror-editor-builtin-color,#e36209)}
 """
 
 STYLE_TAG = f"<style>{STYLE}</style>"
