@@ -10,6 +10,7 @@ browser stays a small multiple of the reply whatever the token rate (see benchma
 from __future__ import annotations
 
 import asyncio
+import html
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -228,8 +229,6 @@ class Pane:
         self.renders = 0
 
     def _title_html(self) -> str:
-        import html
-
         return f'<span class="jsc-model">{html.escape(self.state.model or "default model")}</span>'
 
     # ----- events ------------------------------------------------------------------------------------
