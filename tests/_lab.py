@@ -265,11 +265,28 @@ class LabProcess:
         return target
 
     def read_notebook(self, path: str) -> dict[str, Any]:
-        return json.loads((self.root / path).read_text())
+        """The notebook's JSON. Jupyter's "atomic" save rewrites the file in place (after a backup copy), so a
+        reader can catch it half-written: read again until it parses."""
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                return dict(json.loads((self.root / path).read_text()))
+            except json.JSONDecodeError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     # ----- runs ---------------------------------------------------------------------------------------
-    def start_run(self, notebook: str, conversation: str, prompt: str = "hi", model: str = "demo:fast") -> str:
-        body = {"model": model, "prompt": prompt, "notebook": notebook, "conversation": conversation}
+    def start_run(
+        self, notebook: str, conversation: str, prompt: str = "hi", model: str = "demo:fast", history: bool = True
+    ) -> str:
+        """Start a detached run; with ``history`` the server builds the messages from the conversation (``prompt``),
+        which reads the notebook file; without, the request carries the one message itself (``messages``)."""
+        body: dict[str, Any] = {"model": model, "notebook": notebook, "conversation": conversation}
+        if history:
+            body["prompt"] = prompt
+        else:
+            body["messages"] = [{"role": "user", "content": prompt}]
         return str(self.api("POST", "streamchat/runs", json=body).json()["id"])
 
     def run_record(self, run_id: str) -> dict[str, Any]:
@@ -281,6 +298,14 @@ class LabProcess:
             timeout,
             message=f"run {run_id} to finish",
         )
+
+    def shutdown_kernels(self) -> None:
+        """Shut down every kernel (each notebook a test opens in Lab starts one)."""
+        for kernel in self.api("GET", "api/kernels").json():
+            try:
+                self.api("DELETE", f"api/kernels/{kernel['id']}")
+            except httpx.HTTPStatusError:
+                pass  # already gone
 
     def recorded_how(self, run_id: str) -> str | None:
         """How the server says it recorded a run (shared, open-document, file, duplicate), from its log."""
@@ -336,15 +361,31 @@ def launch_browser(playwright: Any) -> Any:
     return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
 
 
-def open_lab(browser: Any, lab: LabProcess, path: str, timeout: float = 60.0) -> Any:
-    """A new page with ``path`` open in Lab, its document loaded and its hand-off subscribed (``ready``)."""
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    context.set_default_timeout(timeout * 1000)
+def open_lab(
+    browser: Any,
+    lab: LabProcess,
+    path: str,
+    *,
+    context: Any = None,
+    before_goto: Callable[[Any], None] | None = None,
+    subscribed: bool = True,
+    timeout: float = 60.0,
+) -> Any:
+    """A new page with ``path`` open in Lab, its document loaded, clean, and its hand-off subscribed (``ready``).
+
+    The page gets a browser context of its own unless ``context`` is given (pages of one context share cookies,
+    Web Locks and the browser's connection pool, like tabs of one browser); ``before_goto(page)`` runs before the
+    page loads (e.g. to install ``page.route`` handlers); ``subscribed=False`` does not wait for the hand-off."""
+    if context is None:
+        context = browser.new_context(viewport={"width": 1280, "height": 800})
+        context.set_default_timeout(timeout * 1000)
     page = context.new_page()
     CONSOLE[page] = console = []
     page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
     page.on("pageerror", lambda error: console.append(f"pageerror: {error}"))
     page.add_init_script(DIALOG_RECORDER)
+    if before_goto is not None:
+        before_goto(page)
     page.goto(lab.url_of(path))
     page.wait_for_function("() => window.jupyterapp && window.jupyterapp.started", timeout=timeout * 1000)
     page.wait_for_function(
@@ -367,10 +408,45 @@ def open_lab(browser: Any, lab: LabProcess, path: str, timeout: float = 60.0) ->
     if document_state(page)["dirty"]:
         page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
         page.wait_for_function("() => !window.jupyterapp.shell.currentWidget.context.model.dirty")
-    page.wait_for_function(
-        "() => window.jupyterapp.shell.currentWidget.node.dataset.streamchatHandoff === 'ready'", timeout=timeout * 1000
-    )
+    if subscribed:
+        page.wait_for_function(
+            "() => window.jupyterapp.shell.currentWidget.node.dataset.streamchatHandoff === 'ready'",
+            timeout=timeout * 1000,
+        )
     return page
+
+
+def open_another(page: Any, path: str, timeout: float = 60.0) -> None:
+    """Open one more notebook in a Lab page (it becomes the current widget) and wait until its document loaded."""
+    page.evaluate("path => { void window.jupyterapp.commands.execute('docmanager:open', {path}); }", path)
+    page.wait_for_function(
+        """path => {
+          const w = window.jupyterapp.shell.currentWidget;
+          return !!(w && w.context && w.context.path === path && w.context.isReady);
+        }""",
+        arg=path,
+        timeout=timeout * 1000,
+    )
+
+
+def handoff_states(page: Any) -> dict[str, dict[str, str | None]]:
+    """Every open notebook panel of the page: path -> its hand-off state and subscribed path (data attributes)."""
+    return dict(
+        page.evaluate(
+            """() => {
+              const states = {};
+              window.jupyterapp.shell.widgets('main').forEach(w => {
+                if (w.context && w.node.classList.contains('jp-NotebookPanel')) {
+                  states[w.context.path] = {
+                    state: w.node.dataset.streamchatHandoff ?? null,
+                    path: w.node.dataset.streamchatHandoffPath ?? null,
+                  };
+                }
+              });
+              return states;
+            }"""
+        )
+    )
 
 
 def document_state(page: Any) -> dict[str, Any]:

@@ -19,11 +19,17 @@ from tests._lab import (
     browser_available,
     dialogs_seen,
     document_state,
+    handoff_states,
     launch_browser,
+    open_another,
     open_lab,
     screenshot,
     wait_for,
 )
+
+# The labextension's limits (labextension/src/handoff.ts HandoffLimits.streams, slots.ts STREAM_SLOTS).
+STREAMS_PER_PAGE = 3
+STREAM_SLOTS = 4
 
 pytestmark = [
     pytest.mark.timeout(180),
@@ -74,14 +80,15 @@ def page_for(lab: LabProcess, browser: Any) -> Iterator[Any]:
     """``page_for(path)``: a Lab page with that notebook open (its hand-off subscribed); closed after the test."""
     pages: list[Any] = []
 
-    def open_page(path: str) -> Any:
-        page = open_lab(browser, lab, path)
+    def open_page(path: str, **kwargs: Any) -> Any:
+        page = open_lab(browser, lab, path, **kwargs)
         pages.append(page)
         return page
 
     yield open_page
     for page in pages:
         page.context.close()
+    lab.shutdown_kernels()
 
 
 # ----- helpers -------------------------------------------------------------------------------------------------
@@ -216,6 +223,29 @@ def test_server_does_not_touch_the_file_under_a_dirty_open_document(lab: LabProc
     assert dialogs_seen(page) == []
 
 
+def test_control_without_the_handoff_the_save_asks_file_changed(lab: LabProcess, page_for: Any) -> None:
+    """Control for the tests above (the problem the hand-off solves, and proof that the dialog recorder sees
+    dialogs): when the page cannot subscribe, the server writes the file under the dirty open document, and the
+    user's save then brings up JupyterLab's "File Changed" dialog."""
+
+    def no_stream(page: Any) -> None:
+        page.route("**/streamchat/documents/events?*", lambda route: route.abort("connectionrefused"))
+
+    nb = "control.ipynb"
+    lab.write_notebook(nb)
+    page = page_for(nb, before_goto=no_stream, subscribed=False)
+    type_into_first_cell(page, "y = 1")
+    wait_for(lambda: document_state(page)["dirty"], 10, message="unsaved edits")
+
+    run_id, _ = finished_run(lab, nb, "c7")
+    assert wait_recorded(lab, run_id) == "file"
+    assert run_ids(disk_section(lab, nb), "c7") == [run_id]
+    assert not model_has_run(page, "c7", run_id)
+
+    page.evaluate("() => { void window.jupyterapp.commands.execute('docmanager:save'); }")
+    wait_for(lambda: any("File Changed" in text for text in dialogs_seen(page)), 10, message="the File Changed dialog")
+
+
 def test_concurrent_runs_land_once_each_in_order(lab: LabProcess, page_for: Any) -> None:
     """When several runs end at about the same time for one clean open notebook (turns may arrive while the previous
     turn's save is in flight), then every turn is in the document and the file exactly once, sorted by creation,
@@ -224,7 +254,10 @@ def test_concurrent_runs_land_once_each_in_order(lab: LabProcess, page_for: Any)
     lab.write_notebook(nb)
     page = page_for(nb)
 
-    run_ids_started = [lab.start_run(nb, "c3", prompt=f"q{i}") for i in range(4)]
+    # ``history=False``: with ``prompt`` the server reads the notebook file for the conversation's history, and
+    # a read that catches Jupyter's in-place save of the previous turn half-written answers 500 (a server issue
+    # of its own, not what this test is about).
+    run_ids_started = [lab.start_run(nb, "c3", prompt=f"q{i}", history=False) for i in range(4)]
     for run_id in run_ids_started:
         assert lab.wait_run_finished(run_id)["status"] == "completed"
     for run_id in run_ids_started:
@@ -242,4 +275,109 @@ def test_concurrent_runs_land_once_each_in_order(lab: LabProcess, page_for: Any)
     turns = turns_of(on_disk, "c3")
     assert len(turns) == len(set(run_ids_started)) == 4
     assert [t["created"] for t in turns] == sorted(t["created"] for t in turns)
+    assert dialogs_seen(page) == []
+
+
+def test_renamed_notebook_takes_turns_under_its_new_path(lab: LabProcess, page_for: Any) -> None:
+    """When an open notebook is renamed, then its hand-off follows the new path: a run for the new path lands in
+    the open document (and, the document being clean, in the renamed file)."""
+    lab.write_notebook("before-rename.ipynb")
+    page = page_for("before-rename.ipynb")
+
+    page.evaluate("() => window.jupyterapp.shell.currentWidget.context.rename('after-rename.ipynb')")
+    wait_for(
+        lambda: handoff_states(page).get("after-rename.ipynb") == {"state": "ready", "path": "after-rename.ipynb"},
+        15,
+        message=lambda: f"a subscription for the new path: {handoff_states(page)}",
+    )
+    run_id, _ = finished_run(lab, "after-rename.ipynb", "c4")
+
+    assert wait_recorded(lab, run_id) == "open-document"
+    wait_for(lambda: model_has_run(page, "c4", run_id), 15, message="the turn in the open document")
+    wait_for(
+        lambda: run_id in run_ids(disk_section(lab, "after-rename.ipynb"), "c4"), 15, message="the turn in the file"
+    )
+    assert not (lab.root / "before-rename.ipynb").exists()
+    assert dialogs_seen(page) == []
+
+
+def test_subscription_recovers_after_failed_connections(lab: LabProcess, page_for: Any) -> None:
+    """When the document stream cannot connect at first (network errors), then the page retries with backoff,
+    subscribes, and a run still lands in the open document."""
+    attempts: list[str] = []
+
+    def fail_twice(route: Any) -> None:
+        attempts.append(route.request.url)
+        if len(attempts) <= 2:
+            route.abort("connectionreset")
+        else:
+            route.continue_()
+
+    def install(page: Any) -> None:
+        page.route("**/streamchat/documents/events?*", fail_twice)
+
+    lab.write_notebook("flaky.ipynb")
+    page = page_for("flaky.ipynb", before_goto=install)  # returns once subscribed
+    assert len(attempts) >= 3
+
+    run_id, _ = finished_run(lab, "flaky.ipynb", "c5")
+    assert wait_recorded(lab, run_id) == "open-document"
+    wait_for(lambda: model_has_run(page, "c5", run_id), 15, message="the turn in the open document")
+    assert dialogs_seen(page) == []
+
+
+def test_many_open_notebooks_do_not_starve_jupyterlab(lab: LabProcess, page_for: Any) -> None:
+    """When more notebooks are open than the browser has connections for streams (6 per host over HTTP/1.1, for
+    all tabs), then JupyterLab still answers (contents requests, opening documents), at most 3 notebooks per page
+    and 4 per browser hold a stream, the current notebook always takes its turns, and a parked notebook that
+    becomes current gets a stream back."""
+    names = [f"many-{i}.ipynb" for i in range(5)]
+    for name in names:
+        lab.write_notebook(name)
+    page = page_for(names[0])
+    for name in names[1:]:
+        open_another(page, name)
+
+    def subscribed(states: dict[str, dict[str, str | None]]) -> list[str]:
+        return sorted(path for path, s in states.items() if s["state"] == "ready")
+
+    wait_for(lambda: subscribed(handoff_states(page)) == sorted(names[-3:]), 15, message=lambda: handoff_states(page))
+    assert {handoff_states(page)[name]["state"] for name in names[:2]} == {"parked"}
+
+    # A second tab of the same browser: the origin's stream slots are shared with the first tab.
+    lab.write_notebook("second-tab.ipynb")
+    lab.write_notebook("second-tab-2.ipynb")
+    other = page_for("second-tab.ipynb", context=page.context)
+    open_another(other, "second-tab-2.ipynb")
+    wait_for(lambda: handoff_states(other)["second-tab-2.ipynb"]["state"] == "parked", 15)
+    total = len(subscribed(handoff_states(page))) + len(subscribed(handoff_states(other)))
+    assert total == STREAM_SLOTS
+
+    # JupyterLab still has connections: a contents request answers at once, in both tabs.
+    for tab in (page, other):
+        answer = tab.evaluate(
+            """() => Promise.race([
+                 window.jupyterapp.serviceManager.contents.get('', {content: false}).then(() => 'ok'),
+                 new Promise(resolve => setTimeout(() => resolve('timeout'), 5000)),
+               ])"""
+        )
+        assert answer == "ok"
+
+    # The current notebook of the first tab takes its turn.
+    run_id, _ = finished_run(lab, names[-1], "c6")
+    assert wait_recorded(lab, run_id) == "open-document"
+    wait_for(lambda: model_has_run(page, "c6", run_id), 15, message="the turn in the current notebook")
+
+    # Closing the second tab frees its slot; making a parked notebook current subscribes it (and parks the least
+    # recently active one).
+    other.close()
+    page.evaluate("path => window.jupyterapp.commands.execute('docmanager:open', {path})", names[0])
+    wait_for(
+        lambda: subscribed(handoff_states(page)) == sorted([names[0], *names[-2:]]),
+        15,
+        message=lambda: handoff_states(page),
+    )
+    run_id, _ = finished_run(lab, names[0], "c6")
+    assert wait_recorded(lab, run_id) == "open-document"
+    wait_for(lambda: model_has_run(page, "c6", run_id), 15, message="the turn in the notebook made current")
     assert dialogs_seen(page) == []

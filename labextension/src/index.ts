@@ -7,6 +7,7 @@ import { LabIcon } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
 
 import { requestAPI } from './api';
+import { handoffPlugin } from './handoff';
 
 /** One entry of `GET {baseUrl}streamchat/models`. */
 export interface IModelInfo {
@@ -144,4 +145,4 @@ const plugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default plugin;
+export default [plugin, handoffPlugin];
