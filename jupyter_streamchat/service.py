@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._errors import Conflict
 from ._paths import confine
 from ._validation import BodyLimits, ChatBody
 from .persistence import NotebookRecorder, RunJournal, history_messages, make_turn
@@ -50,7 +51,11 @@ class ChatService:
         """The conversation so far: turns recorded in the notebook plus finished runs not yet there."""
         turns: dict[str, dict[str, Any]] = {}
         if notebook is not None and self.notebooks is not None:
-            for turn in await self.notebooks.conversation_turns(notebook, conversation or DEFAULT_CONVERSATION):
+            try:
+                recorded = await self.notebooks.conversation_turns(notebook, conversation or DEFAULT_CONVERSATION)
+            except ValueError:
+                raise Conflict(f"{notebook} could not be read as a notebook; nothing was started") from None
+            for turn in recorded:
                 turns[turn["run"]] = turn
         for run in self.runs.list({"conversation": conversation}):
             if run.status in TERMINAL_STATUSES and run.notebook == notebook and run.id not in turns:

@@ -2,7 +2,7 @@
 
 Protocol (see README): the panel subscribes to ``GET streamchat/documents/events?path=P`` (SSE). When a
 turn for P is ready, each subscriber gets a ``turn`` event ``{"offer", "path", "conversation", "turn"}``.
-A subscriber claims it with ``POST streamchat/documents/ack {"offer": id}`` and applies the turn to the
+A subscriber claims it with ``POST streamchat/documents/claim {"offer": id}`` and applies the turn to the
 open document only if the answer says ``{"accepted": true}``. The first claim within the timeout wins;
 after the timeout the server writes the file itself and every later claim is refused. Exactly one of
 the two ever happens.

@@ -9,7 +9,8 @@ import logging
 import os
 import re
 import tempfile
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import nbformat
 from jupyter_core.utils import ensure_async
@@ -17,6 +18,10 @@ from jupyter_core.utils import ensure_async
 from ._schema import merged_streamchat
 
 log = logging.getLogger("jupyter_streamchat.persistence")
+
+T = TypeVar("T")
+TORN_READ_ATTEMPTS = 8  # x TORN_READ_DELAY: how long a save may keep a notebook half-written
+TORN_READ_DELAY = 0.05
 
 
 async def write_shared_document(serverapp: Any, path: str, conversation: str, turn: dict[str, Any]) -> bool:
@@ -64,7 +69,7 @@ async def write_file(contents_manager: Any, path: str, conversation: str, turn: 
     """
     os_path = _local_path(contents_manager, path)
     if os_path is not None:
-        return await asyncio.to_thread(_merge_into_local_file, os_path, conversation, turn)
+        return await _tolerating_saves(_merge_into_local_file, os_path, conversation, turn)
     notebook = await _get_notebook(contents_manager, path)
     if notebook is None:
         notebook = nbformat.v4.new_notebook()
@@ -81,10 +86,26 @@ async def read_metadata(contents_manager: Any, path: str) -> dict[str, Any] | No
     """The notebook's top-level metadata, or None if there is no such notebook."""
     os_path = _local_path(contents_manager, path)
     if os_path is not None:
-        notebook = await asyncio.to_thread(_load_local, os_path)
+        notebook = await _tolerating_saves(_load_local, os_path)
         return None if notebook is None else dict(notebook.get("metadata") or {})
     model = await _get_notebook(contents_manager, path)
     return None if model is None else dict(model.metadata)
+
+
+async def _tolerating_saves(work: Callable[..., T], *args: Any) -> T:
+    """Run file work in a worker thread; retry briefly if the notebook could not be parsed.
+
+    Jupyter's own save rewrites a notebook in place, so a read can meet a half-written file. It is
+    whole again within milliseconds; a file that stays unreadable raises ValueError as before.
+    """
+    for attempt in range(TORN_READ_ATTEMPTS):
+        try:
+            return await asyncio.to_thread(work, *args)
+        except ValueError:
+            if attempt == TORN_READ_ATTEMPTS - 1:
+                raise
+            await asyncio.sleep(TORN_READ_DELAY)
+    raise AssertionError("unreachable")
 
 
 async def _get_notebook(contents_manager: Any, path: str) -> Any | None:
