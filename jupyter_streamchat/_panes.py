@@ -214,7 +214,7 @@ class Pane:
         self.error = shared.html()
         label = model or "the default model"
         self.stop_button = slim.Button(
-            description="Stop", tooltip=f"Stop {label}", icon="stop", layout=shared.layout, style=slim.ButtonStyleSlim()
+            description="Stop", tooltip=f"Stop {label}", layout=shared.layout, style=slim.ButtonStyleSlim()
         )
         self.stop_button.on_click(lambda _button: self._on_stop(self))
         # Laid out by CSS classes (see _static.STYLE): a Layout of its own would open one more comm each.

@@ -238,7 +238,7 @@ class CompareWidget(_StreamWidget):
         for pane in panes:
             pane.state.conversation = self.conversation
         self.stop_all_button = slim.Button(
-            description="Stop all", tooltip="Stop every model", icon="stop", style=slim.ButtonStyleSlim()
+            description="Stop all", tooltip="Stop every model", style=slim.ButtonStyleSlim()
         )
         self.stop_all_button.on_click(lambda _button: self.stop())
         self.summary = slim.HTML()
