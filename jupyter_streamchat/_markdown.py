@@ -44,6 +44,7 @@ _COLOURED: list[tuple[_TokenType, str]] = [
 ]
 
 
+@lru_cache(maxsize=512)
 def _css_class(token_type: _TokenType) -> str | None:
     for kind, css_class in _COLOURED:
         if token_type in kind:
@@ -52,7 +53,13 @@ def _css_class(token_type: _TokenType) -> str | None:
 
 
 def _highlight(code: str, lang: str, _attrs: Any = None) -> str:
-    lexer = _lexer(lang.split()[0].lower()) if lang.strip() else None
+    return _highlighted(code, lang.split()[0].lower() if lang.strip() else "")
+
+
+# A block is highlighted when it is sealed and again in the final rendering of the whole reply.
+@lru_cache(maxsize=256)
+def _highlighted(code: str, lang: str) -> str:
+    lexer = _lexer(lang) if lang else None
     if lexer is None:
         return html.escape(code)
     out: list[str] = []
@@ -157,9 +164,13 @@ class ProgressiveMarkdown:
         lines = _lines(rest)
         prefix_lines = 1 if self._fence is not None else 0
         source = (self._fence.opener + "\n" + rest) if self._fence is not None else rest
-        blocks = _top_level_blocks(source)
+        env: dict[str, Any] = {}
+        tokens = _PLAIN.parse(source, env)
+        blocks = _blocks(tokens)
         # Every block but the last is followed by the start of another: it can no longer change.
         cut = max(0, blocks[-1][0] - prefix_lines) if len(blocks) >= 2 else 0
+        # The open block is rendered from this parse (one parse per render, the hot path).
+        last_block_html = _PLAIN.renderer.render(tokens[blocks[-1][2] :], _PLAIN.options, env) if blocks else ""
         finished, open_lines = lines[:cut], lines[cut:]
         parts: list[str] = []
         if finished:
@@ -172,14 +183,18 @@ class ProgressiveMarkdown:
                 key = (self._sealed_upto, size)
                 if self._pending_key != key:
                     self._pending_key, self._pending_html = key, self._render_rest("".join(finished))
-                open_text = "".join(open_lines)
-                self.open_chars = len(open_text)
-                return Advance("", self._pending_html, self._render_tail(open_text, None))
+                self.open_chars = sum(len(line) for line in open_lines)
+                return Advance("", self._pending_html, last_block_html)
         sealed_code = self._seal_open_code(open_lines, prefix_lines)
         if sealed_code:
             parts.append(sealed_code)
         self.open_chars = len(text) - self._sealed_upto
-        return Advance("".join(parts), "", self._render_tail(text[self._sealed_upto :], self._fence))
+        # After sealing code lines, or inside a block sealed in pieces, the tail is not the parsed block.
+        if sealed_code or self._fence is not None:
+            tail = self._render_tail(text[self._sealed_upto :], self._fence)
+        else:
+            tail = last_block_html
+        return Advance("".join(parts), "", tail)
 
     # ----- internals -----------------------------------------------------------------------------
     def _consume(self, lines: list[str]) -> None:
@@ -272,10 +287,14 @@ def _lines(text: str) -> list[str]:
     return result
 
 
-def _top_level_blocks(source: str) -> list[tuple[int, int]]:
-    """(first line, end line) of each top-level block, in order."""
+def _top_level_blocks(source: str) -> list[tuple[int, int, int]]:
+    return _blocks(_PLAIN.parse(source))
+
+
+def _blocks(tokens: list[Any]) -> list[tuple[int, int, int]]:
+    """(first line, end line, index of its first token) of each top-level block, in order."""
     return [
-        (token.map[0], token.map[1])
-        for token in _PLAIN.parse(source)
+        (token.map[0], token.map[1], index)
+        for index, token in enumerate(tokens)
         if token.level == 0 and token.nesting >= 0 and token.map is not None
     ]

@@ -77,6 +77,7 @@ class _StreamWidget(slim.VBox):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._handle: DisplayHandle | None = None
         self._final_published = False
+        self._static_cache: tuple[tuple[Any, ...], dict[str, Any]] | None = None
         layout, html_style = slim.Layout(), slim.HTMLStyleSlim()
         self.note = slim.HTML(f'<div class="jsc-note">{backend.note}</div>', layout=layout, style=html_style)
         style = slim.HTML(_static.STYLE_TAG, layout=layout, style=html_style)
@@ -115,7 +116,11 @@ class _StreamWidget(slim.VBox):
         return bundle
 
     def _static_bundle(self) -> dict[str, Any]:
-        return {"text/html": self._static_html(), "text/plain": _static.plain_text(self.results)}
+        results = self.results
+        key = tuple((r["run"], r["status"], len(r["text"]), len(r["reasoning"])) for r in results)
+        if self._static_cache is None or self._static_cache[0] != key:  # rendering a reply is not free
+            self._static_cache = (key, {"text/html": self._static_html(), "text/plain": _static.plain_text(results)})
+        return self._static_cache[1]
 
     def _static_html(self) -> str:
         raise NotImplementedError

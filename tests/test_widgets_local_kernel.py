@@ -135,7 +135,7 @@ def long_markdown(paragraphs: int) -> list[str]:
 
 
 async def test_long_replies_are_throttled_linear_and_exact(upstream):
-    short, long = long_markdown(4), long_markdown(12)
+    short, long = long_markdown(6), long_markdown(18)
     upstream.script("short", Script.reply(short, pace=0.004))
     upstream.script("long", Script.reply(long, pace=0.004))
     async with LocalKernel.start(env=upstream_env(upstream)) as kernel:
