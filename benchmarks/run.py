@@ -31,6 +31,7 @@ from . import (
     bench_resume,
     bench_stop,
     bench_throughput,
+    bench_widgets,
 )
 from ._bench import Bench
 from ._proc import ForeignLoad, raise_fd_limit
@@ -47,6 +48,7 @@ FAMILIES: dict[str, ModuleType] = {
         bench_resume,
         bench_memory,
         bench_persistence,
+        bench_widgets,
     )
 }
 
