@@ -208,8 +208,9 @@ class Pane:
         self.title = shared.html(self._title_html())
         self.stats = shared.html(_static.stats_line(self.state.result()))
         self.reply = _MarkdownArea("jsc-reply", shared)
-        self.thinking = _MarkdownArea("jsc-reasoning", shared)
+        self._shared = shared
         # Created when the first reasoning arrives: most replies have none.
+        self.thinking: _MarkdownArea | None = None
         self.reasoning: slim.Accordion | None = None
         self.error = shared.html()
         label = model or "the default model"
@@ -264,9 +265,8 @@ class Pane:
         self.renders += 1
         if new_chars:
             self.reply.render(state.text)
-        if len(state.reasoning) != self.thinking.rendered_chars:
-            self._show_reasoning()
-            self.thinking.render(state.reasoning)
+        if state.reasoning_parts and len(state.reasoning) != self._show_reasoning().rendered_chars:
+            self._show_reasoning().render(state.reasoning)
         self._update_stats(now)
 
     def _update_stats(self, now: float, force: bool = False) -> None:
@@ -285,17 +285,18 @@ class Pane:
         state = self.state
         self.reply.render(state.text, final=True)
         if state.reasoning:
-            self._show_reasoning()
-            self.thinking.render(state.reasoning, final=True)
+            self._show_reasoning().render(state.reasoning, final=True)
         self._update_stats(time.monotonic(), force=True)
         self.error.value = _static.error_line(state.error)
         self.stop_button.disabled = True
         self.renders += 1
 
-    def _show_reasoning(self) -> None:
-        if self.reasoning is None:
+    def _show_reasoning(self) -> _MarkdownArea:
+        if self.thinking is None:
+            self.thinking = _MarkdownArea("jsc-reasoning", self._shared)
             self.reasoning = slim.Accordion([self.thinking.box], selected_index=None, titles=("Reasoning",))
             self.box.children = (self.box.children[0], self.reasoning, *self.box.children[1:])
+        return self.thinking
 
     def fail(self, code: str, message: str) -> None:
         self.state.finish("failed", {"code": code, "message": message})

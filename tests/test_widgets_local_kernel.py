@@ -57,16 +57,25 @@ async def test_fallback_chat_streams_demo_stop_works_and_persistence_is_visibly_
         upstream.script("env-model", Script.reply(["from ", "the ", "environment"]))
         await kernel.execute("env = chat('Hi', model='openai:env-model')")
         (from_env,) = await results_of(kernel, "env")
+        # And reasoning is shown apart from the reply (collapsed), never inside it
+        await kernel.execute("thinker = chat('Think first', model='demo:thinker')")
+        (thought,) = await results_of(kernel, "thinker")
+        accordion = await value_of(
+            kernel, "[thinker.panes[0].reasoning.selected_index, thinker.panes[0].reasoning.titles]"
+        )
         note = await value_of(kernel, "slow.note.value")
         outputs = [m for m in kernel.messages if m.msg_type in ("display_data", "update_display_data")]
 
     # Then the stopped reply keeps its partial text, and the env-configured model completed
     assert stopped["status"] == "stopped" and 20 < len(stopped["text"]) < 300
     assert from_env["status"] == "completed" and from_env["text"] == "from the environment"
+    assert thought["reasoning"] and thought["reasoning"] not in thought["text"] and thought["status"] == "completed"
+    assert accordion == [None, ["Reasoning"]]  # collapsed
     # And the widget, live and in its saved static form, says persistence is off
     assert "persistence is off" in note
     final = [m.content["data"].get("text/html", "") for m in outputs if m.msg_type == "update_display_data"]
     assert any("persistence is off" in html and "stopped" in html for html in final)
+    assert any("<details" in html and "Reasoning" in html for html in final)
     # And the API key never reached the kernel's outputs
     assert all(OPENAI_KEY not in json.dumps(m.content) for m in kernel.messages)
 
