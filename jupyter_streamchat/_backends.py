@@ -13,6 +13,7 @@ import asyncio
 import ipaddress
 import json
 import os
+import socket
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import aclosing, contextmanager
 from typing import Any, Protocol
@@ -204,6 +205,11 @@ def discover(environ: Mapping[str, str] = os.environ) -> Backend:
     """The server that started this kernel if there is one, else the in-process engine."""
     url, token = environ.get(ENV_URL), environ.get(ENV_TOKEN)
     notebook = notebook_from_session(environ)
+    if url and token and not _answers(url):
+        # The server that started this kernel is gone (the kernel outlived it): chat on, in-process.
+        backend = InProcessBackend(environ)
+        backend.note = f"Notebook persistence is off: the Jupyter server at {url} does not answer (in-process engine)."
+        return backend
     if url and token:
         client = StreamChatClient(
             url,
@@ -217,6 +223,19 @@ def discover(environ: Mapping[str, str] = os.environ) -> Backend:
     if hub_url and hub_token:
         return ServerBackend(StreamChatClient(hub_url, hub_token, trust_env=False), notebook)
     return InProcessBackend(environ)
+
+
+def _answers(url: str, timeout: float = 1.0) -> bool:
+    """Whether something accepts connections where ``url`` points (a Unix socket is assumed to)."""
+    parts = urlsplit(url)
+    if parts.scheme == "http+unix" or not parts.hostname:
+        return True
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def _is_loopback(url: str) -> bool:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tests._kernels import Execution, LocalKernel
-from tests._server_process import ServerProcess
+from tests._server_process import ServerProcess, free_port
 from tests.conftest import OPENAI_KEY
 from tests.upstream import FakeUpstream, Script, Stall, Text
 
@@ -207,3 +207,15 @@ async def test_a_server_going_away_fails_the_panes_with_a_clear_reason(tmp_path:
     assert {r["error"]["code"] for r in results} == {"server_unreachable"}
     assert {r["text"] for r in results} == {"half "}
     assert all("\n" not in line and "server_unreachable" in line for line in shown)
+
+
+async def test_a_kernel_whose_server_is_gone_chats_in_process_and_says_so():
+    # A kernel that outlived the server that started it: its link points at a closed port
+    gone = f"http://127.0.0.1:{free_port()}/user/alice/"
+    env = {"JUPYTER_STREAMCHAT_URL": gone, "JUPYTER_STREAMCHAT_TOKEN": "stale", "JPY_SESSION_NAME": "nb.ipynb"}
+    async with LocalKernel.start(env=env) as kernel:
+        await kernel.execute("from jupyter_streamchat import chat\nreply = chat('Still there?', model='demo:fast')")
+        (result,) = await results_of(kernel, "reply")
+        note = await value_of(kernel, "reply.note.value")
+    assert result["status"] == "completed" and "Still there?" in result["text"]
+    assert "persistence is off" in note and "does not answer" in note
