@@ -12,6 +12,7 @@ reads well without a kernel.
 from __future__ import annotations
 
 import asyncio
+import html
 import logging
 import secrets
 import time
@@ -79,7 +80,8 @@ class _StreamWidget(slim.VBox):
         self._final_published = False
         self._static_cache: tuple[tuple[Any, ...], dict[str, Any]] | None = None
         layout, html_style = slim.Layout(), slim.HTMLStyleSlim()
-        self.note = slim.HTML(f'<div class="jsc-note">{backend.note}</div>', layout=layout, style=html_style)
+        note = html.escape(backend.note)  # it names the notebook: a file name is not markup
+        self.note = slim.HTML(f'<div class="jsc-note">{note}</div>', layout=layout, style=html_style)
         style = slim.HTML(_static.STYLE_TAG, layout=layout, style=html_style)
         style.add_class("jsc-style")
         super().__init__([style, *controls, self.note], layout=layout)
