@@ -74,6 +74,10 @@ def test_stop_one_pane_in_the_browser_then_save(lab: LabProcess, upstream_for_la
         browser = launch_browser(playwright)
         try:
             page = open_lab(browser, lab, NOTEBOOK)
+            # The side panel's contract (SPEC 8): a right-sidebar tab "Stream Chat", command streamchat:open
+            titles = page.evaluate("() => Array.from(window.jupyterapp.shell.widgets('right')).map(w => w.title.label)")
+            assert "Stream Chat" in titles
+            assert page.evaluate("() => window.jupyterapp.commands.label('streamchat:open')") == "Open Stream Chat"
             # When the user runs the cell: two panes stream side by side
             page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
             stops = page.get_by_role("button", name="Stop", exact=True)

@@ -45,10 +45,10 @@ export class StreamChatPanel extends Widget {
     super();
     this.id = PANEL_ID;
     this.addClass('jp-StreamChat-panel');
-    this.title.label = 'StreamChat';
-    this.title.caption = 'StreamChat';
+    this.title.label = 'Stream Chat';
+    this.title.caption = 'Stream Chat';
     this.title.icon = streamChatIcon;
-    this.node.setAttribute('aria-label', 'StreamChat');
+    this.node.setAttribute('aria-label', 'Stream Chat');
 
     const header = document.createElement('label');
     header.className = 'jp-StreamChat-modelPicker';
@@ -138,8 +138,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
     restorer?.add(panel, PANEL_ID);
 
     app.commands.addCommand(OPEN_COMMAND, {
-      label: 'Open StreamChat',
-      caption: 'Show the StreamChat side panel',
+      label: 'Open Stream Chat',
+      caption: 'Show the Stream Chat side panel',
       execute: () => app.shell.activateById(PANEL_ID)
     });
   }
