@@ -28,8 +28,9 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
+import pytest
 
-from tests._server_process import REPO, free_port
+from tests._server_process import REPO, free_port, private_env
 
 CHROMIUM = Path(os.environ.get("STREAMCHAT_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -44,6 +45,19 @@ CHROMIUM_ARGS = [
 ARTIFACTS = REPO / "test-artifacts"
 
 T = TypeVar("T")
+
+
+# pytest-jupyter (loaded by conftest) has autouse fixtures that close "the" event loop and clean up an in-process
+# server after each test: with Playwright's sync API running its own loop in the test's thread, both fail. Browser
+# tests use neither asyncio nor an in-process server; importing these two into a test module switches them off.
+@pytest.fixture
+def jp_asyncio_loop() -> None:
+    return None
+
+
+@pytest.fixture
+def jp_server_cleanup() -> None:
+    return None
 
 
 def browser_available() -> str | None:
@@ -173,17 +187,7 @@ class LabProcess:
     def start(self, timeout: float = 60.0) -> None:
         assert self.process is None or self.process.poll() is not None, "lab already running"
         self.port = free_port()
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-            "JUPYTER_CONFIG_DIR": str(self.workdir / "config"),
-            "JUPYTER_DATA_DIR": str(self.workdir / "data"),
-            "JUPYTER_RUNTIME_DIR": str(self.workdir / "runtime"),
-            "HOME": str(self.workdir / "home"),
-            "JUPYTER_PLATFORM_DIRS": "1",
-        }
-        for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "OLLAMA_HOST"):
-            env.pop(name, None)
+        env = private_env(self.workdir)
         args = [
             sys.executable,
             "-m",

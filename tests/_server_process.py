@@ -26,6 +26,23 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def private_env(workdir: Path) -> dict[str, str]:
+    """The environment of a Jupyter process whose config, data, runtime and home are all under ``workdir``,
+    that imports this checkout, and that sees no provider keys or addresses from the machine."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        "JUPYTER_CONFIG_DIR": str(workdir / "config"),
+        "JUPYTER_DATA_DIR": str(workdir / "data"),
+        "JUPYTER_RUNTIME_DIR": str(workdir / "runtime"),
+        "HOME": str(workdir / "home"),
+        "JUPYTER_PLATFORM_DIRS": "1",
+    }
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "OLLAMA_HOST"):
+        env.pop(name, None)
+    return env
+
+
 class ServerProcess:
     """One server process; ``start()`` again after it ended to get a new one on the same journal and root."""
 
@@ -71,17 +88,7 @@ class ServerProcess:
         assert self.process is None or self.process.poll() is not None, "server already running"
         self.starts += 1
         self.port = free_port()
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-            "JUPYTER_CONFIG_DIR": str(self.workdir / "config"),
-            "JUPYTER_DATA_DIR": str(self.workdir / "data"),
-            "JUPYTER_RUNTIME_DIR": str(self.workdir / "runtime"),
-            "HOME": str(self.workdir / "home"),
-            "JUPYTER_PLATFORM_DIRS": "1",
-        }
-        for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "OLLAMA_HOST"):
-            env.pop(name, None)
+        env = private_env(self.workdir)
         args = [
             sys.executable,
             "-m",

@@ -14,12 +14,14 @@ from typing import Any
 
 import pytest
 
-from tests._lab import (
+from tests._lab import (  # the two jp_ fixtures switch pytest-jupyter's loop handling off here
     LabProcess,
     browser_available,
     dialogs_seen,
     document_state,
     handoff_states,
+    jp_asyncio_loop,  # noqa: F401
+    jp_server_cleanup,  # noqa: F401
     launch_browser,
     open_another,
     open_lab,
@@ -35,19 +37,6 @@ pytestmark = [
     pytest.mark.timeout(180),
     pytest.mark.skipif(browser_available() is not None, reason=browser_available() or ""),
 ]
-
-
-# pytest-jupyter (loaded by conftest) has autouse fixtures that close "the" event loop and clean up an in-process
-# server after each test: with Playwright's sync API running its own loop in this thread, both fail. These tests
-# use neither asyncio nor an in-process server, so they are switched off here.
-@pytest.fixture
-def jp_asyncio_loop() -> None:
-    return None
-
-
-@pytest.fixture
-def jp_server_cleanup() -> None:
-    return None
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,17 @@ from typing import Any
 
 import pytest
 
-from tests._lab import LabProcess, browser_available, dialogs_seen, launch_browser, open_lab, screenshot, wait_for
+from tests._lab import (  # the two jp_ fixtures switch pytest-jupyter's loop handling off here
+    LabProcess,
+    browser_available,
+    dialogs_seen,
+    jp_asyncio_loop,  # noqa: F401
+    jp_server_cleanup,  # noqa: F401
+    launch_browser,
+    open_lab,
+    screenshot,
+    wait_for,
+)
 from tests.upstream import FakeUpstream, Script, Stall, Text
 
 pytestmark = [
@@ -24,17 +34,6 @@ pytestmark = [
 
 CHUNKS = ["Partial ", "answer ", "so far"]
 NOTEBOOK = "compare.ipynb"
-
-
-# Playwright's sync API runs its own loop in this thread: pytest-jupyter's loop fixtures must stay out.
-@pytest.fixture
-def jp_asyncio_loop() -> None:
-    return None
-
-
-@pytest.fixture
-def jp_server_cleanup() -> None:
-    return None
 
 
 @pytest.fixture
