@@ -31,8 +31,6 @@ BATCH_SECONDS = 0.04
 
 
 class Backend(Protocol):
-    #: Whether runs that name a notebook are recorded in it.
-    records_notebooks: bool
     #: The server-relative path of this kernel's notebook, if any.
     notebook: str | None
     #: One line for people: where runs go and whether they are recorded.
@@ -49,8 +47,6 @@ class Backend(Protocol):
 
 class ServerBackend:
     """The extension in the Jupyter server, over HTTP (the kernel's own link, or a hub token)."""
-
-    records_notebooks = True
 
     def __init__(self, client: StreamChatClient, notebook: str | None) -> None:
         self._client = client
@@ -84,7 +80,6 @@ class ServerBackend:
 class InProcessBackend:
     """The same engine as the server extension, running on the kernel's event loop."""
 
-    records_notebooks = False
     notebook = None
     note = "Notebook persistence is off: no Jupyter server started this kernel (in-process engine)."
 
@@ -205,12 +200,14 @@ def discover(environ: Mapping[str, str] = os.environ) -> Backend:
     """The server that started this kernel if there is one, else the in-process engine."""
     url, token = environ.get(ENV_URL), environ.get(ENV_TOKEN)
     notebook = notebook_from_session(environ)
-    if url and token and not _answers(url):
-        # The server that started this kernel is gone (the kernel outlived it): chat on, in-process.
-        backend = InProcessBackend(environ)
-        backend.note = f"Notebook persistence is off: the Jupyter server at {url} does not answer (in-process engine)."
-        return backend
     if url and token:
+        if not _answers(url):
+            # The server that started this kernel is gone (the kernel outlived it): chat on, in-process.
+            backend = InProcessBackend(environ)
+            backend.note = (
+                f"Notebook persistence is off: the Jupyter server at {url} does not answer (in-process engine)."
+            )
+            return backend
         client = StreamChatClient(
             url,
             headers={TOKEN_HEADER: token},

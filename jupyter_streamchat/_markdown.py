@@ -144,11 +144,6 @@ class ProgressiveMarkdown:
         self._pending_html = ""
         self.open_chars = 0  # characters in the open tail after the last call
 
-    @property
-    def sealed_chars(self) -> int:
-        """How far the text has been sealed (characters)."""
-        return self._sealed_upto
-
     def advance(self, text: str, final: bool = False, min_seal: int = 0) -> Advance:
         """``min_seal``: finished blocks adding up to fewer characters wait in ``pending`` (a second,
         rarely changing tail) rather than becoming a sealed piece of their own."""
@@ -178,14 +173,13 @@ class ProgressiveMarkdown:
             if size >= min_seal or _long_open_fence(open_lines):
                 parts.append(self._render_rest("".join(finished)))
                 self._consume(finished)
-                prefix_lines = 0
             else:
                 key = (self._sealed_upto, size)
                 if self._pending_key != key:
                     self._pending_key, self._pending_html = key, self._render_rest("".join(finished))
                 self.open_chars = sum(len(line) for line in open_lines)
                 return Advance("", self._pending_html, last_block_html)
-        sealed_code = self._seal_open_code(open_lines, prefix_lines)
+        sealed_code = self._seal_open_code(open_lines)
         if sealed_code:
             parts.append(sealed_code)
         self.open_chars = len(text) - self._sealed_upto
@@ -203,60 +197,53 @@ class ProgressiveMarkdown:
 
     def _render_rest(self, chunk: str) -> str:
         """Render sealed text; if it continues a code block sealed in pieces, finish that block first."""
-        if self._fence is None:
-            return render(chunk)
-        fence = self._fence
-        lines = _lines(chunk)
-        end = next((i for i, line in enumerate(lines) if _closes(line, fence.marker, complete=False)), None)
-        if end is None:  # the block never closed (final render of a truncated reply)
-            return code_segment("".join(lines), fence.lang, first=False, last=True, highlighted=True)
-        code = code_segment("".join(lines[:end]), fence.lang, first=False, last=True, highlighted=True)
-        return code + render("".join(lines[end + 1 :]))
+        return render(chunk) if self._fence is None else _continued(chunk, self._fence, highlighted=True)
 
-    def _seal_open_code(self, lines: list[str], prefix_lines: int) -> str:
+    def _seal_open_code(self, lines: list[str]) -> str:
         """Seal complete lines of a long open fenced block so the tail stays short."""
         if self._fence is None:
-            if not lines:
+            fence = _opening_fence(lines)
+            if fence is None:
                 return ""
-            match = _FENCE_OPEN.match(lines[0].rstrip("\n"))
-            if match is None or not lines[0].endswith("\n"):
-                return ""
-            if len(_top_level_blocks("".join(lines))) != 1:
-                return ""
-            marker, lang = match.group(2), match.group(3).strip()
-            if "`" in lang and marker[0] == "`":
-                return ""
-            body = lines[1:]
-            if any(_closes(line, marker, complete=False) for line in body):
-                return ""  # closed: it is sealed with the next block
-            complete = [line for line in body if line.endswith("\n")]
-            if len(complete) < CODE_SEGMENT_LINES:
-                return ""
-            chunk = complete[: len(complete) - len(complete) % CODE_SEGMENT_LINES]
-            self._sealed_upto += len(lines[0]) + sum(len(line) for line in chunk)
-            self._fence = _OpenFence(lines[0].rstrip("\n"), marker, lang)
-            return code_segment("".join(chunk), lang, first=True, last=False, highlighted=True)
-        fence = self._fence
-        if any(_closes(line, fence.marker, complete=False) for line in lines):
-            return ""
-        complete = [line for line in lines if line.endswith("\n")]
+            body, opener_chars, first = lines[1:], len(lines[0]), True
+        else:
+            fence, body, opener_chars, first = self._fence, lines, 0, False
+        if any(_closes(line, fence.marker, complete=False) for line in body):
+            return ""  # closed: it is sealed with the next block
+        complete = [line for line in body if line.endswith("\n")]
         if len(complete) < CODE_SEGMENT_LINES:
             return ""
         chunk = complete[: len(complete) - len(complete) % CODE_SEGMENT_LINES]
-        self._sealed_upto += sum(len(line) for line in chunk)
-        return code_segment("".join(chunk), fence.lang, first=False, last=False, highlighted=True)
+        self._sealed_upto += opener_chars + sum(len(line) for line in chunk)
+        self._fence = fence
+        return code_segment("".join(chunk), fence.lang, first=first, last=False, highlighted=True)
 
     def _render_tail(self, rest: str, fence: _OpenFence | None) -> str:
         if not rest:
             return ""
-        if fence is None:
-            return _PLAIN.render(rest)
-        lines = _lines(rest)
-        end = next((i for i, line in enumerate(lines) if _closes(line, fence.marker, complete=False)), None)
-        if end is None:
-            return code_segment(rest, fence.lang, first=False, last=True, highlighted=False)
-        code = code_segment("".join(lines[:end]), fence.lang, first=False, last=True, highlighted=False)
-        return code + _PLAIN.render("".join(lines[end + 1 :]))
+        return _PLAIN.render(rest) if fence is None else _continued(rest, fence, highlighted=False)
+
+
+def _opening_fence(lines: list[str]) -> _OpenFence | None:
+    """The fenced code block that ``lines`` open and nothing else, once its opening line is complete."""
+    if not lines or not lines[0].endswith("\n"):
+        return None
+    match = _FENCE_OPEN.match(lines[0].rstrip("\n"))
+    if match is None or len(_top_level_blocks("".join(lines))) != 1:
+        return None
+    marker, lang = match.group(2), match.group(3).strip()
+    if "`" in lang and marker[0] == "`":
+        return None  # not a fence opener (CommonMark): an info string of a backtick fence has no backtick
+    return _OpenFence(lines[0].rstrip("\n"), marker, lang)
+
+
+def _continued(text: str, fence: _OpenFence, highlighted: bool) -> str:
+    """Text that continues a code block sealed in pieces: the block's last piece, then whatever follows it."""
+    lines = _lines(text)
+    end = next((i for i, line in enumerate(lines) if _closes(line, fence.marker, complete=False)), len(lines))
+    code = code_segment("".join(lines[:end]), fence.lang, first=False, last=True, highlighted=highlighted)
+    after = "".join(lines[end + 1 :])
+    return code + ((_HIGHLIGHTED if highlighted else _PLAIN).render(after) if after else "")
 
 
 def _long_open_fence(lines: list[str]) -> bool:

@@ -21,6 +21,7 @@ import ipywidgets as widgets
 from . import _markdown, _static
 from . import _slim as slim
 from ._sse import SSEMessage
+from .runs import joined
 
 MIN_INTERVAL = 0.05  # at most 20 renders per second per pane
 MAX_INTERVAL = 0.5  # ...and at least 2 while text keeps arriving
@@ -57,15 +58,11 @@ class PaneState:
 
     @property
     def text(self) -> str:
-        if len(self.text_parts) > 1:
-            self.text_parts[:] = ["".join(self.text_parts)]
-        return self.text_parts[0] if self.text_parts else ""
+        return joined(self.text_parts)
 
     @property
     def reasoning(self) -> str:
-        if len(self.reasoning_parts) > 1:
-            self.reasoning_parts[:] = ["".join(self.reasoning_parts)]
-        return self.reasoning_parts[0] if self.reasoning_parts else ""
+        return joined(self.reasoning_parts)
 
     @property
     def finished(self) -> bool:
@@ -227,7 +224,6 @@ class Pane:
         self._last_render = 0.0
         self._last_stats = 0.0
         self._shown_status = self.state.status
-        self.renders = 0
 
     def _title_html(self) -> str:
         return f'<span class="jsc-model">{html.escape(self.state.model or "default model")}</span>'
@@ -262,7 +258,6 @@ class Pane:
             self._update_stats(now)
             return
         self._last_render = now
-        self.renders += 1
         if new_chars:
             self.reply.render(state.text)
         if state.reasoning_parts and len(state.reasoning) != self._show_reasoning().rendered_chars:
@@ -289,7 +284,6 @@ class Pane:
         self._update_stats(time.monotonic(), force=True)
         self.error.value = _static.error_line(state.error)
         self.stop_button.disabled = True
-        self.renders += 1
 
     def _show_reasoning(self) -> _MarkdownArea:
         if self.thinking is None:

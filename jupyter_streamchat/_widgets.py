@@ -39,13 +39,14 @@ RECORD_WAIT_SECONDS = 5.0
 
 W = TypeVar("W", bound="_StreamWidget")
 
-_STATUS_CODES = {400: "bad_request", 403: "forbidden", 404: "not_found", 409: "conflict", 413: "too_large"}
-
-
-def _error_code(status: int) -> str:
-    if status == 429:
-        return "too_many_runs"
-    return _STATUS_CODES.get(status, "server_error")
+_STATUS_CODES = {
+    400: "bad_request",
+    403: "forbidden",
+    404: "not_found",
+    409: "conflict",
+    413: "too_large",
+    429: "too_many_runs",
+}
 
 
 class _Done:
@@ -160,7 +161,7 @@ class _StreamWidget(slim.VBox):
                 pane.state.finish("stopped")
                 pane.render_final()
         except StreamChatAPIError as exc:
-            pane.fail(_error_code(exc.status), exc.message)
+            pane.fail(_STATUS_CODES.get(exc.status, "server_error"), exc.message)
         except httpx.TransportError as exc:
             pane.fail("server_unreachable", f"lost the connection to the Jupyter server ({type(exc).__name__})")
         except Exception as exc:

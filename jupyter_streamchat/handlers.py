@@ -34,6 +34,9 @@ class _StreamChatOnly(Authorizer):
         return resource == AUTH_RESOURCE
 
 
+_STREAMCHAT_ONLY = _StreamChatOnly()
+
+
 class BaseHandler(APIHandler):
     auth_resource = AUTH_RESOURCE
     _kernel_authenticated = False
@@ -57,7 +60,7 @@ class BaseHandler(APIHandler):
     @property
     def authorizer(self) -> Authorizer:
         if self._kernel_authenticated:
-            return _StreamChatOnly(parent=self.settings.get("authorizer"))
+            return _STREAMCHAT_ONLY
         return super().authorizer
 
     def check_xsrf_cookie(self) -> None:
@@ -107,7 +110,7 @@ class SSEHandler(BaseHandler):
 
     _subscription: Subscription | None = None
 
-    async def relay(self, subscription: Subscription) -> bool:
+    async def relay(self, subscription: Subscription, batch: float = 0.0) -> bool:
         """Write events until the run is over; False if the client went away first.
 
         ``?batch=S`` (0 < S <= 1): the client takes events at most every S seconds, several per
@@ -116,7 +119,6 @@ class SSEHandler(BaseHandler):
         """
         self._subscription = subscription
         keepalive = self.service.keepalive_interval
-        batch = self._batch_interval()
         try:
             await self.flush()
             while True:
@@ -210,9 +212,9 @@ class RunEventsHandler(SSEHandler):
     async def get(self, run_id: str) -> None:
         run = self.get_run(run_id)
         after = self._resume_point()
-        self._batch_interval()  # a bad value is a 400 before the stream starts
+        batch = self._batch_interval()  # a bad value is a 400 before the stream starts
         self.start_sse()
-        self.end_sse(await self.relay(run.subscribe(after)))
+        self.end_sse(await self.relay(run.subscribe(after), batch))
 
     def _resume_point(self) -> int:
         raw = self.request.headers.get("Last-Event-ID") or self.get_query_argument("after", "0")
@@ -234,12 +236,12 @@ class DirectStreamHandler(SSEHandler):
     @authorized
     async def post(self) -> None:
         body = parse_chat_body(self.request.body, self.service.body_limits)
-        self._batch_interval()  # a bad value is a 400 before any run starts
+        batch = self._batch_interval()  # a bad value is a 400 before any run starts
         self._run = run = await self.service.start_run(body, mode="direct")
         if self.request.connection.stream.closed():  # type: ignore[union-attr]
             run.request_end(DISCONNECT)
         self.start_sse()
-        client_present = await self.relay(run.subscribe(0))
+        client_present = await self.relay(run.subscribe(0), batch)
         if not client_present:
             run.request_end(DISCONNECT)
             await run.wait_recorded()

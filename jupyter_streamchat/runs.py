@@ -36,6 +36,13 @@ _OTHER, _DELTA, _REASONING = 0, 1, 2
 _COMPACT_AFTER = 1024
 
 
+def joined(parts: list[str]) -> str:
+    """Streamed pieces as one string; the join is kept, so the next call only joins what came since."""
+    if len(parts) > 1:
+        parts[:] = ["".join(parts)]
+    return parts[0] if parts else ""
+
+
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -101,15 +108,11 @@ class Run:
     # ----- state -------------------------------------------------------------------------------
     @property
     def text(self) -> str:
-        if len(self._text) > 1:
-            self._text[:] = ["".join(self._text)]
-        return self._text[0] if self._text else ""
+        return joined(self._text)
 
     @property
     def reasoning(self) -> str:
-        if len(self._reasoning) > 1:
-            self._reasoning[:] = ["".join(self._reasoning)]
-        return self._reasoning[0] if self._reasoning else ""
+        return joined(self._reasoning)
 
     @property
     def prompt(self) -> dict[str, str] | None:
