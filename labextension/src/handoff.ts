@@ -26,6 +26,7 @@ import { JSONExt, JSONObject, JSONValue, PartialJSONObject } from '@lumino/coreu
 
 import { requestAPI } from './api';
 import { tryAcquireStreamSlot } from './slots';
+import { SSEParser } from './sse';
 
 const PLUGIN_ID = 'jupyter-streamchat:handoff';
 
@@ -94,88 +95,6 @@ export const HandoffTimings = {
 export const HandoffLimits = {
   streams: 3
 };
-
-// ---------------------------------------------------------------------------------------------
-// SSE framing
-
-/** One dispatched server-sent event. */
-export interface ISSEMessage {
-  event: string;
-  data: string;
-  id: string | null;
-}
-
-/**
- * Incremental parser of the `text/event-stream` format (WHATWG HTML, "server-sent events"):
- * lines end in LF, CRLF or CR; a blank line dispatches the event; `:` starts a comment;
- * `data:` lines are joined with LF; a single space after the colon is dropped.
- */
-export class SSEParser {
-  /** Feed decoded text; returns the events completed by it, in order. */
-  push(text: string): ISSEMessage[] {
-    const messages: ISSEMessage[] = [];
-    let buffer = this._buffer + text;
-    // A CR at the very end may be the first half of a CRLF split across chunks: keep it.
-    let start = 0;
-    for (;;) {
-      const match = /\r\n|\r|\n/g;
-      match.lastIndex = start;
-      const found = match.exec(buffer);
-      if (found === null || (found[0] === '\r' && found.index === buffer.length - 1)) {
-        break;
-      }
-      this._line(buffer.slice(start, found.index), messages);
-      start = found.index + found[0].length;
-    }
-    buffer = buffer.slice(start);
-    this._buffer = buffer;
-    return messages;
-  }
-
-  private _line(line: string, messages: ISSEMessage[]): void {
-    if (line === '') {
-      if (this._data.length > 0) {
-        messages.push({
-          event: this._event || 'message',
-          data: this._data.join('\n'),
-          id: this._id
-        });
-      }
-      this._data = [];
-      this._event = '';
-      return;
-    }
-    if (line.startsWith(':')) {
-      return; // comment (keepalive)
-    }
-    const colon = line.indexOf(':');
-    const field = colon === -1 ? line : line.slice(0, colon);
-    let value = colon === -1 ? '' : line.slice(colon + 1);
-    if (value.startsWith(' ')) {
-      value = value.slice(1);
-    }
-    switch (field) {
-      case 'event':
-        this._event = value;
-        break;
-      case 'data':
-        this._data.push(value);
-        break;
-      case 'id':
-        if (!value.includes('\0')) {
-          this._id = value;
-        }
-        break;
-      default:
-        break; // `retry` and unknown fields: not used
-    }
-  }
-
-  private _buffer = '';
-  private _event = '';
-  private _data: string[] = [];
-  private _id: string | null = null;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Metadata merge (mirrors jupyter_streamchat.persistence._schema.merged_streamchat)

@@ -1,0 +1,145 @@
+/**
+ * Split a streaming Markdown reply into finished blocks and the open tail.
+ *
+ * A long reply must not be re-rendered whole for every token: a finished block is rendered once,
+ * and only the open tail is rendered again as text arrives. A block is finished when what follows
+ * cannot change how it renders:
+ *
+ * - a fenced code block, once its closing fence arrived;
+ * - the text before a fence opener (a fence interrupts any paragraph);
+ * - the text before a line that starts at column 0 after a blank line. An indented line after a
+ *   blank line may continue a list item, so it does not end the block.
+ *
+ * Pure: no DOM, unit tested in node (labextension/test).
+ */
+
+/** The open part of the reply: Markdown, or the inside of a code fence still being written. */
+export interface ITail {
+  /** Markdown source of the open tail (from the end of the last finished block). */
+  source: string;
+  /** Set while the tail is an unclosed code fence: its info string and the code so far. */
+  fence: { info: string; code: string } | null;
+}
+
+/** What changed since the last `update`. */
+export interface ISplit {
+  /** Blocks finished by this update, in order; each is rendered once. */
+  sealed: string[];
+  tail: ITail;
+}
+
+const FENCE_OPEN = /^ {0,3}(`{3,}|~{3,})(.*)$/;
+
+interface IOpenFence {
+  marker: string; // the opening run of ` or ~
+  info: string;
+  codeStart: number; // offset of the first code line
+}
+
+export class MarkdownBlocks {
+  /**
+   * Feed the whole reply so far (replies only grow; a text that does not extend the previous
+   * one starts over, and `reset` is true in the result).
+   */
+  update(text: string): ISplit & { reset: boolean } {
+    let reset = false;
+    if (!text.startsWith(this._text.slice(0, this._scanned))) {
+      this._clear();
+      reset = true;
+    }
+    this._text = text;
+    const sealed: string[] = [];
+    for (;;) {
+      const newline = text.indexOf('\n', this._scanned);
+      if (newline === -1) {
+        break;
+      }
+      this._line(this._scanned, newline + 1, sealed);
+      this._scanned = newline + 1;
+    }
+    return { sealed, tail: this._tail(), reset };
+  }
+
+  /**
+   * The reply is over: everything left becomes a finished block (an open fence is closed).
+   * With `reset`, `sealed` holds every block of the text and earlier blocks must be dropped.
+   */
+  finish(text: string): { sealed: string[]; reset: boolean } {
+    const { sealed, reset } = this.update(text);
+    const rest = text.slice(this._blockStart);
+    if (rest.trim() !== '') {
+      const newline = rest.endsWith('\n') ? '' : '\n';
+      sealed.push(this._fence === null ? rest : `${rest}${newline}${this._fence.marker}\n`);
+    }
+    this._blockStart = text.length;
+    this._scanned = text.length;
+    this._fence = null;
+    return { sealed, reset };
+  }
+
+  private _line(start: number, end: number, sealed: string[]): void {
+    const line = this._text.slice(start, end).replace(/\r?\n$/, '');
+    if (this._fence !== null) {
+      if (closesFence(line, this._fence.marker)) {
+        this._seal(end, sealed);
+        this._fence = null;
+      }
+      return;
+    }
+    const opener = FENCE_OPEN.exec(line);
+    if (opener !== null && !(opener[1][0] === '`' && opener[2].includes('`'))) {
+      this._seal(start, sealed);
+      this._fence = { marker: opener[1], info: opener[2].trim(), codeStart: end };
+      this._afterBlank = false;
+      return;
+    }
+    if (line.trim() === '') {
+      this._afterBlank = this._text.slice(this._blockStart, start).trim() !== '';
+      return;
+    }
+    if (this._afterBlank && !/^\s/.test(line)) {
+      this._seal(start, sealed);
+    }
+    this._afterBlank = false;
+  }
+
+  /** Finish the block that ends at `end` (if it has any content). */
+  private _seal(end: number, sealed: string[]): void {
+    const block = this._text.slice(this._blockStart, end);
+    if (block.trim() !== '') {
+      sealed.push(block);
+    }
+    this._blockStart = end;
+  }
+
+  private _tail(): ITail {
+    const source = this._text.slice(this._blockStart);
+    if (this._fence === null) {
+      return { source, fence: null };
+    }
+    return { source, fence: { info: this._fence.info, code: this._text.slice(this._fence.codeStart) } };
+  }
+
+  private _clear(): void {
+    this._text = '';
+    this._scanned = 0;
+    this._blockStart = 0;
+    this._fence = null;
+    this._afterBlank = false;
+  }
+
+  private _text = '';
+  /** Offset of the first line not scanned yet. */
+  private _scanned = 0;
+  /** Offset where the open block starts. */
+  private _blockStart = 0;
+  private _fence: IOpenFence | null = null;
+  /** The last scanned line was blank, after some content of the open block. */
+  private _afterBlank = false;
+}
+
+/** CommonMark: a closing fence is the same character, at least as long, nothing but spaces after. */
+function closesFence(line: string, marker: string): boolean {
+  const match = /^ {0,3}(`{3,}|~{3,})\s*$/.exec(line);
+  return match !== null && match[1][0] === marker[0] && match[1].length >= marker.length;
+}

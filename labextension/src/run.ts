@@ -1,0 +1,159 @@
+/**
+ * The state of one run as its events arrive (SPEC sections 3 and 5): text, reasoning, status,
+ * usage and the stats a reply shows. Pure (unit tested in node).
+ */
+
+import type { IRunEvent } from './sse';
+
+export type RunStatus = 'running' | 'completed' | 'stopped' | 'failed' | 'interrupted';
+
+export const TERMINAL_STATUSES: readonly RunStatus[] = ['completed', 'stopped', 'failed', 'interrupted'];
+
+export interface IRunError {
+  code: string;
+  message: string;
+  upstream_status?: number;
+}
+
+export interface IUsage {
+  input_tokens?: number;
+  output_tokens?: number;
+}
+
+/** A run record as `GET streamchat/runs` and `GET streamchat/runs/{id}` answer it. */
+export interface IRunRecord {
+  id: string;
+  model: string;
+  mode: 'detached' | 'direct';
+  status: RunStatus;
+  text: string;
+  reasoning: string;
+  usage: IUsage | null;
+  finish_reason: string | null;
+  error: IRunError | null;
+  notebook: string | null;
+  conversation: string | null;
+  created: string;
+  first_token: string | null;
+  finished: string | null;
+  prompt?: string;
+}
+
+export class RunState {
+  id = '';
+  model = '';
+  status: RunStatus = 'running';
+  text = '';
+  reasoning = '';
+  usage: IUsage = {};
+  error: IRunError | null = null;
+  /** Client clock (ms) when the request was sent, or the run's `created` time when attached. */
+  startedAt: number;
+  firstTokenAt: number | null = null;
+  finishedAt: number | null = null;
+  /** Text deltas seen: an estimate of output tokens until the provider reports usage. */
+  deltas = 0;
+
+  constructor(now: number = Date.now()) {
+    this.startedAt = now;
+  }
+
+  get finished(): boolean {
+    return this.status !== 'running';
+  }
+
+  /** Apply one event; returns false for an event that changes nothing shown. */
+  apply(event: IRunEvent, now: number = Date.now()): boolean {
+    const data = event.data;
+    switch (event.type) {
+      case 'run':
+        this.id = str(data.id) ?? this.id;
+        this.model = str(data.model) ?? this.model;
+        return true;
+      case 'delta':
+        this.text += str(data.text) ?? '';
+        this.deltas += 1;
+        this.firstTokenAt ??= now;
+        return true;
+      case 'reasoning':
+        this.reasoning += str(data.text) ?? '';
+        this.firstTokenAt ??= now;
+        return true;
+      case 'snapshot':
+        this.text = str(data.text) ?? '';
+        this.reasoning = str(data.reasoning) ?? '';
+        return true;
+      case 'usage':
+        this.usage = { ...this.usage, ...(data as IUsage) };
+        return true;
+      case 'done':
+        this.status = (str(data.status) as RunStatus | undefined) ?? 'failed';
+        if (isObject(data.usage)) {
+          this.usage = { ...this.usage, ...(data.usage as IUsage) };
+        }
+        this.error = isObject(data.error) ? (data.error as unknown as IRunError) : null;
+        this.finishedAt = now;
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  /** Take what a run record knows (attaching to a run this page did not start). */
+  applyRecord(record: IRunRecord): void {
+    this.id = record.id;
+    this.model = record.model;
+    this.startedAt = Date.parse(record.created) || this.startedAt;
+    if (record.first_token) {
+      this.firstTokenAt = Date.parse(record.first_token) || null;
+    }
+  }
+
+  /** Seconds from the request to the first token, or null before it. */
+  get timeToFirstToken(): number | null {
+    return this.firstTokenAt === null ? null : Math.max(0, (this.firstTokenAt - this.startedAt) / 1000);
+  }
+
+  get outputTokens(): number {
+    return this.usage.output_tokens ?? this.deltas;
+  }
+
+  /** Output tokens per second since the first token, or null while it cannot be told. */
+  tokensPerSecond(now: number = Date.now()): number | null {
+    if (this.firstTokenAt === null) {
+      return null;
+    }
+    const seconds = ((this.finishedAt ?? now) - this.firstTokenAt) / 1000;
+    return seconds > 0.05 ? this.outputTokens / seconds : null;
+  }
+
+  /** One line for the reply header: status, time to first token, tokens/s, tokens. */
+  statsLine(now: number = Date.now()): string {
+    const parts: string[] = [];
+    const ttft = this.timeToFirstToken;
+    if (ttft !== null) {
+      parts.push(`TTFT ${ttft.toFixed(2)} s`);
+    }
+    const rate = this.tokensPerSecond(now);
+    if (rate !== null) {
+      parts.push(`${rate.toFixed(1)} tok/s`);
+    }
+    if (this.outputTokens > 0) {
+      parts.push(`${this.outputTokens} tokens`);
+    }
+    return parts.join(' · ');
+  }
+
+  /** The error as one line, `code: message`, or ''. */
+  get errorLine(): string {
+    return this.error === null ? '' : `${this.error.code}: ${this.error.message}`;
+  }
+}
+
+function str(value: unknown): string | undefined {
+  return typeof value === 'string' ? value : undefined;
+}
+
+function isObject(value: unknown): value is { [key: string]: unknown } {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
