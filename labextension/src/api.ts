@@ -2,7 +2,32 @@ import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
 /**
- * Call the jupyter_streamchat server extension.
+ * The one way this extension talks to the server: `{baseUrl}streamchat/<endPoint>` through
+ * `ServerConnection.makeRequest`, which adds the token, the XSRF header and the base URL a
+ * JupyterHub (or any) prefix needs. Streams (SSE) use the raw response; everything else
+ * `requestAPI`.
+ *
+ * @param endPoint - API path relative to `{baseUrl}streamchat/`, e.g. `runs/abc/events?after=3`
+ * @throws ServerConnection.NetworkError if the server cannot be reached
+ */
+export async function fetchAPI(
+  endPoint: string,
+  init: RequestInit = {},
+  settings: ServerConnection.ISettings = ServerConnection.makeSettings()
+): Promise<Response> {
+  const requestUrl = URLExt.join(settings.baseUrl, 'streamchat', endPoint);
+  try {
+    return await ServerConnection.makeRequest(requestUrl, init, settings);
+  } catch (error) {
+    if (error instanceof DOMException && error.name === 'AbortError') {
+      throw error;
+    }
+    throw new ServerConnection.NetworkError(error as TypeError);
+  }
+}
+
+/**
+ * Call the jupyter_streamchat server extension and decode its JSON answer.
  *
  * @param endPoint - API path relative to `{baseUrl}streamchat/`, e.g. `models`
  * @param init - Initial values for the request
@@ -16,15 +41,7 @@ export async function requestAPI<T>(
   init: RequestInit = {},
   settings: ServerConnection.ISettings = ServerConnection.makeSettings()
 ): Promise<T> {
-  const requestUrl = URLExt.join(settings.baseUrl, 'streamchat', endPoint);
-
-  let response: Response;
-  try {
-    response = await ServerConnection.makeRequest(requestUrl, init, settings);
-  } catch (error) {
-    throw new ServerConnection.NetworkError(error as TypeError);
-  }
-
+  const response = await fetchAPI(endPoint, init, settings);
   const text = await response.text();
   let data: unknown = undefined;
   try {
@@ -41,6 +58,17 @@ export async function requestAPI<T>(
   }
 
   return data as T;
+}
+
+/** The server's message for a failed response (JSON `message`), else its status. */
+export async function responseError(response: Response): Promise<string> {
+  let data: unknown = undefined;
+  try {
+    data = JSON.parse(await response.text());
+  } catch {
+    // not JSON
+  }
+  return errorMessage(response, data);
 }
 
 /**
