@@ -37,6 +37,13 @@ class _StreamChatOnly(Authorizer):
 _STREAMCHAT_ONLY = _StreamChatOnly()
 
 
+def public_record(run: Run) -> dict[str, Any]:
+    """A run's record as the API answers it: with the prompt it answers, so a client that attaches
+    to a run it did not start (after a reload, or one started from a cell) can show the question."""
+    prompt = run.prompt
+    return {**run.record(), "prompt": prompt["content"] if prompt else None}
+
+
 class BaseHandler(APIHandler):
     auth_resource = AUTH_RESOURCE
     _kernel_authenticated = False
@@ -176,7 +183,7 @@ class RunsHandler(BaseHandler):
         if status and status not in (*TERMINAL_STATUSES, "running"):
             raise BadRequest(f"unknown status {status!r}")
         filters = {key: self.get_query_argument(key, "") for key in ("status", "notebook", "conversation")}
-        self.finish({"runs": [run.record() for run in self.service.runs.list(filters)]})
+        self.finish({"runs": [public_record(run) for run in self.service.runs.list(filters)]})
 
     @web.authenticated
     @authorized
@@ -192,7 +199,7 @@ class RunHandler(BaseHandler):
     @web.authenticated
     @authorized
     async def get(self, run_id: str) -> None:
-        self.finish(self.get_run(run_id).record())
+        self.finish(public_record(self.get_run(run_id)))
 
 
 class RunStopHandler(BaseHandler):

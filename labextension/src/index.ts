@@ -1,139 +1,35 @@
-import {
-  ILayoutRestorer,
-  JupyterFrontEnd,
-  JupyterFrontEndPlugin
-} from '@jupyterlab/application';
-import { LabIcon } from '@jupyterlab/ui-components';
-import { Widget } from '@lumino/widgets';
+/**
+ * jupyter_streamchat's JupyterLab extension: the "Stream Chat" side panel (panel.ts) and the
+ * open-document hand-off (handoff.ts), which works for every open notebook, panel shown or not.
+ */
 
-import { requestAPI } from './api';
+import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
+import { ICommandPalette } from '@jupyterlab/apputils';
+import { INotebookTracker } from '@jupyterlab/notebook';
+import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
+import { ISettingRegistry } from '@jupyterlab/settingregistry';
+
 import { handoffPlugin } from './handoff';
-
-/** One entry of `GET {baseUrl}streamchat/models`. */
-export interface IModelInfo {
-  id: string;
-  provider: string;
-  name: string;
-}
-
-/** Body of `GET {baseUrl}streamchat/models`. */
-export interface IModelsResponse {
-  models: IModelInfo[];
-  default?: string | null;
-}
-
-/** Panel state, mirrored in the panel's `data-state` attribute. */
-export type PanelState = 'loading' | 'ready' | 'empty' | 'error';
+import { IPanelSettings, PANEL_ID, StreamChatPanel } from './panel';
 
 const PLUGIN_ID = 'jupyter-streamchat:plugin';
-const PANEL_ID = 'jp-StreamChat-panel';
 const OPEN_COMMAND = 'streamchat:open';
 
-export const streamChatIcon = new LabIcon({
-  name: 'jupyter-streamchat:chat',
-  svgstr:
-    '<svg xmlns="http://www.w3.org/2000/svg" width="16" height="16" viewBox="0 0 24 24">' +
-    '<path class="jp-icon3" fill="#616161" d="M4 3h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H9l-5 4v-4a2 2 0 0 1-2-2V5a2 2 0 0 1 2-2zm3 6v2h2V9H7zm4 0v2h2V9h-2zm4 0v2h2V9h-2z"/>' +
-    '</svg>'
-});
-
-/**
- * Side panel: for now only a model picker fed by the server extension.
- */
-export class StreamChatPanel extends Widget {
-  constructor() {
-    super();
-    this.id = PANEL_ID;
-    this.addClass('jp-StreamChat-panel');
-    this.title.label = 'Stream Chat';
-    this.title.caption = 'Stream Chat';
-    this.title.icon = streamChatIcon;
-    this.node.setAttribute('aria-label', 'Stream Chat');
-
-    const header = document.createElement('label');
-    header.className = 'jp-StreamChat-modelPicker';
-    header.textContent = 'Model';
-
-    this._select = document.createElement('select');
-    this._select.className = 'jp-StreamChat-modelSelect';
-    this._select.setAttribute('aria-label', 'Model');
-    header.appendChild(this._select);
-
-    this._status = document.createElement('div');
-    this._status.className = 'jp-StreamChat-status';
-    this._status.setAttribute('role', 'status');
-    this._status.setAttribute('aria-live', 'polite');
-
-    this.node.append(header, this._status);
-    void this.loadModels();
-  }
-
-  /** The currently selected model id, or null if none. */
-  get selectedModel(): string | null {
-    return this._select.value || null;
-  }
-
-  /** Current state of the panel. */
-  get state(): PanelState {
-    return this._state;
-  }
-
-  /** (Re)load the model list from the server. */
-  async loadModels(): Promise<void> {
-    this._setState('loading', 'Loading models…');
-    this._select.disabled = true;
-    try {
-      const data = await requestAPI<Partial<IModelsResponse> | undefined>('models');
-      const models = Array.isArray(data?.models) ? data.models : [];
-      this._select.replaceChildren(
-        ...models.map(m => {
-          const option = document.createElement('option');
-          option.value = m.id;
-          option.textContent = `${m.name} (${m.provider})`;
-          return option;
-        })
-      );
-      const defaultId = data?.default;
-      if (defaultId && models.some(m => m.id === defaultId)) {
-        this._select.value = defaultId;
-      }
-      if (models.length === 0) {
-        this._setState('empty', 'No models configured.');
-      } else {
-        this._select.disabled = false;
-        this._setState('ready', '');
-      }
-    } catch (error) {
-      this._select.replaceChildren();
-      const message = error instanceof Error ? error.message : String(error);
-      this._setState('error', `Could not load models: ${message}`);
-    }
-  }
-
-  private _setState(state: PanelState, text: string): void {
-    this._state = state;
-    this.node.dataset.state = state;
-    this._status.textContent = text;
-    this._status.classList.toggle('jp-StreamChat-error', state === 'error');
-    if (state === 'error') {
-      this._status.setAttribute('role', 'alert');
-    } else {
-      this._status.setAttribute('role', 'status');
-    }
-  }
-
-  private _select: HTMLSelectElement;
-  private _status: HTMLDivElement;
-  private _state: PanelState = 'loading';
-}
-
-const plugin: JupyterFrontEndPlugin<void> = {
+const panelPlugin: JupyterFrontEndPlugin<void> = {
   id: PLUGIN_ID,
-  description: 'StreamChat side panel for jupyter_streamchat.',
+  description: 'The Stream Chat side panel: chat about the active notebook, Stop, re-attach, compare.',
   autoStart: true,
-  optional: [ILayoutRestorer],
-  activate: (app: JupyterFrontEnd, restorer: ILayoutRestorer | null) => {
-    const panel = new StreamChatPanel();
+  requires: [INotebookTracker, IRenderMimeRegistry],
+  optional: [ILayoutRestorer, ICommandPalette, ISettingRegistry],
+  activate: (
+    app: JupyterFrontEnd,
+    tracker: INotebookTracker,
+    rendermime: IRenderMimeRegistry,
+    restorer: ILayoutRestorer | null,
+    palette: ICommandPalette | null,
+    settingRegistry: ISettingRegistry | null
+  ) => {
+    const panel = new StreamChatPanel(tracker, rendermime);
     app.shell.add(panel, 'right', { rank: 1000 });
     restorer?.add(panel, PANEL_ID);
 
@@ -142,7 +38,19 @@ const plugin: JupyterFrontEndPlugin<void> = {
       caption: 'Show the Stream Chat side panel',
       execute: () => app.shell.activateById(PANEL_ID)
     });
+    palette?.addItem({ command: OPEN_COMMAND, category: 'Stream Chat' });
+
+    if (settingRegistry !== null) {
+      void settingRegistry
+        .load(PLUGIN_ID)
+        .then(settings => {
+          const apply = (): void => panel.configure(settings.composite as unknown as IPanelSettings);
+          settings.changed.connect(apply);
+          apply();
+        })
+        .catch(error => console.warn('StreamChat: could not load settings', error));
+    }
   }
 };
 
-export default [plugin, handoffPlugin];
+export default [panelPlugin, handoffPlugin];

@@ -68,3 +68,31 @@ function once(action: () => void): ReleaseSlot {
     }
   };
 }
+
+/** How often a stream waiting for a slot tries again (ms). */
+const SLOT_RETRY = 500;
+
+/**
+ * Run `stream` while holding a slot, waiting for one if all are taken (streams of other tabs or
+ * panes end, or the user stops them). Resolves undefined if `signal` aborts while waiting.
+ */
+export async function withStreamSlot<T>(
+  signal: AbortSignal,
+  stream: () => Promise<T>,
+  onWaiting?: () => void
+): Promise<T | undefined> {
+  let release = await tryAcquireStreamSlot();
+  while (release === null) {
+    onWaiting?.();
+    await new Promise(resolve => setTimeout(resolve, SLOT_RETRY));
+    if (signal.aborted) {
+      return undefined;
+    }
+    release = await tryAcquireStreamSlot();
+  }
+  try {
+    return await stream();
+  } finally {
+    release();
+  }
+}

@@ -1,0 +1,148 @@
+/**
+ * What the panel reads from and writes to the active notebook: its recorded conversations
+ * (`metadata.streamchat`, SPEC section 6), new cells, and the context chip's text.
+ */
+
+import { ICodeCellModel } from '@jupyterlab/cells';
+import { NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
+
+import { METADATA_KEY } from './handoff';
+import { RunStatus } from './run';
+
+/** One recorded turn, as the panel uses it. */
+export interface IRecordedTurn {
+  run: string;
+  model: string;
+  mode: string;
+  prompt: string;
+  reply: string;
+  reasoning: string;
+  status: RunStatus;
+  error: { code: string; message: string } | null;
+  outputTokens?: number;
+  created: string;
+}
+
+export interface IConversation {
+  id: string;
+  turns: IRecordedTurn[];
+  /** `created` of its newest turn (ISO-8601), for "most recent first". */
+  latest: string;
+}
+
+/** The conversations recorded in a notebook, most recently active first. */
+export function recordedConversations(panel: NotebookPanel): IConversation[] {
+  const section = panel.context.model.getMetadata(METADATA_KEY) as unknown;
+  const conversations = isObject(section) && isObject(section.conversations) ? section.conversations : {};
+  const result: IConversation[] = [];
+  for (const [id, value] of Object.entries(conversations)) {
+    const turns = isObject(value) && Array.isArray(value.turns) ? value.turns : [];
+    const parsed = turns.map(parseTurn).filter((t): t is IRecordedTurn => t !== null);
+    if (parsed.length > 0) {
+      result.push({ id, turns: parsed, latest: parsed[parsed.length - 1].created });
+    }
+  }
+  return result.sort((a, b) => (a.latest < b.latest ? 1 : a.latest > b.latest ? -1 : 0));
+}
+
+function parseTurn(value: unknown): IRecordedTurn | null {
+  if (!isObject(value) || typeof value.run !== 'string') {
+    return null;
+  }
+  const prompt = isObject(value.prompt) ? value.prompt : {};
+  const reply = isObject(value.reply) ? value.reply : {};
+  const usage = isObject(reply.usage) ? reply.usage : {};
+  const error = isObject(reply.error) ? reply.error : null;
+  return {
+    run: value.run,
+    model: str(value.model),
+    mode: str(value.mode),
+    prompt: str(prompt.content),
+    reply: str(reply.content),
+    reasoning: str(reply.reasoning),
+    status: (str(reply.status) || 'completed') as RunStatus,
+    error: error === null ? null : { code: str(error.code), message: str(error.message) },
+    outputTokens: typeof usage.output_tokens === 'number' ? usage.output_tokens : undefined,
+    created: str(value.created)
+  };
+}
+
+/** Insert a new cell below the active cell (at the end if none) holding `source`. */
+export function insertCellBelow(panel: NotebookPanel, source: string, type: 'code' | 'markdown'): void {
+  const notebook = panel.content;
+  if (notebook.widgets.length === 0) {
+    NotebookActions.insertBelow(notebook);
+  } else {
+    if (notebook.activeCellIndex < 0) {
+      notebook.activeCellIndex = notebook.widgets.length - 1;
+    }
+    NotebookActions.insertBelow(notebook);
+  }
+  if (notebook.activeCell?.model.type !== type) {
+    NotebookActions.changeCellType(notebook, type);
+  }
+  notebook.activeCell?.model.sharedModel.setSource(source);
+}
+
+/** The context chip's text: the selection in the active cell, else the cell and its error. */
+export function cellContext(panel: NotebookPanel | null): string {
+  const cell = panel?.content.activeCell;
+  if (!panel || !cell) {
+    return '';
+  }
+  const index = panel.content.activeCellIndex + 1;
+  const source = cell.model.sharedModel.getSource();
+  const editor = cell.editor;
+  if (editor !== null) {
+    const selection = editor.getSelection();
+    const start = editor.getOffsetAt(selection.start);
+    const end = editor.getOffsetAt(selection.end);
+    if (start !== end) {
+      const selected = source.slice(Math.min(start, end), Math.max(start, end));
+      return `Selection from cell ${index} of ${panel.context.localPath}:\n${fenced(selected)}`;
+    }
+  }
+  const language = cell.model.type === 'code' ? languageOf(panel) : '';
+  const parts = [`Cell ${index} of ${panel.context.localPath}:\n${fenced(source, language)}`];
+  if (cell.model.type === 'code') {
+    const error = errorOutput(cell.model as ICodeCellModel);
+    if (error) {
+      parts.push(`Its error:\n${fenced(error)}`);
+    }
+  }
+  return parts.join('\n');
+}
+
+function errorOutput(model: ICodeCellModel): string {
+  const outputs = model.outputs;
+  for (let i = 0; i < outputs.length; i++) {
+    const output = outputs.get(i).toJSON();
+    if (output.output_type === 'error') {
+      const traceback = Array.isArray(output.traceback) ? output.traceback.join('\n') : '';
+      // Tracebacks carry terminal colours: the model needs the words only.
+      const plain = traceback.replace(/\u001b\[[0-9;]*[A-Za-z]/g, '');
+      return plain || `${String(output.ename)}: ${String(output.evalue)}`;
+    }
+  }
+  return '';
+}
+
+function languageOf(panel: NotebookPanel): string {
+  const info = panel.context.model.getMetadata('language_info') as unknown;
+  return isObject(info) && typeof info.name === 'string' ? info.name : '';
+}
+
+/** A fenced block long enough that the text's own backticks cannot close it. */
+function fenced(text: string, language = ''): string {
+  const longest = Math.max(2, ...Array.from(text.matchAll(/`+/g), m => m[0].length));
+  const fence = '`'.repeat(longest + 1);
+  return `${fence}${language}\n${text}\n${fence}`;
+}
+
+function isObject(value: unknown): value is { [key: string]: unknown } {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function str(value: unknown): string {
+  return typeof value === 'string' ? value : '';
+}
