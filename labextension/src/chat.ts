@@ -43,7 +43,7 @@ export class NotebookChat {
   ) {
     this.node = element('div', 'jp-StreamChat-thread');
     this.node.setAttribute('role', 'log');
-    this.node.setAttribute('aria-label', 'Conversation');
+    this.node.setAttribute('aria-label', 'Chat history');
     this.node.tabIndex = 0;
     this.node.addEventListener('scroll', () => {
       const node = this.node;
@@ -232,9 +232,7 @@ export class NotebookChat {
     const reply = new ReplyView(this._context);
     const node = element('div', 'jp-StreamChat-turn');
     if (prompt) {
-      const question = element('div', 'jp-StreamChat-prompt', prompt);
-      question.setAttribute('aria-label', 'Your message');
-      node.appendChild(question);
+      node.appendChild(element('div', 'jp-StreamChat-prompt', prompt));
     }
     node.appendChild(reply.node);
     let finished = reply.state.finished;

@@ -112,7 +112,6 @@ export class CompareView {
         this._pickerSelects.splice(this._pickerSelects.indexOf(select), 1);
         this.setModels(this._models, []);
       });
-      remove.setAttribute('aria-label', `Remove model ${index}`);
       label.appendChild(remove);
     }
     this._pickerSelects.push(select);
@@ -124,7 +123,6 @@ export class CompareView {
     const name = this._models.find(m => m.id === model)?.name ?? model;
     const reply = new ReplyView(this._context, { label: `Model ${index + 1}: ${name}` });
     reply.node.classList.add('jp-StreamChat-pane');
-    reply.node.setAttribute('aria-label', `Model ${index + 1}: ${name}`);
     let finished = false;
     reply.onRender = () => {
       if (reply.state.finished !== finished) {

@@ -85,7 +85,6 @@ export class StreamChatPanel extends Widget {
     };
     this._compare = new CompareView(replyContext);
     this._compare.onChange = () => this._update();
-    this._compare.node.hidden = true;
     this._replyContext = replyContext;
 
     // Composer: context chip, message, Send / Stop.
@@ -94,7 +93,7 @@ export class StreamChatPanel extends Widget {
       this._update();
     });
     this._contextPreview = element('pre', 'jp-StreamChat-contextPreview');
-    this._contextPreview.setAttribute('aria-label', 'Context sent with the message');
+    this._contextPreview.setAttribute('aria-label', 'Context');
     this._textarea = document.createElement('textarea');
     this._textarea.className = 'jp-StreamChat-input';
     this._textarea.rows = 3;
@@ -118,7 +117,9 @@ export class StreamChatPanel extends Widget {
     this._status = element('div', 'jp-StreamChat-status');
     this._status.setAttribute('role', 'status');
 
-    this.node.append(modes, this._where, this._chatSection, this._compare.node, this._status, composer);
+    // Only the active mode's section is in the DOM, so each accessible name is unique in the panel.
+    this._modeHost = element('div', 'jp-StreamChat-modeHost');
+    this.node.append(modes, this._where, this._modeHost, this._status, composer);
     this.node.addEventListener('keydown', event => {
       if (event.key === 'Escape' && this._isStreaming()) {
         event.preventDefault();
@@ -265,8 +266,10 @@ export class StreamChatPanel extends Widget {
     const compare = this._mode === 'compare';
     this._chatButton.setAttribute('aria-pressed', String(!compare));
     this._compareButton.setAttribute('aria-pressed', String(compare));
-    this._chatSection.hidden = compare;
-    this._compare.node.hidden = !compare;
+    const section = compare ? this._compare.node : this._chatSection;
+    if (this._modeHost.firstChild !== section) {
+      this._modeHost.replaceChildren(section);
+    }
     this._newButton.hidden = compare;
 
     const path = this._chat.path;
@@ -322,6 +325,7 @@ export class StreamChatPanel extends Widget {
   private _modelSelect: HTMLSelectElement;
   private _conversationSelect: HTMLSelectElement;
   private _threadHost: HTMLElement;
+  private _modeHost: HTMLElement;
   private _chatSection: HTMLElement;
   private _contextButton: HTMLButtonElement;
   private _contextPreview: HTMLElement;
