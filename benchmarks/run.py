@@ -27,6 +27,7 @@ from . import (
     bench_aggregate,
     bench_latency,
     bench_memory,
+    bench_panel,
     bench_persistence,
     bench_resume,
     bench_stop,
@@ -49,6 +50,7 @@ FAMILIES: dict[str, ModuleType] = {
         bench_memory,
         bench_persistence,
         bench_widgets,
+        bench_panel,
     )
 }
 

@@ -50,8 +50,8 @@ export class NotebookChat {
       this._stickToBottom = node.scrollHeight - node.scrollTop - node.clientHeight < 40;
     });
     notebook?.context.model.metadataChanged.connect(this.refresh, this);
-    const latest = notebook ? recordedConversations(notebook)[0] : undefined;
-    this._conversation = latest?.id ?? UUID.uuid4();
+    void notebook?.context.ready.then(() => this.refresh());
+    this._conversation = UUID.uuid4();
     this.refresh();
   }
 
@@ -99,6 +99,7 @@ export class NotebookChat {
   }
 
   setConversation(id: string): void {
+    this._chosen = true;
     if (id !== this._conversation) {
       this._conversation = id;
       this._stickToBottom = true;
@@ -119,6 +120,7 @@ export class NotebookChat {
 
   /** Start a detached run for `prompt` in the shown conversation; the server builds the history. */
   async send(model: string, prompt: string): Promise<void> {
+    this._chosen = true;
     const entry = this._add(this._conversation, new Date().toISOString(), prompt, null);
     this._stickToBottom = true;
     this.refresh();
@@ -164,6 +166,7 @@ export class NotebookChat {
     }
     if (added !== null && this.running.length === 0) {
       this._conversation = added.conversation; // show what is streaming now
+      this._chosen = true;
       this._stickToBottom = true;
     }
     if (added !== null) {
@@ -176,7 +179,12 @@ export class NotebookChat {
     if (this._disposed) {
       return;
     }
-    for (const conversation of this.notebook ? recordedConversations(this.notebook) : []) {
+    const recorded = this.notebook ? recordedConversations(this.notebook) : [];
+    if (!this._chosen && recorded.length > 0) {
+      // Until the user picks one, show the notebook's most recent conversation.
+      this._conversation = recorded[0].id;
+    }
+    for (const conversation of recorded) {
       for (const turn of conversation.turns) {
         if (!this._entries.has(turn.run)) {
           const entry = this._add(conversation.id, turn.created, turn.prompt, turn.run);
@@ -277,7 +285,8 @@ export class NotebookChat {
             }),
           event => entry.reply.apply(event),
           abort.signal
-        )
+        ),
+        () => entry.reply.setWaiting(true)
       );
     } catch (error) {
       if (!abort.signal.aborted) {
@@ -321,6 +330,8 @@ export class NotebookChat {
   private _pending = new Set<IEntry>();
   private _stickToBottom = true;
   private _disposed = false;
+  /** The user (or a run they started or attached to) chose the shown conversation. */
+  private _chosen = false;
 }
 
 export function messageOf(error: unknown): string {

@@ -146,7 +146,10 @@ export class CompareView {
     const body = JSON.stringify({ model: pane.model, prompt, conversation, notebook });
     const signal = pane.abort.signal;
     try {
-      await withStreamSlot(signal, async () => {
+      await withStreamSlot(
+        signal,
+        async () => {
+        pane.reply.setWaiting(false);
         const response = await fetchAPI('stream', {
           method: 'POST',
           body,
@@ -159,7 +162,9 @@ export class CompareView {
           return;
         }
         await readRunStream(response, event => pane.reply.apply(event));
-      });
+        },
+        () => pane.reply.setWaiting(true)
+      );
     } catch (error) {
       if (!pane.stopped) {
         console.warn(`StreamChat: compare stream for ${pane.model} failed`, error);

@@ -23,9 +23,17 @@ export async function loadModels(): Promise<IModelsResponse> {
   };
 }
 
-/** Fill a `<select>` with the models; select `preferred` if offered. */
-export function fillModelSelect(select: HTMLSelectElement, models: IModelInfo[], preferred: string | null): void {
-  const current = select.value;
+/**
+ * Fill a `<select>` with the models. The user's current choice stays if still offered, unless
+ * `override` (a changed setting); else `preferred` is selected if offered.
+ */
+export function fillModelSelect(
+  select: HTMLSelectElement,
+  models: IModelInfo[],
+  preferred: string | null,
+  override = false
+): void {
+  const current = override ? '' : select.value;
   select.replaceChildren(
     ...models.map(m => {
       const option = document.createElement('option');

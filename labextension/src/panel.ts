@@ -146,7 +146,7 @@ export class StreamChatPanel extends Widget {
   configure(settings: IPanelSettings): void {
     this._settings = settings;
     if (this._models.length > 0) {
-      fillModelSelect(this._modelSelect, this._models, settings.defaultModel || this._serverDefault);
+      fillModelSelect(this._modelSelect, this._models, settings.defaultModel || this._serverDefault, true);
       this._compare.setModels(this._models, settings.compareModels);
     }
   }

@@ -122,6 +122,13 @@ export class ReplyView {
     this._schedule();
   }
 
+  /** Say that the reply waits for a free connection (the browser allows only a few streams). */
+  setWaiting(waiting: boolean): void {
+    if (!this.state.finished) {
+      this._statusNode.textContent = waiting ? 'waiting for a free connection' : STATUS_TEXT.running;
+    }
+  }
+
   /** End a reply whose stream broke off without a `done` (e.g. the user closed a direct stream). */
   markEnded(status: RunStatus, error: { code: string; message: string } | null = null): void {
     if (!this.state.finished) {
