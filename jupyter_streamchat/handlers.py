@@ -25,6 +25,9 @@ from .service import ChatService
 
 AUTH_RESOURCE = "streamchat"
 MAX_BATCH_SECONDS = 1.0
+# Paths one documents/events stream may name: more notebooks than a page plausibly has open, and a URL that
+# stays well under the server's header size limit.
+MAX_DOCUMENT_PATHS = 64
 
 
 class _StreamChatOnly(Authorizer):
@@ -261,7 +264,11 @@ class DirectStreamHandler(SSEHandler):
 
 
 class DocumentEventsHandler(BaseHandler):
-    """The open-document side of the hand-off: finished turns for one notebook path (see persistence)."""
+    """The open-document side of the hand-off: finished turns for the notebooks a page has open (see persistence).
+
+    ``?path=a.ipynb&path=b/c.ipynb``: one stream for all of them, because a browser has only 6 connections per
+    host for all its tabs together, and one stream per notebook would soon hold them all.
+    """
 
     _subscriber: DocumentSubscriber | None = None
 
@@ -269,11 +276,23 @@ class DocumentEventsHandler(BaseHandler):
     @authorized
     async def get(self) -> None:
         handoff = self._handoff()
-        path = confine(self.service.root_dir, self.get_query_argument("path", ""))
-        self._subscriber = subscriber = handoff.subscribe(path)
+        requested = self.get_query_arguments("path")
+        if not 1 <= len(requested) <= MAX_DOCUMENT_PATHS:
+            raise BadRequest(f"send 1 to {MAX_DOCUMENT_PATHS} 'path' arguments, got {len(requested)}")
+        paths: list[str] = []
+        for path in requested:
+            try:
+                paths.append(confine(self.service.root_dir, path))
+            except StreamChatError as error:
+                # Name the refused path: the page then subscribes its other notebooks at once, without it.
+                self.log.info("streamchat GET %s -> %s: %s", self.request.path, error.status, error.message)
+                self.set_status(error.status)
+                self.finish({"message": error.message, "path": path})
+                return
+        self._subscriber = subscriber = handoff.subscribe(paths)
         try:
             self.start_sse()
-            self.write(encode_event(0, "ready", {"path": path}))
+            self.write(encode_event(0, "ready", {"paths": paths}))
             await self.flush()
             while True:
                 try:

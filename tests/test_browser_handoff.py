@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -29,9 +30,9 @@ from tests._lab import (  # the two jp_ fixtures switch pytest-jupyter's loop ha
     wait_for,
 )
 
-# The labextension's limits (labextension/src/handoff.ts HandoffLimits.streams, slots.ts STREAM_SLOTS).
-STREAMS_PER_PAGE = 3
-STREAM_SLOTS = 4
+# The labextension's stream slots for the whole origin (labextension/src/slots.ts STREAM_SLOTS and lock names).
+STREAM_SLOTS = 5
+SLOT_LOCK = "jupyter-streamchat:stream-slot-{}"
 
 pytestmark = [
     pytest.mark.timeout(180),
@@ -117,6 +118,79 @@ def finished_run(lab: LabProcess, notebook: str, conversation: str, prompt: str 
     assert record["status"] == "completed", record
     assert record["notebook"] == notebook and record["text"], record
     return run_id, record
+
+
+# Any open notebook of the page (``document_state`` reads the current one only).
+DOCUMENT_OF = """
+path => {
+  let found = null;
+  window.jupyterapp.shell.widgets('main').forEach(w => {
+    if (!found && w.context && w.context.path === path && w.context.isReady) found = w;
+  });
+  if (!found) return null;
+  const model = found.context.model;
+  const cells = [];
+  for (let i = 0; i < model.cells.length; i++) cells.push(model.cells.get(i).sharedModel.getSource());
+  return {path, dirty: model.dirty, streamchat: model.getMetadata('streamchat') ?? null, cells};
+}
+"""
+
+
+def document_of(page: Any, path: str) -> dict[str, Any]:
+    state = page.evaluate(DOCUMENT_OF, path)
+    assert state is not None, f"{path} is not open in the Lab page"
+    return dict(state)
+
+
+def wait_in_document(page: Any, path: str, conversation: str, run_id: str) -> None:
+    wait_for(
+        lambda: run_id in run_ids(document_of(page, path)["streamchat"], conversation),
+        15,
+        message=f"turn {run_id} in the open document {path}",
+    )
+
+
+def edit_document(page: Any, path: str, source: str) -> None:
+    """An unsaved edit of the first cell of an open notebook (current or not), as typing would make it."""
+    page.evaluate(
+        """([path, source]) => {
+          window.jupyterapp.shell.widgets('main').forEach(w => {
+            if (w.context && w.context.path === path) w.context.model.cells.get(0).sharedModel.setSource(source);
+          });
+        }""",
+        [path, source],
+    )
+
+
+class DocumentStreams:
+    """A page's ``documents/events`` requests that are still open (sent, neither finished nor failed), as the browser
+    reports them to Playwright; ``install`` before the page loads."""
+
+    def __init__(self) -> None:
+        self.open: dict[Any, str] = {}
+        self.sent = 0
+
+    def install(self, page: Any) -> None:
+        page.on("request", self._sent)
+        page.on("requestfinished", self._ended)
+        page.on("requestfailed", self._ended)
+
+    def _sent(self, request: Any) -> None:
+        if "/streamchat/documents/events?" in request.url:
+            self.open[request] = request.url
+            self.sent += 1
+
+    def _ended(self, request: Any) -> None:
+        self.open.pop(request, None)
+
+    def paths(self) -> list[list[str]]:
+        """The paths each open stream subscribed to (sorted), one list per stream."""
+        return [sorted(parse_qs(urlsplit(url).query)["path"]) for url in self.open.values()]
+
+
+def all_ready(page: Any, paths: list[str]) -> bool:
+    states = handoff_states(page)
+    return all(states.get(path) == {"state": "ready", "path": path} for path in paths)
 
 
 def wait_recorded(lab: LabProcess, run_id: str) -> str:
@@ -315,32 +389,61 @@ def test_subscription_recovers_after_failed_connections(lab: LabProcess, page_fo
     assert dialogs_seen(page) == []
 
 
-def test_many_open_notebooks_do_not_starve_jupyterlab(lab: LabProcess, page_for: Any) -> None:
-    """When more notebooks are open than the browser has connections for streams (6 per host over HTTP/1.1, for
-    all tabs), then JupyterLab still answers (contents requests, opening documents), at most 3 notebooks per page
-    and 4 per browser hold a stream, the current notebook always takes its turns, and a parked notebook that
-    becomes current gets a stream back."""
-    names = [f"many-{i}.ipynb" for i in range(5)]
+def test_one_stream_serves_all_notebooks_of_a_page(lab: LabProcess, page_for: Any) -> None:
+    """When 6 notebooks are open in one page (one stream each would take every connection the browser has for the
+    host: 6 over HTTP/1.1, for all tabs), then the page holds exactly one documents/events stream, for all 6 paths;
+    runs that end for all 6 while each has unsaved edits land in the open documents, not in the files; saving them
+    brings up no "File Changed" dialog and writes edits and turns; a second tab holds one stream of its own, and
+    JupyterLab still answers in both tabs."""
+    names = [f"many-{i}.ipynb" for i in range(6)]
     for name in names:
         lab.write_notebook(name)
-    page = page_for(names[0])
+    streams = DocumentStreams()
+    page = page_for(names[0], before_goto=streams.install)
     for name in names[1:]:
         open_another(page, name)
 
-    def subscribed(states: dict[str, dict[str, str | None]]) -> list[str]:
-        return sorted(path for path, s in states.items() if s["state"] == "ready")
+    wait_for(lambda: all_ready(page, names), 20, message=lambda: f"all subscribed: {handoff_states(page)}")
+    wait_for(lambda: streams.paths() == [sorted(names)], 10, message=lambda: f"one stream: {streams.paths()}")
 
-    wait_for(lambda: subscribed(handoff_states(page)) == sorted(names[-3:]), 15, message=lambda: handoff_states(page))
-    assert {handoff_states(page)[name]["state"] for name in names[:2]} == {"parked"}
+    for name in names:
+        edit_document(page, name, f"edit of {name}")
+    wait_for(lambda: all(document_of(page, name)["dirty"] for name in names), 10, message="unsaved edits everywhere")
 
-    # A second tab of the same browser: the origin's stream slots are shared with the first tab.
+    # All six end at about the same time.
+    started = {name: lab.start_run(name, "c6", prompt=f"for {name}", history=False) for name in names}
+    for run_id in started.values():
+        assert lab.wait_run_finished(run_id)["status"] == "completed"
+    for name, run_id in started.items():
+        assert wait_recorded(lab, run_id) == "open-document", name
+        wait_in_document(page, name, "c6", run_id)
+        state = document_of(page, name)
+        assert state["dirty"] is True and state["cells"] == [f"edit of {name}"], state
+        assert disk_section(lab, name) is None, f"the server wrote {name} under its open document"
+    assert streams.paths() == [sorted(names)]
+
+    page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save-all')")
+    for name, run_id in started.items():
+        wait_for(lambda name=name: run_ids(disk_section(lab, name), "c6"), 15, message=f"{name} saved")
+        assert run_ids(disk_section(lab, name), "c6") == [run_id]
+        assert source_on_disk(lab, name) == f"edit of {name}"
+    assert dialogs_seen(page) == []
+
+    # A second tab of the same browser (shared connections and stream slots): one stream of its own.
     lab.write_notebook("second-tab.ipynb")
     lab.write_notebook("second-tab-2.ipynb")
-    other = page_for("second-tab.ipynb", context=page.context)
+    other_streams = DocumentStreams()
+    other = page_for("second-tab.ipynb", context=page.context, before_goto=other_streams.install)
     open_another(other, "second-tab-2.ipynb")
-    wait_for(lambda: handoff_states(other)["second-tab-2.ipynb"]["state"] == "parked", 15)
-    total = len(subscribed(handoff_states(page))) + len(subscribed(handoff_states(other)))
-    assert total == STREAM_SLOTS
+    wait_for(
+        lambda: all_ready(other, ["second-tab.ipynb", "second-tab-2.ipynb"]), 15, message=lambda: handoff_states(other)
+    )
+    wait_for(
+        lambda: other_streams.paths() == [["second-tab-2.ipynb", "second-tab.ipynb"]],
+        10,
+        message=lambda: f"one stream in the second tab: {other_streams.paths()}",
+    )
+    assert streams.paths() == [sorted(names)]
 
     # JupyterLab still has connections: a contents request answers at once, in both tabs.
     for tab in (page, other):
@@ -352,21 +455,100 @@ def test_many_open_notebooks_do_not_starve_jupyterlab(lab: LabProcess, page_for:
         )
         assert answer == "ok"
 
-    # The current notebook of the first tab takes its turn.
-    run_id, _ = finished_run(lab, names[-1], "c6")
+    run_id, _ = finished_run(lab, "second-tab.ipynb", "c6")
     assert wait_recorded(lab, run_id) == "open-document"
-    wait_for(lambda: model_has_run(page, "c6", run_id), 15, message="the turn in the current notebook")
+    wait_in_document(other, "second-tab.ipynb", "c6", run_id)
+    assert dialogs_seen(other) == []
 
-    # Closing the second tab frees its slot; making a parked notebook current subscribes it (and parks the least
-    # recently active one).
-    other.close()
-    page.evaluate("path => window.jupyterapp.commands.execute('docmanager:open', {path})", names[0])
-    wait_for(
-        lambda: subscribed(handoff_states(page)) == sorted([names[0], *names[-2:]]),
-        15,
-        message=lambda: handoff_states(page),
+
+def test_rename_resubscribes_without_a_gap(lab: LabProcess, page_for: Any) -> None:
+    """When one of two notebooks open in a page is renamed, then the page's stream is replaced by one for the new
+    set of paths (new name in, old name out) -- the other notebook stays subscribed all along (the old stream is
+    closed only once the new one is ready) -- and the next turns land in the renamed document, with its unsaved
+    edit, and in the other one."""
+    lab.write_notebook("stays.ipynb")
+    lab.write_notebook("old-name.ipynb")
+    streams = DocumentStreams()
+    page = page_for("stays.ipynb", before_goto=streams.install)
+    open_another(page, "old-name.ipynb")
+    wait_for(lambda: all_ready(page, ["stays.ipynb", "old-name.ipynb"]), 15, message=lambda: handoff_states(page))
+    wait_for(lambda: streams.paths() == [["old-name.ipynb", "stays.ipynb"]], 10, message=lambda: streams.paths())
+    page.evaluate(
+        """() => {
+          window.__staysStates = [];
+          window.jupyterapp.shell.widgets('main').forEach(w => {
+            if (w.context && w.context.path === 'stays.ipynb') {
+              new MutationObserver(() => window.__staysStates.push(w.node.dataset.streamchatHandoff))
+                .observe(w.node, {attributes: true, attributeFilter: ['data-streamchat-handoff']});
+            }
+          });
+        }"""
     )
-    run_id, _ = finished_run(lab, names[0], "c6")
+
+    page.evaluate("() => window.jupyterapp.shell.currentWidget.context.rename('new-name.ipynb')")
+    wait_for(
+        lambda: all_ready(page, ["stays.ipynb", "new-name.ipynb"]),
+        15,
+        message=lambda: f"a subscription for the new path: {handoff_states(page)}",
+    )
+    wait_for(lambda: streams.paths() == [["new-name.ipynb", "stays.ipynb"]], 10, message=lambda: streams.paths())
+    assert streams.sent == 3  # the first notebook, both, then both under their new names
+    assert page.evaluate("() => window.__staysStates") == []  # never anything but 'ready'
+
+    edit_document(page, "new-name.ipynb", "renamed = True")
+    wait_for(lambda: document_state(page)["dirty"], 10, message="unsaved edits")
+    run_id, _ = finished_run(lab, "new-name.ipynb", "c8")
     assert wait_recorded(lab, run_id) == "open-document"
-    wait_for(lambda: model_has_run(page, "c6", run_id), 15, message="the turn in the notebook made current")
+    wait_for(lambda: model_has_run(page, "c8", run_id), 15, message="the turn in the renamed document")
+    assert document_state(page)["cells"] == ["renamed = True"]
+    assert disk_section(lab, "new-name.ipynb") is None
+
+    other_run, _ = finished_run(lab, "stays.ipynb", "c8")
+    assert wait_recorded(lab, other_run) == "open-document"
+    wait_in_document(page, "stays.ipynb", "c8", other_run)
+    assert not (lab.root / "old-name.ipynb").exists()
     assert dialogs_seen(page) == []
+
+
+def test_without_a_free_slot_the_page_parks_then_subscribes(lab: LabProcess, page_for: Any, browser: Any) -> None:
+    """When other tabs hold all the origin's stream slots, then a page's notebook is parked and the server writes its
+    file; when one slot frees, the page subscribes; when it then opens another notebook while no second slot is free,
+    it closes its stream and opens one for both, and both take their turns."""
+    context = browser.new_context()
+    holder = context.new_page()
+    holder.goto(f"{lab.base_url}api/status?token={lab.token}")  # any page of the origin shares its Web Locks
+    names = [SLOT_LOCK.format(slot) for slot in range(STREAM_SLOTS)]
+    holder.evaluate(
+        """names => {
+          window.__release = {};
+          for (const name of names) {
+            navigator.locks.request(name, () => new Promise(resolve => { window.__release[name] = resolve; }));
+          }
+        }""",
+        names,
+    )
+    holder.wait_for_function("n => Object.keys(window.__release).length === n", arg=len(names))
+
+    lab.write_notebook("parked.ipynb")
+    lab.write_notebook("parked-2.ipynb")
+    streams = DocumentStreams()
+    page = page_for("parked.ipynb", context=context, before_goto=streams.install, subscribed=False)
+    wait_for(
+        lambda: handoff_states(page)["parked.ipynb"]["state"] == "parked", 15, message=lambda: handoff_states(page)
+    )
+    assert streams.sent == 0
+    run_id, _ = finished_run(lab, "parked.ipynb", "c9")
+    assert wait_recorded(lab, run_id) == "file"
+
+    holder.evaluate("name => window.__release[name]()", names[0])
+    wait_for(lambda: all_ready(page, ["parked.ipynb"]), 15, message=lambda: handoff_states(page))
+
+    open_another(page, "parked-2.ipynb")
+    wait_for(lambda: all_ready(page, ["parked.ipynb", "parked-2.ipynb"]), 15, message=lambda: handoff_states(page))
+    wait_for(lambda: streams.paths() == [["parked-2.ipynb", "parked.ipynb"]], 10, message=lambda: streams.paths())
+    for name in ("parked.ipynb", "parked-2.ipynb"):
+        run_id, _ = finished_run(lab, name, "c9")
+        assert wait_recorded(lab, run_id) == "open-document"
+        wait_in_document(page, name, "c9", run_id)
+    assert dialogs_seen(page) == []
+    holder.close()

@@ -142,17 +142,28 @@ async def test_prompt_mode_history_includes_partial_and_excludes_failed(
 # ----- open-document hand-off ------------------------------------------------------------------
 
 
-async def open_document(streamchat_url, token, path, claim: bool, got: list, ready: asyncio.Event):
-    """A client speaking the hand-off protocol: subscribe, and claim each offered turn (or not)."""
+async def open_document(
+    streamchat_url: str,
+    token: str,
+    paths: str | list[str],
+    claim: bool,
+    got: list,
+    ready: asyncio.Event,
+    ready_data: list | None = None,
+) -> None:
+    """A page speaking the hand-off protocol: one stream for ``paths``, claiming each offered turn (or not)."""
     headers = {"Authorization": f"token {token}"}
+    params = [("path", path) for path in ([paths] if isinstance(paths, str) else paths)]
     async with httpx.AsyncClient(base_url=streamchat_url + "streamchat/", headers=headers, timeout=None) as http:
-        async with http.stream("GET", "documents/events", params={"path": path}) as response:
+        async with http.stream("GET", "documents/events", params=params) as response:
             assert response.status_code == 200
             event = None
             async for line in response.aiter_lines():
                 if line.startswith("event: "):
                     event = line[7:]
                 elif line.startswith("data: ") and event == "ready":
+                    if ready_data is not None:
+                        ready_data.append(json.loads(line[6:]))
                     ready.set()
                 elif line.startswith("data: ") and event == "turn":
                     offer = json.loads(line[6:])
@@ -211,6 +222,107 @@ async def test_late_claim_is_refused(streamchat_client, streamchat_url, jp_serve
     # Then it is told not to apply the turn: never both
     assert answer.json()["accepted"] is False
     assert len(turns(jp_root_dir, notebook)) == 1
+
+
+async def test_one_stream_takes_the_turns_of_all_its_paths(
+    streamchat_client, streamchat_url, jp_serverapp, upstream, jp_root_dir, notebook
+):
+    # Given one page with two notebooks open on one stream (one path spelled loosely), and another page with only
+    # the second notebook
+    (jp_root_dir / "sub").mkdir()
+    nbformat.write(nbformat.v4.new_notebook(), jp_root_dir / "sub" / "two.ipynb")
+    before = {path: (jp_root_dir / path).read_bytes() for path in (notebook, "sub/two.ipynb")}
+    token = jp_serverapp.identity_provider.token
+    got: list = []
+    ready = asyncio.Event()
+    ready_data: list = []
+    page = asyncio.ensure_future(
+        open_document(streamchat_url, token, [notebook, "./sub//two.ipynb"], True, got, ready, ready_data)
+    )
+    other_got: list = []
+    other_ready = asyncio.Event()
+    other = asyncio.ensure_future(open_document(streamchat_url, token, "sub/two.ipynb", False, other_got, other_ready))
+    await asyncio.wait_for(asyncio.gather(ready.wait(), other_ready.wait()), 5)
+    # Then the stream says which (confined) paths it serves
+    assert ready_data == [{"paths": [notebook, "sub/two.ipynb"]}]
+    # When a run ends for each notebook
+    started = {}
+    for index, path in enumerate((notebook, "sub/two.ipynb")):
+        upstream.script(f"multi{index}", Script.reply([f"for {path}"]))
+        started[path] = (await streamchat_client.start_run(chat(f"openai:multi{index}", notebook=path)))["id"]
+        await collect(streamchat_client.events(started[path]))
+        await streamchat_client.stop(started[path])  # returns once the run is recorded
+    page.cancel()
+    other.cancel()
+    # Then both turns were offered on the one stream, each with its path, and taken by the open documents
+    assert [(o["path"], o["turn"]["run"], o["accepted"]) for o in got] == [
+        (notebook, started[notebook], True),
+        ("sub/two.ipynb", started["sub/two.ipynb"], True),
+    ]
+    assert got[1]["turn"]["reply"]["content"] == "for sub/two.ipynb"
+    # And the page that has only the second notebook open was offered its turn only
+    assert [(o["path"], o["turn"]["run"]) for o in other_got] == [("sub/two.ipynb", started["sub/two.ipynb"])]
+    how = service_of(jp_serverapp).recorded_via
+    assert [how[started[path]] for path in before] == ["open-document", "open-document"]
+    assert {path: (jp_root_dir / path).read_bytes() for path in before} == before
+
+
+async def test_a_closed_stream_is_offered_nothing(
+    streamchat_client, streamchat_url, jp_serverapp, upstream, jp_root_dir
+):
+    # Given a page that subscribed to two notebooks, then went away
+    for name in ("a.ipynb", "b.ipynb"):
+        nbformat.write(nbformat.v4.new_notebook(), jp_root_dir / name)
+    got: list = []
+    ready = asyncio.Event()
+    token = jp_serverapp.identity_provider.token
+    page = asyncio.ensure_future(open_document(streamchat_url, token, ["a.ipynb", "b.ipynb"], True, got, ready))
+    await asyncio.wait_for(ready.wait(), 5)
+    page.cancel()
+    hub = service_of(jp_serverapp).notebooks.handoff
+    deadline = asyncio.get_running_loop().time() + 5
+    while hub.has_subscribers("a.ipynb") or hub.has_subscribers("b.ipynb"):
+        assert asyncio.get_running_loop().time() < deadline, "the hub still holds the closed stream"
+        await asyncio.sleep(0.02)
+    # When a run ends for one of them, then the server writes the file at once (nobody to wait for)
+    upstream.script("gone", Script.reply(["x"]))
+    started = await streamchat_client.start_run(chat("openai:gone", notebook="b.ipynb"))
+    await streamchat_client.stop(started["id"])
+    assert service_of(jp_serverapp).recorded_via[started["id"]] == "file"
+    assert [t["run"] for t in turns(jp_root_dir, "b.ipynb")] == [started["id"]]
+
+
+@pytest.mark.parametrize("count", [0, 65])
+async def test_documents_events_wants_1_to_64_paths(streamchat_client, jp_root_dir, count):
+    params = [("path", f"nb-{index}.ipynb") for index in range(count)]
+    answer = await streamchat_client._http.get("documents/events", params=params)
+    assert answer.status_code == 400
+    assert "1 to 64" in answer.json()["message"]
+
+
+async def test_documents_events_takes_64_paths(streamchat_client, streamchat_url, jp_serverapp):
+    paths = [f"dir-{index}/nb-{index}.ipynb" for index in range(64)]
+    ready = asyncio.Event()
+    ready_data: list = []
+    token = jp_serverapp.identity_provider.token
+    page = asyncio.ensure_future(open_document(streamchat_url, token, paths, True, [], ready, ready_data))
+    await asyncio.wait_for(ready.wait(), 5)
+    page.cancel()
+    assert ready_data == [{"paths": paths}]
+
+
+@pytest.mark.parametrize("escaping", ["../outside.ipynb", "/etc/passwd", "link/nb.ipynb"])
+async def test_documents_events_refuses_a_path_outside_the_root(
+    streamchat_client, jp_root_dir, tmp_path_factory, escaping
+):
+    outside = tmp_path_factory.mktemp("outside")
+    (jp_root_dir / "link").symlink_to(outside, target_is_directory=True)
+    params = [("path", "fine.ipynb"), ("path", escaping), ("path", "also-fine.ipynb")]
+    answer = await streamchat_client._http.get("documents/events", params=params)
+    # Then the whole stream is refused, and the answer names the path (the page subscribes the others without it)
+    assert answer.status_code == 403
+    assert answer.headers["content-type"].startswith("application/json")
+    assert answer.json()["path"] == escaping
 
 
 async def test_only_the_streamchat_metadata_changes_in_the_file(streamchat_client, upstream, jp_root_dir):

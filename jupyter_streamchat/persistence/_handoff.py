@@ -1,11 +1,12 @@
 """Open-document hand-off: a notebook open in JupyterLab takes a finished turn itself.
 
-Protocol (see README): the panel subscribes to ``GET streamchat/documents/events?path=P`` (SSE). When a
-turn for P is ready, each subscriber gets a ``turn`` event ``{"offer", "path", "conversation", "turn"}``.
-A subscriber claims it with ``POST streamchat/documents/claim {"offer": id}`` and applies the turn to the
-open document only if the answer says ``{"accepted": true}``. The first claim within the timeout wins;
-after the timeout the server writes the file itself and every later claim is refused. Exactly one of
-the two ever happens.
+Protocol (see README): a page subscribes once for all the notebooks it has open, with
+``GET streamchat/documents/events?path=P&path=Q…`` (SSE). When a turn for one of its paths is ready, each
+subscriber of that path gets a ``turn`` event ``{"offer", "path", "conversation", "turn"}``. A subscriber
+claims it with ``POST streamchat/documents/claim {"offer": id}`` and applies the turn to the open document
+only if the answer says ``{"accepted": true}``. The first claim within the timeout wins; after the
+timeout the server writes the file itself and every later claim is refused. Exactly one of the two ever
+happens.
 """
 
 from __future__ import annotations
@@ -13,38 +14,45 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any
 
 from .._sse import encode_event
 
 
 class DocumentSubscriber:
-    __slots__ = ("path", "queue")
+    """One stream: the paths it was opened for, and the events queued for it."""
 
-    def __init__(self, path: str) -> None:
-        self.path = path
+    __slots__ = ("paths", "queue")
+
+    def __init__(self, paths: Iterable[str]) -> None:
+        self.paths = frozenset(paths)
         self.queue: asyncio.Queue[bytes] = asyncio.Queue()
 
 
 class HandoffHub:
     def __init__(self, timeout: float = 2.0) -> None:
         self.timeout = timeout
+        # Indexed by path: an offer goes to the subscribers of its path only, and each gets it once.
         self._subscribers: dict[str, set[DocumentSubscriber]] = defaultdict(set)
         self._offers: dict[str, asyncio.Future[bool]] = {}
         self._seq = 0
         self.enabled = True  # switched off at shutdown: nobody is left to claim
 
-    def subscribe(self, path: str) -> DocumentSubscriber:
-        subscriber = DocumentSubscriber(path)
-        self._subscribers[path].add(subscriber)
+    def subscribe(self, paths: Iterable[str]) -> DocumentSubscriber:
+        subscriber = DocumentSubscriber(paths)
+        for path in subscriber.paths:
+            self._subscribers[path].add(subscriber)
         return subscriber
 
     def unsubscribe(self, subscriber: DocumentSubscriber) -> None:
-        subscribers = self._subscribers.get(subscriber.path)
-        if subscribers is not None:
-            subscribers.discard(subscriber)
-            if not subscribers:
-                del self._subscribers[subscriber.path]
+        """Idempotent: the handler calls it when the client goes away and when its loop ends."""
+        for path in subscriber.paths:
+            subscribers = self._subscribers.get(path)
+            if subscribers is not None:
+                subscribers.discard(subscriber)
+                if not subscribers:
+                    del self._subscribers[path]
 
     def has_subscribers(self, path: str) -> bool:
         return bool(self._subscribers.get(path))

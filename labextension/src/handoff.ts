@@ -2,31 +2,32 @@
  * Open-document hand-off (browser side).
  *
  * When a run that names a notebook ends, the server offers its turn to the documents that have
- * that notebook open (README, "Where conversations are stored"). For every notebook open in
- * JupyterLab -- whether or not the StreamChat panel is shown -- this module keeps one
- * subscription to `GET {baseUrl}streamchat/documents/events?path=<path>` (SSE). On a `turn`
- * event it claims the offer (`POST streamchat/documents/claim`) and, only if the claim is
- * accepted, merges the turn into the open document's `metadata.streamchat`. A document without
- * unsaved changes is saved right away; a dirty one keeps the turn until the user's next save.
- * The server then never writes the file under an open document, so JupyterLab never shows
- * "File Changed" and no unsaved edit is lost.
+ * that notebook open (README, "Where conversations are stored"). For all notebooks open in this
+ * JupyterLab page -- whether or not the StreamChat panel is shown -- this module keeps ONE
+ * subscription: `GET {baseUrl}streamchat/documents/events?path=<a>&path=<b>...` (SSE). On a
+ * `turn` event for one of them it claims the offer (`POST streamchat/documents/claim`) and, only
+ * if the claim is accepted, merges the turn into that open document's `metadata.streamchat`. A
+ * document without unsaved changes is saved right away; a dirty one keeps the turn until the
+ * user's next save. The server then never writes the file under an open document, so JupyterLab
+ * never shows "File Changed" and no unsaved edit is lost.
  *
- * Streams hold HTTP connections, of which a browser has only 6 per host (HTTP/1.1): at most
- * `HandoffLimits.streams` notebooks per page, the most recently active ones, and at most
- * `STREAM_SLOTS` for all tabs together (slots.ts) are subscribed; the others are "parked" and the
- * server writes their files as if they were not open.
+ * A stream holds an HTTP connection, of which a browser has only 6 per host (HTTP/1.1) for all its
+ * tabs: so one stream per page, whatever the number of notebooks, holding one of the origin's
+ * `STREAM_SLOTS` (slots.ts). When the set of open notebooks changes (open, close, rename), the page
+ * opens a stream for the new set and closes the old one once the new one is ready, so no offer
+ * finds the page without a subscriber meanwhile. If no slot is free, the documents are "parked"
+ * and the server writes their files as if they were not open.
  */
 
 import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
-import { URLExt } from '@jupyterlab/coreutils';
 import { DocumentRegistry } from '@jupyterlab/docregistry';
 import { INotebookModel, INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { Contents, ServerConnection } from '@jupyterlab/services';
-import { JSONExt, JSONObject, JSONValue, PartialJSONObject } from '@lumino/coreutils';
+import { JSONExt, JSONObject, JSONValue } from '@lumino/coreutils';
 
-import { requestAPI } from './api';
-import { tryAcquireStreamSlot } from './slots';
-import { SSEParser } from './sse';
+import { fetchAPI, requestAPI } from './api';
+import { ReleaseSlot, tryAcquireStreamSlot } from './slots';
+import { readSSE } from './sse';
 
 const PLUGIN_ID = 'jupyter-streamchat:handoff';
 
@@ -37,15 +38,18 @@ export const METADATA_KEY = 'streamchat';
 export const SCHEMA_VERSION = 1;
 
 /**
- * State of a notebook's hand-off, mirrored in `data-streamchat-handoff` on its panels.
+ * State of a notebook's hand-off, mirrored in `data-streamchat-handoff` on its panels (and, when
+ * `ready`, the subscribed path in `data-streamchat-handoff-path`).
  *
- * - `connecting`: subscribing (first time or after a path change);
- * - `ready`: subscribed, the server will offer this document the turns of its path;
- * - `retrying`: the stream ended or failed, waiting before reconnecting;
- * - `parked`: not subscribed because too many streams are open: more notebooks are open in this
- *   page than `HandoffLimits.streams` (the most recently active ones are subscribed), or all
- *   stream slots of the origin are taken (see slots.ts). The server writes a parked document's
- *   file, as if it was not open;
+ * - `connecting`: the page's stream is being (re)opened to include this document (first time,
+ *   or after the set of open notebooks changed, e.g. this one was opened or renamed);
+ * - `ready`: the page's stream includes this document's path: the server offers it its turns;
+ * - `retrying`: the stream ended or failed (or the server refused this path), waiting before
+ *   reconnecting;
+ * - `parked`: not subscribed because no stream slot of the origin is free (all taken by this and
+ *   other tabs, see slots.ts), or more than `MAX_STREAM_PATHS` notebooks are open in this page
+ *   (the most recently active ones are subscribed). The server writes a parked document's file,
+ *   as if it was not open;
  * - `off`: not subscribed (document not on the server's drive, read-only, or not loaded).
  */
 export type HandoffState = 'connecting' | 'ready' | 'retrying' | 'parked' | 'off';
@@ -79,6 +83,8 @@ export const HandoffTimings = {
   retryRefused: 300_000,
   /** Delay before trying again for a stream slot when all are taken (by this or other tabs). */
   slotRetry: 3_000,
+  /** Coalesce changes of the set of open notebooks (several opened at once) into one resubscription. */
+  debounce: 150,
   /**
    * A stream that received nothing (not even a `: ping`, sent every 15 s by default) for this
    * long is treated as dead (half-open TCP connection) and reconnected.
@@ -87,14 +93,10 @@ export const HandoffTimings = {
 };
 
 /**
- * Document streams per page: only the most recently active notebooks are subscribed. Each
- * subscription is a long-lived HTTP request, and also needs one of the origin's stream slots
- * (slots.ts): browsers allow only 6 HTTP/1.1 connections per host for all tabs together, and
- * JupyterLab hangs when streams hold them all.
+ * Paths one stream may name (the server's limit, `MAX_DOCUMENT_PATHS` in handlers.py): beyond it,
+ * the least recently active notebooks of the page are parked.
  */
-export const HandoffLimits = {
-  streams: 3
-};
+export const MAX_STREAM_PATHS = 64;
 
 // ---------------------------------------------------------------------------------------------
 // Metadata merge (mirrors jupyter_streamchat.persistence._schema.merged_streamchat)
@@ -175,27 +177,31 @@ export function parseOffer(data: string): ITurnOffer | null {
 
 type NotebookContext = DocumentRegistry.IContext<INotebookModel>;
 
-/** Thrown to end a stream attempt whose server answer will not change soon. */
-class RefusedError extends Error {}
-
 /**
- * The hand-off of one open notebook (one document context, shared by all its views):
- * one SSE subscription for the context's current path, for as long as the context lives.
+ * The hand-off of one open notebook (one document context, shared by all its views): it takes the
+ * offers that the page's stream (`HandoffManager`) receives for the context's current path, for as
+ * long as the context lives.
  */
 export class DocumentHandoff {
+  /**
+   * @param _onChange - called when the path to subscribe to may have changed (document loaded,
+   *   renamed); the manager then resubscribes the page's stream
+   */
   constructor(
     readonly context: NotebookContext,
     private readonly _contents: Contents.IManager,
-    private readonly _settings: ServerConnection.ISettings
+    private readonly _settings: ServerConnection.ISettings,
+    private readonly _onChange: () => void
   ) {
     context.pathChanged.connect(this._onPathChanged, this);
     context.saveState.connect(this._onSaveState, this);
     context.disposed.connect(this.dispose, this);
     context.model.contentChanged.connect(this._onContentChanged, this);
     context.ready
-      .then(() => this._run())
+      .then(() => this._onChange())
       .catch(error => {
-        this._setState('off');
+        this._failed = true;
+        this.setState('off');
         console.warn(`StreamChat: no open-document hand-off for ${context.path}`, error);
       });
   }
@@ -207,17 +213,6 @@ export class DocumentHandoff {
 
   get isDisposed(): boolean {
     return this._disposed;
-  }
-
-  /** Whether this document may hold a stream (see `HandoffLimits`); connects or parks at once. */
-  setEnabled(enabled: boolean): void {
-    if (enabled === this._enabled) {
-      return;
-    }
-    this._enabled = enabled;
-    this._restart = true;
-    this._abort?.abort();
-    this._wake();
   }
 
   /** Show the state on a view of this document, now and on every change. */
@@ -239,18 +234,20 @@ export class DocumentHandoff {
     this.context.saveState.disconnect(this._onSaveState, this);
     this.context.disposed.disconnect(this.dispose, this);
     this.context.model.contentChanged.disconnect(this._onContentChanged, this);
-    this._abort?.abort();
-    this._wake();
-    this._setState('off');
+    this.setState('off');
     this._panels.clear();
   }
 
   /**
-   * The server-relative path to subscribe to, or null if this document does not live on the
-   * server's own contents (another drive) or cannot be written (a save would fail).
+   * The server-relative path to subscribe to, or null if this document is not loaded (or closed),
+   * does not live on the server's own contents (another drive) or cannot be written (a save
+   * would fail).
    */
-  private _serverPath(): string | null {
+  serverPath(): string | null {
     const context = this.context;
+    if (this._disposed || this._failed || !context.isReady) {
+      return null;
+    }
     if (this._contents.driveName(context.path) !== '') {
       return null;
     }
@@ -260,140 +257,14 @@ export class DocumentHandoff {
     return context.localPath;
   }
 
-  /** Subscribe, and resubscribe (with backoff) until the document is closed. */
-  private async _run(): Promise<void> {
-    let failures = 0;
-    while (!this._disposed) {
-      if (!this._enabled) {
-        this._setState('parked');
-        await this._sleep(null); // until enabled again (or disposed)
-        failures = 0;
-        continue;
-      }
-      const path = this._serverPath();
-      if (path === null) {
-        this._setState('off');
-        await this._sleep(null); // until the path changes (e.g. renamed onto the server drive)
-        continue;
-      }
-      const releaseSlot = await tryAcquireStreamSlot();
-      if (releaseSlot === null) {
-        this._setState('parked');
-        await this._sleep(HandoffTimings.slotRetry * (0.8 + 0.4 * Math.random()));
-        continue;
-      }
-      if (this._disposed || !this._enabled || this._serverPath() !== path) {
-        releaseSlot();
-        continue;
-      }
-      this._setState(failures === 0 ? 'connecting' : 'retrying');
-      this._restart = false;
-      const abort = new AbortController();
-      this._abort = abort;
-      let delay: number;
-      try {
-        await this._stream(path, abort, () => {
-          failures = 0;
-          this._setState('ready', path);
-        });
-        delay = HandoffTimings.retryInitial; // the server ended the stream (e.g. restart)
-      } catch (error) {
-        if (error instanceof RefusedError) {
-          delay = HandoffTimings.retryRefused;
-          console.warn(`StreamChat: no open-document hand-off for ${path}: ${error.message}`);
-        } else {
-          delay = Math.min(HandoffTimings.retryMax, HandoffTimings.retryInitial * 2 ** failures);
-          if (!abort.signal.aborted) {
-            console.debug(`StreamChat: document stream for ${path} failed`, error);
-          }
-        }
-      } finally {
-        releaseSlot();
-        if (this._abort === abort) {
-          this._abort = null;
-        }
-      }
-      if (this._disposed) {
-        break;
-      }
-      if (abort.signal.aborted && this._restart) {
-        this._restart = false; // path changed or parked: act on it now
-        continue;
-      }
-      failures += 1;
-      this._setState('retrying');
-      await this._sleep(delay * (0.8 + 0.4 * Math.random()));
-    }
-  }
-
-  /** One subscription: resolves when the server ends the stream, rejects on failure. */
-  private async _stream(path: string, abort: AbortController, onReady: () => void): Promise<void> {
-    const url =
-      URLExt.join(this._settings.baseUrl, 'streamchat', 'documents', 'events') +
-      URLExt.objectToQueryString({ path } as PartialJSONObject);
-    const response = await ServerConnection.makeRequest(
-      url,
-      {
-        method: 'GET',
-        headers: { Accept: 'text/event-stream' },
-        cache: 'no-store',
-        signal: abort.signal
-      },
-      this._settings
-    );
-    if (!response.ok) {
-      void response.body?.cancel().catch(() => undefined);
-      const reason = `${response.status} ${response.statusText}`.trim();
-      if ([400, 403, 404].includes(response.status)) {
-        throw new RefusedError(reason);
-      }
-      throw new Error(reason);
-    }
-    if (response.body === null) {
-      throw new Error('the document stream has no body');
-    }
-    const reader = response.body.getReader();
-    const decoder = new TextDecoder();
-    const parser = new SSEParser();
-    let idle = 0;
-    const watchdog = (): void => {
-      window.clearTimeout(idle);
-      idle = window.setTimeout(() => abort.abort(), HandoffTimings.idleTimeout);
-    };
-    watchdog();
-    try {
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) {
-          return;
-        }
-        watchdog();
-        for (const message of parser.push(decoder.decode(value, { stream: true }))) {
-          if (message.event === 'ready') {
-            onReady();
-          } else if (message.event === 'turn') {
-            const offer = parseOffer(message.data);
-            if (offer === null) {
-              console.warn('StreamChat: ignoring a malformed turn offer', message.data);
-            } else {
-              void this._onOffer(offer, path);
-            }
-          }
-        }
-      }
-    } finally {
-      window.clearTimeout(idle);
-      void reader.cancel().catch(() => undefined);
-    }
-  }
-
   /**
    * Claim an offer at once (the server waits `handoff_timeout`, 2 s by default), then apply the
    * turn, but only if the claim was accepted: otherwise the server writes the file itself.
+   * `path` is the path the page's stream subscribed for this document.
    */
-  private async _onOffer(offer: ITurnOffer, path: string): Promise<void> {
+  async offer(offer: ITurnOffer, path: string): Promise<void> {
     // Never claim for a document that is gone or now lives elsewhere: the file must get it.
-    if (this._disposed || offer.path !== path || this._serverPath() !== path) {
+    if (this._disposed || offer.path !== path || this.serverPath() !== path) {
       return;
     }
     let reply: IClaimReply | undefined;
@@ -524,25 +395,14 @@ export class DocumentHandoff {
   }
 
   private _onPathChanged(): void {
-    this._restart = true;
-    this._abort?.abort();
-    this._wake();
-  }
-
-  /** Wait `ms` milliseconds (forever if null), or until the path changes or we are disposed. */
-  private _sleep(ms: number | null): Promise<void> {
-    return new Promise<void>(resolve => {
-      const timer = ms === null ? 0 : window.setTimeout(() => this._wake(), ms);
-      this._wake = () => {
-        this._wake = () => undefined;
-        window.clearTimeout(timer);
-        resolve();
-      };
-    });
+    this._onChange();
   }
 
   /** Record the state, and on the panels: `data-streamchat-handoff` and, when ready, the subscribed path. */
-  private _setState(state: HandoffState, path: string | null = null): void {
+  setState(state: HandoffState, path: string | null = null): void {
+    if (state === this._state && path === this._subscribedPath) {
+      return;
+    }
     this._state = state;
     this._subscribedPath = path;
     for (const panel of this._panels) {
@@ -561,11 +421,8 @@ export class DocumentHandoff {
 
   private _state: HandoffState = 'off';
   private _subscribedPath: string | null = null;
-  private _enabled = true;
   private _disposed = false;
-  private _abort: AbortController | null = null;
-  private _restart = false;
-  private _wake: () => void = () => undefined;
+  private _failed = false;
   private _panels = new Set<NotebookPanel>();
   private _saving = false;
   private _redirty = false;
@@ -576,11 +433,141 @@ export class DocumentHandoff {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Plugin
+// The page's stream
+
+/** How a stream ended (see `DocumentStream.done`). */
+type StreamEnd =
+  /** The server ended it (e.g. a restart), or the page aborted it. */
+  | { kind: 'ended' }
+  | { kind: 'failed'; error: unknown }
+  /**
+   * 400/403/404: asking again will not help soon (persistence off, a path outside the server's
+   * root). `path` is the one path the server refused, if it names one.
+   */
+  | { kind: 'refused'; reason: string; path: string | null };
 
 /**
- * The hand-offs of all open notebooks, one per document context. At most `HandoffLimits.streams`
- * of them hold a stream: the most recently active ones.
+ * One `GET streamchat/documents/events?path=…` stream for a set of paths. It holds a stream slot
+ * (slots.ts) until it ends, and never throws: `done` says how it ended.
+ */
+class DocumentStream {
+  constructor(
+    readonly paths: ReadonlySet<string>,
+    settings: ServerConnection.ISettings,
+    release: ReleaseSlot,
+    onOffer: (offer: ITurnOffer) => void
+  ) {
+    let opened: () => void = () => undefined;
+    const ready = new Promise<void>(resolve => (opened = resolve));
+    this.done = this._read(
+      settings,
+      () => {
+        this._ready = true;
+        opened();
+      },
+      onOffer
+    ).then(end => {
+      release();
+      this._ended = true;
+      return end;
+    });
+    this.settled = Promise.race([ready, this.done]);
+  }
+
+  /** Settles when the stream ended (after its slot was released). */
+  readonly done: Promise<StreamEnd>;
+
+  /** Settles when the server's `ready` arrived, or the stream ended before. */
+  readonly settled: Promise<unknown>;
+
+  /** Whether the server's `ready` arrived: from then on it offers this stream the turns of `paths`. */
+  get ready(): boolean {
+    return this._ready;
+  }
+
+  get ended(): boolean {
+    return this._ended;
+  }
+
+  abort(): void {
+    this._abort.abort();
+  }
+
+  private async _read(
+    settings: ServerConnection.ISettings,
+    onReady: () => void,
+    onOffer: (offer: ITurnOffer) => void
+  ): Promise<StreamEnd> {
+    const query = new URLSearchParams([...this.paths].map(path => ['path', path]));
+    try {
+      const response = await fetchAPI(
+        `documents/events?${query}`,
+        {
+          method: 'GET',
+          headers: { Accept: 'text/event-stream' },
+          cache: 'no-store',
+          signal: this._abort.signal
+        },
+        settings
+      );
+      if (!response.ok) {
+        const reason = `${response.status} ${response.statusText}`.trim();
+        if ([400, 403, 404].includes(response.status)) {
+          const body: unknown = await response.json().catch(() => null);
+          return {
+            kind: 'refused',
+            reason: isObject(body) && typeof body.message === 'string' ? body.message : reason,
+            path: isObject(body) && typeof body.path === 'string' ? body.path : null
+          };
+        }
+        void response.body?.cancel().catch(() => undefined);
+        return { kind: 'failed', error: new Error(reason) };
+      }
+      await readSSE(
+        response,
+        message => {
+          if (message.event === 'ready') {
+            onReady();
+          } else if (message.event === 'turn') {
+            const offer = parseOffer(message.data);
+            if (offer === null) {
+              console.warn('StreamChat: ignoring a malformed turn offer', message.data);
+            } else {
+              onOffer(offer);
+            }
+          }
+          return true;
+        },
+        HandoffTimings.idleTimeout
+      );
+      return { kind: 'ended' };
+    } catch (error) {
+      return this._abort.signal.aborted ? { kind: 'ended' } : { kind: 'failed', error };
+    }
+  }
+
+  private _abort = new AbortController();
+  private _ready = false;
+  private _ended = false;
+}
+
+function samePaths(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
+  return a.size === b.size && [...a].every(path => b.has(path));
+}
+
+/** `ms` give or take 20 %, so that tabs that failed together do not retry together. */
+function jitter(ms: number): number {
+  return ms * (0.8 + 0.4 * Math.random());
+}
+
+/**
+ * The hand-offs of all open notebooks of the page (one per document context) and the page's one
+ * stream for all their paths (at most `MAX_STREAM_PATHS`, the most recently active ones).
+ *
+ * The stream follows the set of paths: when it changes (a notebook opened, closed or renamed),
+ * a stream for the new set is opened, and the old one is closed only once the new one is ready,
+ * so that an offer always finds a subscriber. That takes a second slot for a moment; if none is
+ * free, the old stream is closed first.
  */
 export class HandoffManager {
   constructor(
@@ -598,6 +585,7 @@ export class HandoffManager {
     if (tracker.currentWidget !== null) {
       this.track(tracker.currentWidget);
     }
+    void this._run();
   }
 
   /** Start (or keep) the hand-off of a panel's document and make it the most recently active. */
@@ -605,26 +593,236 @@ export class HandoffManager {
     const context = panel.context;
     let handoff = this._handoffs.find(h => h.context === context);
     if (handoff === undefined) {
-      handoff = new DocumentHandoff(context, this._contents, this._settings);
+      handoff = new DocumentHandoff(context, this._contents, this._settings, () => this._changed());
       const created = handoff;
       context.disposed.connect(() => {
         this._handoffs = this._handoffs.filter(h => h !== created);
-        this._balance();
+        this._changed();
       });
     } else {
       this._handoffs = this._handoffs.filter(h => h !== handoff);
     }
     this._handoffs.unshift(handoff);
     handoff.addPanel(panel);
-    this._balance();
+    this._changed();
   }
 
-  private _balance(): void {
-    this._handoffs.forEach((handoff, index) => handoff.setEnabled(index < HandoffLimits.streams));
+  /** The paths the page's stream should name now: most recently active documents first. */
+  private _wantedPaths(): Set<string> {
+    const paths = new Set<string>();
+    for (const handoff of this._handoffs) {
+      const path = handoff.serverPath();
+      if (path !== null && !this._refused.has(path) && paths.size < MAX_STREAM_PATHS) {
+        paths.add(path);
+      }
+    }
+    return paths;
+  }
+
+  /** Keep one stream open for the wanted paths, for the life of the page. */
+  private async _run(): Promise<void> {
+    let failures = 0;
+    for (;;) {
+      const wanted = this._wantedPaths();
+      const live = this._live;
+      if (wanted.size === 0) {
+        // No notebook to subscribe for: hold no connection.
+        this._live = null;
+        live?.abort();
+        failures = 0;
+        this._phase = 'connecting';
+        this._showStates();
+        await this._wait();
+        continue;
+      }
+      if (live !== null && samePaths(live.paths, wanted)) {
+        this._showStates();
+        await this._wait(); // until the set changes, or the stream ends (see _onStreamEnd)
+        if (this._live === null) {
+          // The server ended it (e.g. a restart) or the connection broke: reconnect after a pause.
+          failures = 1;
+          this._phase = 'retrying';
+          this._showStates();
+          await this._wait(null, jitter(HandoffTimings.retryInitial));
+        }
+        continue;
+      }
+
+      // A stream for `wanted` is needed. It takes a slot of its own: the live stream keeps serving
+      // its paths until the new one is ready.
+      let release = await tryAcquireStreamSlot();
+      if (release === null && this._live !== null) {
+        // No second slot: close, then open. Offers in between find no subscriber (the server
+        // writes those files), but this page still gets its stream.
+        const old = this._live;
+        this._live = null;
+        old.abort();
+        this._showStates();
+        await old.done;
+        release = await tryAcquireStreamSlot();
+      }
+      if (release === null) {
+        this._phase = 'parked';
+        this._showStates();
+        await this._wait(null, jitter(HandoffTimings.slotRetry));
+        continue;
+      }
+      if (!samePaths(wanted, this._wantedPaths())) {
+        release(); // the set changed while we waited for the slot
+        continue;
+      }
+      this._phase = failures === 0 ? 'connecting' : 'retrying';
+      this._showStates();
+      const stream: DocumentStream = new DocumentStream(wanted, this._settings, release, offer =>
+        this._dispatch(stream, offer)
+      );
+      while (!stream.ready && !stream.ended && samePaths(wanted, this._wantedPaths())) {
+        await this._wait(stream.settled);
+      }
+      if (stream.ready) {
+        // The server now offers the new stream the turns of all wanted paths: the old one can go.
+        const old = this._live;
+        this._live = stream;
+        old?.abort();
+        void stream.done.then(() => this._onStreamEnd(stream));
+        failures = 0;
+        this._phase = 'connecting';
+        continue;
+      }
+      if (!stream.ended) {
+        // The set changed while it connected: start over with the new set.
+        stream.abort();
+        await stream.done;
+        continue;
+      }
+      const end = await stream.done;
+      if (end.kind === 'refused' && end.path !== null && wanted.has(end.path)) {
+        // One path the server will not serve (e.g. a symlink out of its root): leave it out for a
+        // while, and subscribe the others at once.
+        this._refuse(end.path, end.reason);
+        continue;
+      }
+      let delay: number;
+      if (end.kind === 'refused') {
+        console.warn(`StreamChat: no open-document hand-off for ${[...wanted].join(', ')}: ${end.reason}`);
+        delay = HandoffTimings.retryRefused;
+      } else {
+        if (end.kind === 'failed') {
+          console.debug('StreamChat: the document stream failed', end.error);
+        }
+        delay = Math.min(HandoffTimings.retryMax, HandoffTimings.retryInitial * 2 ** failures);
+      }
+      failures += 1;
+      this._phase = 'retrying';
+      this._showStates();
+      await this._wait(null, jitter(delay));
+    }
+  }
+
+  /** Hand an offer to the open documents of its path. */
+  private _dispatch(stream: DocumentStream, offer: ITurnOffer): void {
+    if (!stream.paths.has(offer.path)) {
+      return; // not a path this stream subscribed to: not ours to claim
+    }
+    for (const handoff of this._handoffs) {
+      if (handoff.serverPath() === offer.path) {
+        void handoff.offer(offer, offer.path);
+      }
+    }
+  }
+
+  private _onStreamEnd(stream: DocumentStream): void {
+    if (this._live === stream) {
+      // Ended without being replaced: the server ended it, or the connection broke.
+      this._live = null;
+      this._phase = 'retrying';
+      this._showStates();
+      this._wake();
+    }
+  }
+
+  /** Leave `path` out of the stream for `retryRefused` (then try it again). */
+  private _refuse(path: string, reason: string): void {
+    console.warn(`StreamChat: no open-document hand-off for ${path}: ${reason}`);
+    this._refused.add(path);
+    window.setTimeout(
+      () => {
+        this._refused.delete(path);
+        this._changed();
+      },
+      jitter(HandoffTimings.retryRefused)
+    );
+  }
+
+  /** The documents or a path changed: show it now, and resubscribe once changes pause. */
+  private _changed(): void {
+    this._showStates();
+    window.clearTimeout(this._debounce);
+    this._debounce = window.setTimeout(() => this._wake(), HandoffTimings.debounce);
+  }
+
+  /** Mirror on every document whether the live stream serves it, or why not. */
+  private _showStates(): void {
+    const served = this._live?.paths;
+    const wanted = this._wantedPaths();
+    for (const handoff of this._handoffs) {
+      const path = handoff.serverPath();
+      if (path === null) {
+        handoff.setState('off');
+      } else if (served?.has(path)) {
+        handoff.setState('ready', path);
+      } else if (this._refused.has(path)) {
+        handoff.setState('retrying');
+      } else if (!wanted.has(path)) {
+        handoff.setState('parked'); // beyond MAX_STREAM_PATHS
+      } else {
+        handoff.setState(this._phase);
+      }
+    }
+  }
+
+  /**
+   * Wait until `promise` settles, `ms` pass, or `_wake()` is called -- also if it was called while
+   * nobody waited, so that no change is missed between two waits.
+   */
+  private _wait(promise: Promise<unknown> | null = null, ms: number | null = null): Promise<void> {
+    if (this._woken) {
+      this._woken = false;
+      return Promise.resolve();
+    }
+    return new Promise<void>(resolve => {
+      const timer = ms === null ? 0 : window.setTimeout(() => done(), ms);
+      const done = (): void => {
+        if (this._resume === done) {
+          this._resume = null;
+          window.clearTimeout(timer);
+          resolve();
+        }
+      };
+      this._resume = done;
+      promise?.then(done, done);
+    });
+  }
+
+  private _wake(): void {
+    if (this._resume !== null) {
+      this._resume();
+    } else {
+      this._woken = true;
+    }
   }
 
   /** Most recently active first. */
   private _handoffs: DocumentHandoff[] = [];
+  /** The stream that serves the page (its `ready` arrived), if any. */
+  private _live: DocumentStream | null = null;
+  /** What documents not (yet) served by the live stream are waiting for. */
+  private _phase: 'connecting' | 'retrying' | 'parked' = 'connecting';
+  /** Paths the server refused: left out of the stream for a while. */
+  private _refused = new Set<string>();
+  private _debounce = 0;
+  private _resume: (() => void) | null = null;
+  private _woken = false;
 }
 
 export const handoffPlugin: JupyterFrontEndPlugin<void> = {

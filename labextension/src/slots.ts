@@ -11,8 +11,13 @@
  * slots are counted per page.
  */
 
-/** Streams the whole origin may keep open at once. */
-export const STREAM_SLOTS = 4;
+/**
+ * Streams the whole origin may keep open at once. The budget is the browser's 6 connections per
+ * host: one hand-off stream per tab (handoff.ts: one for all the notebooks the tab has open; two
+ * for a moment while it resubscribes), plus the side panel's streams (its chat stream, and one per
+ * compare pane, up to 4), and one connection always left for JupyterLab's own requests.
+ */
+export const STREAM_SLOTS = 5;
 
 /** Give a slot back (idempotent). */
 export type ReleaseSlot = () => void;
