@@ -258,6 +258,22 @@ def wait_recorded_once(page: Any, lab: LabProcess, path: str, run_ids: list[str]
     return {run: in_document[run][0] for run in run_ids}
 
 
+def shown_stop_button(page: Any, run_id: str, timeout: float = 10.0) -> Any:
+    """The composer's "Stop" button, which must show while the reply of ``run_id`` runs."""
+    stop = page.locator(PANEL).get_by_role("button", name="Stop", exact=True)
+    try:
+        stop.wait_for(state="visible", timeout=timeout * 1000)
+    except Exception as error:  # playwright's TimeoutError: say what the user sees instead
+        buttons = page.evaluate(
+            "sel => Array.from(document.querySelectorAll(sel)).map(b => b.textContent + (b.hidden ? ' (hidden)' : ''))",
+            f"{PANEL} button",
+        )
+        raise AssertionError(
+            f"no visible Stop button {timeout}s into a running reply ({reply_of(page, run_id)}); buttons: {buttons}"
+        ) from error
+    return stop
+
+
 def reload_lab(page: Any, path: str) -> None:
     """``page.reload()`` and wait until Lab is back with ``path`` open and loaded (as ``open_lab`` does)."""
     page.reload()
@@ -360,9 +376,12 @@ def test_stop_while_upstream_stalls_keeps_the_partial(
     wait_text(page, run_id, "".join(PARTIAL))
     assert reply_of(page, run_id)["status"] == "running"  # type: ignore[index]
 
+    # Then the panel offers "Stop" while the reply runs
+    stop = shown_stop_button(page, run_id)
+
     # When the user clicks Stop
     clicked_at = time.monotonic()
-    panel.get_by_role("button", name="Stop", exact=True).click()
+    stop.click()
 
     # Then the upstream sees its connection close at once, although it was silent
     closed_at = stalled.wait_closed(STOP_BOUND + 5)
@@ -436,14 +455,15 @@ def test_stop_works_on_a_reattached_run(lab: LabProcess, upstream_for_lab: FakeU
     stalled = upstream_for_lab.wait_for_request("reattach-stall", timeout=30)
     wait_text(page, run_id, "".join(PARTIAL))
     reload_lab(page, nb)
-    panel = open_panel(page)
+    open_panel(page)
     wait_text(page, run_id, "".join(PARTIAL), 30)
     assert reply_of(page, run_id)["status"] == "running"  # type: ignore[index]
     assert stalled.client_closed_at is None, "the reload must not stop a detached run"
 
     # When the user clicks Stop on the re-attached reply
+    stop = shown_stop_button(page, run_id)
     clicked_at = time.monotonic()
-    panel.get_by_role("button", name="Stop", exact=True).click()
+    stop.click()
 
     # Then the upstream call ends at once and the partial stays, marked stopped
     closed_at = stalled.wait_closed(STOP_BOUND + 5)
@@ -668,9 +688,14 @@ def test_run_started_from_a_cell_shows_live_in_the_panel(
     assert page.locator(PANEL).locator(".jp-StreamChat-prompt").last.text_content() == "Hello from a cell"
     # And the cell's own widget shows the same reply
     page.locator(".jp-Cell .jp-OutputArea").first.get_by_text(words[-1].strip()).wait_for(timeout=30_000)
-    # And the notebook records the run once
-    (_, turn) = wait_recorded_once(page, lab, nb, [run_id])[run_id]
-    assert turn["reply"]["content"] == "".join(words)
+    # And the notebook records the run once (running the cell left the document dirty: the turn goes out with
+    # the user's save)
+    wait_for(lambda: run_id in document_turns(page), 30, message="the turn in the open document")
+    page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+    wait_for(lambda: run_id in disk_turns(lab, nb), 20, message="the turn in the saved file")
+    assert len(document_turns(page)[run_id]) == len(disk_turns(lab, nb)[run_id]) == 1
+    assert disk_turns(lab, nb)[run_id][0][1]["reply"]["content"] == "".join(words)
+    assert dialogs_seen(page) == []
 
 
 def test_escape_stops_the_running_reply(lab: LabProcess, upstream_for_lab: FakeUpstream, page_for: Any) -> None:

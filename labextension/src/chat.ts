@@ -9,7 +9,7 @@ import { UUID } from '@lumino/coreutils';
 
 import { fetchAPI, requestAPI } from './api';
 import { IConversation, recordedConversations } from './notebook';
-import { IReplyContext, ReplyView, element } from './reply';
+import { IReplyContext, ReplyView, STREAM_BATCH, element } from './reply';
 import { IRunRecord } from './run';
 import { followRun, StreamRefusedError } from './sse';
 import { withStreamSlot } from './slots';
@@ -278,7 +278,7 @@ export class NotebookChat {
       await withStreamSlot(abort.signal, () =>
         followRun(
           (last, signal) =>
-            fetchAPI(`runs/${encodeURIComponent(runId)}/events`, {
+            fetchAPI(`runs/${encodeURIComponent(runId)}/events?${STREAM_BATCH}`, {
               headers: { Accept: 'text/event-stream', 'Last-Event-ID': String(last) },
               cache: 'no-store',
               signal

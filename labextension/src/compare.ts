@@ -9,7 +9,7 @@ import { UUID } from '@lumino/coreutils';
 
 import { fetchAPI, requestAPI, responseError } from './api';
 import { IModelInfo } from './models';
-import { IReplyContext, ReplyView, button, element } from './reply';
+import { IReplyContext, ReplyView, STREAM_BATCH, button, element } from './reply';
 import { IRunRecord } from './run';
 import { readRunStream } from './sse';
 import { withStreamSlot } from './slots';
@@ -150,7 +150,7 @@ export class CompareView {
         signal,
         async () => {
         pane.reply.setWaiting(false);
-        const response = await fetchAPI('stream', {
+        const response = await fetchAPI(`stream?${STREAM_BATCH}`, {
           method: 'POST',
           body,
           headers: { Accept: 'text/event-stream' },

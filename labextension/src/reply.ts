@@ -21,6 +21,16 @@ export interface IReplyContext {
   insertCode(code: string): void;
 }
 
+/** Least time between two renders of a streaming reply (ms). */
+export const RENDER_INTERVAL = 50;
+
+/**
+ * `?batch=` for the panel's streams: the server writes at most every this many seconds, several
+ * events per write. A reply renders at most every `RENDER_INTERVAL` anyway, and one network read
+ * per token (200/s) would cost the page more than the rendering.
+ */
+export const STREAM_BATCH = `batch=${RENDER_INTERVAL / 1000}`;
+
 const STATUS_TEXT: Record<RunStatus, string> = {
   running: 'streaming',
   completed: 'completed',
@@ -145,6 +155,8 @@ export class ReplyView {
       cancelAnimationFrame(this._frame);
       this._frame = 0;
     }
+    window.clearTimeout(this._timer);
+    this._timer = 0;
     this._render();
   }
 
@@ -152,17 +164,32 @@ export class ReplyView {
     if (this._frame !== 0) {
       cancelAnimationFrame(this._frame);
     }
+    window.clearTimeout(this._timer);
     this._disposed = true;
     this.node.remove();
   }
 
+  /**
+   * Render on the next animation frame, but at most every `RENDER_INTERVAL` ms: each render costs
+   * the browser a style, layout and paint pass, and 20 updates per second already read as smooth.
+   */
   private _schedule(): void {
-    if (this._frame === 0 && !this._disposed) {
-      this._frame = requestAnimationFrame(() => {
-        this._frame = 0;
-        this._render();
-      });
+    if (this._frame !== 0 || this._timer !== 0 || this._disposed) {
+      return;
     }
+    const wait = this._lastRender + RENDER_INTERVAL - performance.now();
+    if (wait > 0 && !this.state.finished) {
+      this._timer = window.setTimeout(() => {
+        this._timer = 0;
+        this._schedule();
+      }, wait);
+      return;
+    }
+    this._frame = requestAnimationFrame(() => {
+      this._frame = 0;
+      this._lastRender = performance.now();
+      this._render();
+    });
   }
 
   private _render(): void {
@@ -192,10 +219,11 @@ export class ReplyView {
 
   private _renderText(): void {
     const state = this.state;
-    if (state.text === this._shownText && state.finished === this._shownFinished) {
+    if (state.text === this._shownText && state.finished === this._shownFinished && !this._tailStale) {
       return;
     }
     this._shownText = state.text;
+    this._tailStale = false;
     this._shownFinished = state.finished;
     const split = state.finished
       ? { ...this._blocks.finish(state.text), tail: null }
@@ -260,7 +288,8 @@ export class ReplyView {
         this._tailShown = source;
       }
       if (this._tailWanted !== null && this._tailWanted !== this._tailShown) {
-        requestAnimationFrame(() => this._pumpTail());
+        this._tailStale = true; // the next render pumps the latest tail
+        this._schedule();
       }
     });
   }
@@ -322,9 +351,12 @@ export class ReplyView {
   private _reasoningText: HTMLElement;
   private _errorNode: HTMLElement;
   private _shownText = '';
+  private _tailStale = false;
   private _shownFinished = false;
   private _shownReasoning = '';
   private _frame = 0;
+  private _timer = 0;
+  private _lastRender = -Infinity;
   private _disposed = false;
 }
 
