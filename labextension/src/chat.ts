@@ -131,6 +131,7 @@ export class NotebookChat {
         body: JSON.stringify(body)
       });
       this._key(entry, started.id);
+      this._changed(); // a running reply: Stop shows
       void this._follow(entry);
     } catch (error) {
       entry.reply.markEnded('failed', { code: 'request_failed', message: messageOf(error) });
@@ -149,14 +150,15 @@ export class NotebookChat {
   /** Show (and follow) runs of this notebook that are running on the server: after a reload, or from cells. */
   async attachRunning(): Promise<void> {
     const path = this.path;
-    if (path === null || this._disposed) {
+    // While a send waits for its run id, a listed run may be that one: look again next time.
+    if (path === null || this._disposed || this._pending.size > 0) {
       return;
     }
     const query = `runs?status=running&notebook=${encodeURIComponent(path)}`;
     const { runs } = await requestAPI<{ runs: IRunRecord[] }>(query);
     let added: IEntry | null = null;
     for (const record of runs.reverse()) {
-      if (this._entries.has(record.id) || this._disposed) {
+      if (this._entries.has(record.id) || this._disposed || this._pending.size > 0) {
         continue;
       }
       const entry = this._add(record.conversation ?? 'default', record.created, record.prompt ?? '', record.id);

@@ -46,7 +46,9 @@ export class CompareView {
     this._panes = element('div', 'jp-StreamChat-panes');
     this._summary = element('div', 'jp-StreamChat-summary');
     this._summary.hidden = true;
-    this.node.append(this._pickers, this._addButton, this._panes, this._summary);
+    const results = element('div', 'jp-StreamChat-results');
+    results.append(this._panes, this._summary);
+    this.node.append(this._pickers, this._addButton, results);
   }
 
   onChange: (() => void) | null = null;
