@@ -147,12 +147,17 @@ def measure(bench: Bench, model: str, chunks: list[str], pace: float, workdir: P
                 started_ms = page.evaluate("() => performance.now()")
                 busy0, t0 = task_seconds(), time.monotonic()
                 panel.get_by_role("button", name="Send").click()
-                reply = panel.locator("article.jp-StreamChat-reply").last
+                # Polled with a plain querySelector: Playwright's own selector engine walks Lab's whole DOM
+                # (~10 ms a query at the end of a long reply), which would count as the page's work.
                 wait_for(
-                    lambda: reply.get_attribute("data-status") not in (None, "running"),
+                    lambda: page.evaluate(
+                        "() => !!document.querySelector("
+                        "'#jp-StreamChat-panel article.jp-StreamChat-reply[data-status]:not([data-status=running])')"
+                    ),
                     timeout=len(chunks) * pace * 3 + 60,
-                    interval=0.5,
+                    interval=1.0,
                 )
+                reply = panel.locator("article.jp-StreamChat-reply").last
                 wall = time.monotonic() - t0
                 busy = task_seconds() - busy0
                 ended_ms = page.evaluate("() => performance.now()")

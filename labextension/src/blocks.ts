@@ -43,7 +43,13 @@ export class MarkdownBlocks {
    */
   update(text: string): ISplit & { reset: boolean } {
     let reset = false;
-    if (!text.startsWith(this._text.slice(0, this._scanned))) {
+    // Replies only grow, so a full prefix comparison (O(length) per update) is not needed: the
+    // scanned length and its last characters tell a replaced text apart.
+    const from = Math.max(0, this._scanned - 64);
+    if (
+      text.length < this._scanned ||
+      text.slice(from, this._scanned) !== this._text.slice(from, this._scanned)
+    ) {
       this._clear();
       reset = true;
     }
