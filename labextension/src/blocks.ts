@@ -117,7 +117,10 @@ export class MarkdownBlocks {
     if (this._fence === null) {
       return { source, fence: null };
     }
-    return { source, fence: { info: this._fence.info, code: this._text.slice(this._fence.codeStart) } };
+    return {
+      source,
+      fence: { info: this._fence.info, code: this._text.slice(this._fence.codeStart) }
+    };
   }
 
   private _clear(): void {

@@ -413,7 +413,9 @@ export class DocumentHandoff {
     }
     if (this._disposed) {
       // Closed between the claim and its answer (milliseconds): nothing can hold the turn now.
-      console.error(`StreamChat: ${path} was closed before turn ${offer.turn.run} could be applied`);
+      console.error(
+        `StreamChat: ${path} was closed before turn ${offer.turn.run} could be applied`
+      );
       return;
     }
     this._apply(offer);
@@ -493,7 +495,12 @@ export class DocumentHandoff {
       return false;
     }
     const disk = await this._contents.get(this.context.path, { content: false, hash: true });
-    if (known.hash !== undefined && known.hash !== null && disk.hash !== undefined && disk.hash !== null) {
+    if (
+      known.hash !== undefined &&
+      known.hash !== null &&
+      disk.hash !== undefined &&
+      disk.hash !== null
+    ) {
       return known.hash !== disk.hash;
     }
     if (!known.last_modified || !disk.last_modified) {

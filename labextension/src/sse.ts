@@ -6,7 +6,6 @@
  * HTTP server.
  */
 
-
 /** One dispatched server-sent event. */
 export interface ISSEMessage {
   event: string;
@@ -85,7 +84,6 @@ export class SSEParser {
   private _data: string[] = [];
   private _id: string | null = null;
 }
-
 
 /** One event of a run's stream, with its JSON data decoded. */
 export interface IRunEvent {
