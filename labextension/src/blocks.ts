@@ -66,6 +66,11 @@ export class MarkdownBlocks {
    */
   finish(text: string): { sealed: string[]; reset: boolean } {
     const { sealed, reset } = this.update(text);
+    // The end of the text ends its last line: a closing fence without a newline closes the fence
+    // (else a second closing fence would be added below, opening an empty code block).
+    if (this._scanned < text.length) {
+      this._line(this._scanned, text.length, sealed);
+    }
     const rest = text.slice(this._blockStart);
     if (rest.trim() !== '') {
       const newline = rest.endsWith('\n') ? '' : '\n';
