@@ -72,6 +72,11 @@ export class MarkdownBlocks {
    */
   finish(text: string): { sealed: string[]; reset: boolean } {
     const { sealed, reset } = this.update(text);
+    // The end of the text ends its last line: a closing fence without a newline closes the fence
+    // (else a second closing fence would be added below, opening an empty code block).
+    if (this._scanned < text.length) {
+      this._line(this._scanned, text.length, sealed);
+    }
     const rest = text.slice(this._blockStart);
     if (rest.trim() !== '') {
       const newline = rest.endsWith('\n') ? '' : '\n';
@@ -123,7 +128,10 @@ export class MarkdownBlocks {
     if (this._fence === null) {
       return { source, fence: null };
     }
-    return { source, fence: { info: this._fence.info, code: this._text.slice(this._fence.codeStart) } };
+    return {
+      source,
+      fence: { info: this._fence.info, code: this._text.slice(this._fence.codeStart) }
+    };
   }
 
   private _clear(): void {

@@ -125,7 +125,12 @@ export class NotebookChat {
     this._stickToBottom = true;
     this.refresh();
     try {
-      const body = { model, prompt, conversation: entry.conversation, notebook: this.path ?? undefined };
+      const body = {
+        model,
+        prompt,
+        conversation: entry.conversation,
+        notebook: this.path ?? undefined
+      };
       const started = await requestAPI<{ id: string }>('runs', {
         method: 'POST',
         body: JSON.stringify(body)
@@ -161,7 +166,12 @@ export class NotebookChat {
       if (this._entries.has(record.id) || this._disposed || this._pending.size > 0) {
         continue;
       }
-      const entry = this._add(record.conversation ?? 'default', record.created, record.prompt ?? '', record.id);
+      const entry = this._add(
+        record.conversation ?? 'default',
+        record.created,
+        record.prompt ?? '',
+        record.id
+      );
       entry.reply.applyRecord(record);
       void this._follow(entry);
       added = entry;
@@ -238,7 +248,12 @@ export class NotebookChat {
     this.node.remove();
   }
 
-  private _add(conversation: string, created: string, prompt: string, runId: string | null): IEntry {
+  private _add(
+    conversation: string,
+    created: string,
+    prompt: string,
+    runId: string | null
+  ): IEntry {
     const reply = new ReplyView(this._context);
     const node = element('div', 'jp-StreamChat-turn');
     if (prompt) {
@@ -253,7 +268,15 @@ export class NotebookChat {
         this._changed();
       }
     };
-    const entry: IEntry = { conversation, created, prompt, reply, node, abort: null, stopWanted: false };
+    const entry: IEntry = {
+      conversation,
+      created,
+      prompt,
+      reply,
+      node,
+      abort: null,
+      stopWanted: false
+    };
     if (runId === null) {
       this._pending.add(entry);
     } else {
@@ -277,17 +300,19 @@ export class NotebookChat {
       void this._stop(entry);
     }
     try {
-      await withStreamSlot(abort.signal, () =>
-        followRun(
-          (last, signal) =>
-            fetchAPI(`runs/${encodeURIComponent(runId)}/events?${STREAM_BATCH}`, {
-              headers: { Accept: 'text/event-stream', 'Last-Event-ID': String(last) },
-              cache: 'no-store',
-              signal
-            }),
-          event => entry.reply.apply(event),
-          abort.signal
-        ),
+      await withStreamSlot(
+        abort.signal,
+        () =>
+          followRun(
+            (last, signal) =>
+              fetchAPI(`runs/${encodeURIComponent(runId)}/events?${STREAM_BATCH}`, {
+                headers: { Accept: 'text/event-stream', 'Last-Event-ID': String(last) },
+                cache: 'no-store',
+                signal
+              }),
+            event => entry.reply.apply(event),
+            abort.signal
+          ),
         () => entry.reply.setWaiting(true)
       );
     } catch (error) {

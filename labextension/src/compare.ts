@@ -40,7 +40,9 @@ export class CompareView {
     this.node.setAttribute('aria-label', 'Compare models');
     this._pickers = element('div', 'jp-StreamChat-pickers');
     this._addButton = button('Add model', 'Compare one more model (up to 4)', () => {
-      this._addPicker(this._models[this._pickerSelects.length % Math.max(1, this._models.length)]?.id);
+      this._addPicker(
+        this._models[this._pickerSelects.length % Math.max(1, this._models.length)]?.id
+      );
       this._changed();
     });
     this._panes = element('div', 'jp-StreamChat-panes');
@@ -151,19 +153,22 @@ export class CompareView {
       await withStreamSlot(
         signal,
         async () => {
-        pane.reply.setWaiting(false);
-        const response = await fetchAPI(`stream?${STREAM_BATCH}`, {
-          method: 'POST',
-          body,
-          headers: { Accept: 'text/event-stream' },
-          cache: 'no-store',
-          signal
-        });
-        if (!response.ok) {
-          pane.reply.markEnded('failed', { code: `http_${response.status}`, message: await responseError(response) });
-          return;
-        }
-        await readRunStream(response, event => pane.reply.apply(event));
+          pane.reply.setWaiting(false);
+          const response = await fetchAPI(`stream?${STREAM_BATCH}`, {
+            method: 'POST',
+            body,
+            headers: { Accept: 'text/event-stream' },
+            cache: 'no-store',
+            signal
+          });
+          if (!response.ok) {
+            pane.reply.markEnded('failed', {
+              code: `http_${response.status}`,
+              message: await responseError(response)
+            });
+            return;
+          }
+          await readRunStream(response, event => pane.reply.apply(event));
         },
         () => pane.reply.setWaiting(true)
       );

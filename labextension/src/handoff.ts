@@ -284,7 +284,9 @@ export class DocumentHandoff {
     }
     if (this._disposed) {
       // Closed between the claim and its answer (milliseconds): nothing can hold the turn now.
-      console.error(`StreamChat: ${path} was closed before turn ${offer.turn.run} could be applied`);
+      console.error(
+        `StreamChat: ${path} was closed before turn ${offer.turn.run} could be applied`
+      );
       return;
     }
     this._apply(offer);
@@ -364,7 +366,12 @@ export class DocumentHandoff {
       return false;
     }
     const disk = await this._contents.get(this.context.path, { content: false, hash: true });
-    if (known.hash !== undefined && known.hash !== null && disk.hash !== undefined && disk.hash !== null) {
+    if (
+      known.hash !== undefined &&
+      known.hash !== null &&
+      disk.hash !== undefined &&
+      disk.hash !== null
+    ) {
       return known.hash !== disk.hash;
     }
     if (!known.last_modified || !disk.last_modified) {
@@ -704,7 +711,9 @@ export class HandoffManager {
       }
       let delay: number;
       if (end.kind === 'refused') {
-        console.warn(`StreamChat: no open-document hand-off for ${[...wanted].join(', ')}: ${end.reason}`);
+        console.warn(
+          `StreamChat: no open-document hand-off for ${[...wanted].join(', ')}: ${end.reason}`
+        );
         delay = HandoffTimings.retryRefused;
       } else {
         if (end.kind === 'failed') {
@@ -745,13 +754,10 @@ export class HandoffManager {
   private _refuse(path: string, reason: string): void {
     console.warn(`StreamChat: no open-document hand-off for ${path}: ${reason}`);
     this._refused.add(path);
-    window.setTimeout(
-      () => {
-        this._refused.delete(path);
-        this._changed();
-      },
-      jitter(HandoffTimings.retryRefused)
-    );
+    window.setTimeout(() => {
+      this._refused.delete(path);
+      this._changed();
+    }, jitter(HandoffTimings.retryRefused));
   }
 
   /** The documents or a path changed: show it now, and resubscribe once changes pause. */

@@ -17,7 +17,8 @@ const OPEN_COMMAND = 'streamchat:open';
 
 const panelPlugin: JupyterFrontEndPlugin<void> = {
   id: PLUGIN_ID,
-  description: 'The Stream Chat side panel: chat about the active notebook, Stop, re-attach, compare.',
+  description:
+    'The Stream Chat side panel: chat about the active notebook, Stop, re-attach, compare.',
   autoStart: true,
   requires: [INotebookTracker, IRenderMimeRegistry],
   optional: [ILayoutRestorer, ICommandPalette, ISettingRegistry],
@@ -44,7 +45,8 @@ const panelPlugin: JupyterFrontEndPlugin<void> = {
       void settingRegistry
         .load(PLUGIN_ID)
         .then(settings => {
-          const apply = (): void => panel.configure(settings.composite as unknown as IPanelSettings);
+          const apply = (): void =>
+            panel.configure(settings.composite as unknown as IPanelSettings);
           settings.changed.connect(apply);
           apply();
         })

@@ -33,7 +33,8 @@ export interface IConversation {
 /** The conversations recorded in a notebook, most recently active first. */
 export function recordedConversations(panel: NotebookPanel): IConversation[] {
   const section = panel.context.model.getMetadata(METADATA_KEY) as unknown;
-  const conversations = isObject(section) && isObject(section.conversations) ? section.conversations : {};
+  const conversations =
+    isObject(section) && isObject(section.conversations) ? section.conversations : {};
   const result: IConversation[] = [];
   for (const [id, value] of Object.entries(conversations)) {
     const turns = isObject(value) && Array.isArray(value.turns) ? value.turns : [];
@@ -68,7 +69,11 @@ function parseTurn(value: unknown): IRecordedTurn | null {
 }
 
 /** Insert a new cell below the active cell (at the end if none) holding `source`. */
-export function insertCellBelow(panel: NotebookPanel, source: string, type: 'code' | 'markdown'): void {
+export function insertCellBelow(
+  panel: NotebookPanel,
+  source: string,
+  type: 'code' | 'markdown'
+): void {
   const notebook = panel.content;
   if (notebook.widgets.length === 0) {
     NotebookActions.insertBelow(notebook);
@@ -120,12 +125,16 @@ function errorOutput(model: ICodeCellModel): string {
     if (output.output_type === 'error') {
       const traceback = Array.isArray(output.traceback) ? output.traceback.join('\n') : '';
       // Tracebacks carry terminal colours: the model needs the words only.
-      const plain = traceback.replace(/\u001b\[[0-9;]*[A-Za-z]/g, '');
+      const plain = traceback.replace(ANSI_ESCAPE, '');
       return plain || `${String(output.ename)}: ${String(output.evalue)}`;
     }
   }
   return '';
 }
+
+// The ESC control character is the point of this pattern.
+// eslint-disable-next-line no-control-regex
+const ANSI_ESCAPE = /\u001b\[[0-9;]*[A-Za-z]/g;
 
 function languageOf(panel: NotebookPanel): string {
   const info = panel.context.model.getMetadata('language_info') as unknown;

@@ -50,14 +50,20 @@ export class StreamChatPanel extends Widget {
 
     // Header: mode, conversation, model.
     const modes = element('div', 'jp-StreamChat-modes');
-    this._chatButton = button('Chat', 'Chat with one model about the notebook', () => this.setMode('chat'));
+    this._chatButton = button('Chat', 'Chat with one model about the notebook', () =>
+      this.setMode('chat')
+    );
     this._compareButton = button('Compare', 'Send one prompt to several models side by side', () =>
       this.setMode('compare')
     );
-    this._newButton = button('New conversation', 'Start a new conversation in this notebook', () => {
-      this._chat.newConversation();
-      this._textarea.focus();
-    });
+    this._newButton = button(
+      'New conversation',
+      'Start a new conversation in this notebook',
+      () => {
+        this._chat.newConversation();
+        this._textarea.focus();
+      }
+    );
     modes.append(this._chatButton, this._compareButton, this._newButton);
 
     this._where = element('div', 'jp-StreamChat-where');
@@ -88,10 +94,14 @@ export class StreamChatPanel extends Widget {
     this._replyContext = replyContext;
 
     // Composer: context chip, message, Send / Stop.
-    this._contextButton = button('Include active cell', 'Add the active cell (or its selection) to the message', () => {
-      this._includeContext = !this._includeContext;
-      this._update();
-    });
+    this._contextButton = button(
+      'Include active cell',
+      'Add the active cell (or its selection) to the message',
+      () => {
+        this._includeContext = !this._includeContext;
+        this._update();
+      }
+    );
     this._contextPreview = element('pre', 'jp-StreamChat-contextPreview');
     this._contextPreview.setAttribute('aria-label', 'Context');
     this._textarea = document.createElement('textarea');
@@ -107,7 +117,11 @@ export class StreamChatPanel extends Widget {
     });
     this._textarea.addEventListener('input', () => this._update());
     this._sendButton = button('Send', 'Send the message (Enter)', () => void this.send());
-    this._stopButton = button('Stop', 'Stop the reply; the partial reply is kept (Escape)', () => void this.stop());
+    this._stopButton = button(
+      'Stop',
+      'Stop the reply; the partial reply is kept (Escape)',
+      () => void this.stop()
+    );
     this._stopAllButton = button('Stop all', 'Stop every pane (Escape)', () => void this.stop());
     const actions = element('div', 'jp-StreamChat-composerActions');
     actions.append(this._contextButton, this._sendButton, this._stopButton, this._stopAllButton);
@@ -146,7 +160,12 @@ export class StreamChatPanel extends Widget {
   configure(settings: IPanelSettings): void {
     this._settings = settings;
     if (this._models.length > 0) {
-      fillModelSelect(this._modelSelect, this._models, settings.defaultModel || this._serverDefault, true);
+      fillModelSelect(
+        this._modelSelect,
+        this._models,
+        settings.defaultModel || this._serverDefault,
+        true
+      );
       this._compare.setModels(this._models, settings.compareModels);
     }
   }
@@ -157,7 +176,11 @@ export class StreamChatPanel extends Widget {
       const { models, default: serverDefault } = await loadModels();
       this._models = models;
       this._serverDefault = serverDefault ?? null;
-      fillModelSelect(this._modelSelect, models, this._settings.defaultModel || this._serverDefault);
+      fillModelSelect(
+        this._modelSelect,
+        models,
+        this._settings.defaultModel || this._serverDefault
+      );
       this._compare.setModels(models, this._settings.compareModels);
       this._setStatus(models.length === 0 ? 'No models are configured on the server.' : '');
     } catch (error) {
@@ -273,9 +296,11 @@ export class StreamChatPanel extends Widget {
     this._newButton.hidden = compare;
 
     const path = this._chat.path;
-    this._where.textContent = path === null ? 'No notebook: replies are not saved' : `Notebook: ${path}`;
+    this._where.textContent =
+      path === null ? 'No notebook: replies are not saved' : `Notebook: ${path}`;
     const conversations = this._chat.conversations();
-    const signature = conversations.map(c => `${c.id}\u0000${c.label}`).join('\u0001') + this._chat.conversation;
+    const signature =
+      conversations.map(c => `${c.id}\u0000${c.label}`).join('\u0001') + this._chat.conversation;
     if (signature !== this._conversationSignature) {
       this._conversationSignature = signature;
       this._conversationSelect.replaceChildren(

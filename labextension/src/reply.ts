@@ -135,7 +135,9 @@ export class ReplyView {
   /** Say that the reply waits for a free connection (the browser allows only a few streams). */
   setWaiting(waiting: boolean): void {
     if (!this.state.finished) {
-      this._statusNode.textContent = waiting ? 'waiting for a free connection' : STATUS_TEXT.running;
+      this._statusNode.textContent = waiting
+        ? 'waiting for a free connection'
+        : STATUS_TEXT.running;
     }
   }
 
@@ -219,7 +221,11 @@ export class ReplyView {
 
   private _renderText(): void {
     const state = this.state;
-    if (state.text === this._shownText && state.finished === this._shownFinished && !this._tailStale) {
+    if (
+      state.text === this._shownText &&
+      state.finished === this._shownFinished &&
+      !this._tailStale
+    ) {
       return;
     }
     this._shownText = state.text;
@@ -305,7 +311,7 @@ export class ReplyView {
       linkHandler: rendermime.linkHandler,
       shouldTypeset: true,
       latexTypesetter: rendermime.latexTypesetter,
-      markdownParser: rendermime.markdownParser,
+      markdownParser: rendermime.markdownParser
     }).catch(error => {
       host.textContent = source;
       console.warn('StreamChat: could not render Markdown', error);
@@ -322,8 +328,10 @@ export class ReplyView {
         copy.textContent = 'Copied';
         setTimeout(() => (copy.textContent = 'Copy'), 1500);
       });
-      const insert = button('Insert cell', 'Insert this code as a new cell below the active cell', () =>
-        this._context.insertCode(code)
+      const insert = button(
+        'Insert cell',
+        'Insert this code as a new cell below the active cell',
+        () => this._context.insertCode(code)
       );
       bar.append(copy, insert);
       const wrapper = element('div', 'jp-StreamChat-code');

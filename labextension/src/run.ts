@@ -7,7 +7,12 @@ import type { IRunEvent } from './sse';
 
 export type RunStatus = 'running' | 'completed' | 'stopped' | 'failed' | 'interrupted';
 
-export const TERMINAL_STATUSES: readonly RunStatus[] = ['completed', 'stopped', 'failed', 'interrupted'];
+export const TERMINAL_STATUSES: readonly RunStatus[] = [
+  'completed',
+  'stopped',
+  'failed',
+  'interrupted'
+];
 
 export interface IRunError {
   code: string;
@@ -111,7 +116,9 @@ export class RunState {
 
   /** Seconds from the request to the first token, or null before it. */
   get timeToFirstToken(): number | null {
-    return this.firstTokenAt === null ? null : Math.max(0, (this.firstTokenAt - this.startedAt) / 1000);
+    return this.firstTokenAt === null
+      ? null
+      : Math.max(0, (this.firstTokenAt - this.startedAt) / 1000);
   }
 
   get outputTokens(): number {

@@ -6,7 +6,6 @@
  * HTTP server.
  */
 
-
 /** One dispatched server-sent event. */
 export interface ISSEMessage {
   event: string;
@@ -23,21 +22,23 @@ export class SSEParser {
   /** Feed decoded text; returns the events completed by it, in order. */
   push(text: string): ISSEMessage[] {
     const messages: ISSEMessage[] = [];
-    let buffer = this._buffer + text;
-    // A CR at the very end may be the first half of a CRLF split across chunks: keep it.
+    if (text === '') {
+      return messages;
+    }
+    // A CR that ended the previous chunk ended its line at once (the event it completes must not
+    // wait for the next byte); an LF right after it is the second half of that CRLF.
+    if (this._afterCR && text.startsWith('\n')) {
+      text = text.slice(1);
+    }
+    const buffer = this._buffer + text;
+    this._afterCR = buffer.endsWith('\r');
+    const lineEnd = /\r\n|\r|\n/g;
     let start = 0;
-    for (;;) {
-      const match = /\r\n|\r|\n/g;
-      match.lastIndex = start;
-      const found = match.exec(buffer);
-      if (found === null || (found[0] === '\r' && found.index === buffer.length - 1)) {
-        break;
-      }
+    for (let found = lineEnd.exec(buffer); found !== null; found = lineEnd.exec(buffer)) {
       this._line(buffer.slice(start, found.index), messages);
       start = found.index + found[0].length;
     }
-    buffer = buffer.slice(start);
-    this._buffer = buffer;
+    this._buffer = buffer.slice(start);
     return messages;
   }
 
@@ -81,11 +82,11 @@ export class SSEParser {
   }
 
   private _buffer = '';
+  private _afterCR = false;
   private _event = '';
   private _data: string[] = [];
   private _id: string | null = null;
 }
-
 
 /** One event of a run's stream, with its JSON data decoded. */
 export interface IRunEvent {
@@ -254,7 +255,7 @@ export async function followRun(
       break;
     }
     failures = progressed ? 1 : failures + 1;
-    if (failures > maxFailures) {
+    if (failures >= maxFailures) {
       throw new Error(`the run's event stream failed ${maxFailures} times in a row`);
     }
     await sleep(retryDelays[Math.min(failures, retryDelays.length) - 1], signal);
