@@ -342,8 +342,9 @@ export class NotebookChat {
   }
 
   private _scroll(): void {
-    if (this._stickToBottom) {
-      this.node.scrollTop = this.node.scrollHeight;
+    const node = this.node;
+    if (this._stickToBottom && node.scrollHeight - node.clientHeight > node.scrollTop + 1) {
+      node.scrollTop = node.scrollHeight;
     }
   }
 

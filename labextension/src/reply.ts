@@ -24,6 +24,9 @@ export interface IReplyContext {
 /** Least time between two renders of a streaming reply (ms). */
 export const RENDER_INTERVAL = 50;
 
+/** Least time between two updates of a streaming reply's stats line (ms). */
+const STATS_INTERVAL = 500;
+
 /**
  * `?batch=` for the panel's streams: the server writes at most every this many seconds, several
  * events per write. A reply renders at most every `RENDER_INTERVAL` anyway, and one network read
@@ -203,7 +206,12 @@ export class ReplyView {
     this.node.dataset.status = state.status;
     this.node.setAttribute('aria-busy', String(!state.finished));
     this._statusNode.textContent = STATUS_TEXT[state.status] ?? state.status;
-    this._statsNode.textContent = state.statsLine();
+    // Stats change every render; showing them twice a second is enough and saves layout work.
+    const now = performance.now();
+    if (state.finished || now - this._statsShownAt >= STATS_INTERVAL) {
+      this._statsShownAt = now;
+      this._statsNode.textContent = state.statsLine();
+    }
 
     if (state.reasoning !== this._shownReasoning) {
       this._shownReasoning = state.reasoning;
@@ -365,6 +373,7 @@ export class ReplyView {
   private _frame = 0;
   private _timer = 0;
   private _lastRender = -Infinity;
+  private _statsShownAt = -Infinity;
   private _disposed = false;
 }
 
