@@ -54,9 +54,8 @@ class StreamChat(ExtensionApp):
         help="Models listed for anthropic (any other name is accepted too).",
     )
     ollama_url = Unicode(
-        _environ.OLLAMA_DEFAULT_URL,
         config=True,
-        help="Where to look for a local Ollama (default: $OLLAMA_HOST).",
+        help=f"Where to look for a local Ollama (default: $OLLAMA_HOST, else {_environ.OLLAMA_DEFAULT_URL}).",
     )
     ollama_enabled = Bool(
         None,
