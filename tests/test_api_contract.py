@@ -188,6 +188,8 @@ async def test_garbage_burst_leaves_server_healthy(streamchat_client):
 
 async def test_api_keys_never_reach_responses_or_logs(streamchat_client, upstream, caplog):
     caplog.set_level(logging.DEBUG)
+    # The extension sets its package logger to the server's level (INFO): open it up to DEBUG here too.
+    caplog.set_level(logging.DEBUG, logger="jupyter_streamchat")
     echo = {"error": {"message": f"Incorrect API key provided: {OPENAI_KEY}"}}
     upstream.script("leaky", Script([Status(401, body=echo)]))
     upstream.script("claude-leaky", Script([Status(401, body={"error": {"message": f"bad key {ANTHROPIC_KEY}"}})]))
