@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import httpx
 
 from .._sse import SSEMessage, iter_sse_batches
-from ._asyncio_backend import asyncio_transport
+from ._asyncio_backend import AsyncioTransport
 
 log = logging.getLogger("jupyter_streamchat.providers")
 
@@ -127,7 +127,8 @@ class HTTPTransport:
                     pool=s.pool_timeout,
                 ),
                 limits=limits,
-                transport=asyncio_transport(limits) if lean else None,
+                # The same options the stock transport gets from this client (verify, trust_env: defaults).
+                transport=AsyncioTransport(limits=limits) if lean else None,
                 follow_redirects=False,
             )
         return self._client
