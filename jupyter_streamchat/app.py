@@ -65,7 +65,12 @@ class StreamChat(ExtensionApp):
         help="Base URL of an OpenAI-compatible API, e.g. a local vLLM or llama.cpp server "
         "(default: $OPENAI_BASE_URL). Setting it alone, without a key, enables the provider.",
     )
-    openai_models = List(Unicode(), config=True, help="Models listed for openai (any other name is accepted too).")
+    openai_models = List(
+        Unicode(),
+        config=True,
+        help="Models listed for openai (any other name is accepted too). Default: a few OpenAI models for "
+        "api.openai.com; none with a custom base URL, whose own model list is asked for instead.",
+    )
     anthropic_api_key = Unicode(
         None, allow_none=True, config=True, help="API key for anthropic (default: $ANTHROPIC_API_KEY)."
     )
@@ -301,3 +306,8 @@ class StreamChat(ExtensionApp):
 
 
 StreamChatApp = StreamChat
+
+# ``python -m jupyter_streamchat``: a Jupyter server with this extension, started the way ``jupyter lab`` starts
+# one; ``--help-all`` prints the server's options and these traits. (``jupyter server --help-all`` cannot list
+# them: jupyter_server prints its help while parsing the command line, before any extension is loaded.)
+main = launch_new_instance = StreamChat.launch_instance
