@@ -1,4 +1,4 @@
-"""Validation of request bodies for ``POST runs`` and ``POST stream``."""
+"""Validation of request bodies: ``POST runs`` and ``POST stream``, and the JSON reading every POST shares."""
 
 from __future__ import annotations
 
@@ -82,15 +82,24 @@ def _options(raw: Any) -> dict[str, Any]:
     return options
 
 
-def parse_chat_body(raw: bytes, limits: BodyLimits) -> ChatBody:
-    if len(raw) > limits.max_body_bytes:
-        raise PayloadTooLarge(f"request body is larger than {limits.max_body_bytes} bytes")
+def parse_json_object(raw: bytes, max_bytes: int) -> dict[str, Any]:
+    """A request body that must be one JSON object: 413 above ``max_bytes``, 400 for anything else.
+
+    The size is checked before parsing, so an oversized body costs no JSON work.
+    """
+    if len(raw) > max_bytes:
+        raise PayloadTooLarge(f"request body is larger than {max_bytes} bytes")
     try:
         body = json.loads(raw or b"null")
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("request body is not valid JSON") from None
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
+    return body
+
+
+def parse_chat_body(raw: bytes, limits: BodyLimits) -> ChatBody:
+    body = parse_json_object(raw, limits.max_body_bytes)
     has_messages, has_prompt = body.get("messages") is not None, body.get("prompt") is not None
     if has_messages == has_prompt:
         raise BadRequest("send exactly one of 'messages' or 'prompt'")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
+from datetime import datetime
 
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
@@ -16,8 +18,34 @@ from ._validation import BodyLimits
 from .handlers import route_table
 from .persistence import HandoffHub, NotebookRecorder, RunJournal
 from .providers import ProviderConfig, ProviderRegistry, UpstreamSettings, _environ
-from .runs import RunLimits, RunManager
+from .runs import FAILED, Run, RunLimits, RunManager
 from .service import ChatService
+
+# Every module logs to a child of this logger (``jupyter_streamchat.runs``, ``.journal``, ...).
+PACKAGE_LOGGER = "jupyter_streamchat"
+
+
+class _ToExtensionLog(logging.Handler):
+    """Hands the package's records to the extension's log, so they come out where the server's lines do.
+
+    Module loggers are created at import, before any server exists, and nothing attaches them to the
+    server's log: without this, everything below WARNING went nowhere and warnings came out unformatted.
+    One instance for the process, re-pointed at each new extension app (tests start many in one process).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.target: logging.Logger | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        target = self.target
+        if target is not None:
+            # ``handle`` goes through the target's handlers (their levels and format), not its level check:
+            # the record already passed the package logger's level.
+            target.handle(record)
+
+
+_TO_EXTENSION_LOG = _ToExtensionLog()
 
 
 class StreamChat(ExtensionApp):
@@ -37,7 +65,12 @@ class StreamChat(ExtensionApp):
         help="Base URL of an OpenAI-compatible API, e.g. a local vLLM or llama.cpp server "
         "(default: $OPENAI_BASE_URL). Setting it alone, without a key, enables the provider.",
     )
-    openai_models = List(Unicode(), config=True, help="Models listed for openai (any other name is accepted too).")
+    openai_models = List(
+        Unicode(),
+        config=True,
+        help="Models listed for openai (any other name is accepted too). Default: a few OpenAI models for "
+        "api.openai.com; none with a custom base URL, whose own model list is asked for instead.",
+    )
     anthropic_api_key = Unicode(
         None, allow_none=True, config=True, help="API key for anthropic (default: $ANTHROPIC_API_KEY)."
     )
@@ -54,9 +87,8 @@ class StreamChat(ExtensionApp):
         help="Models listed for anthropic (any other name is accepted too).",
     )
     ollama_url = Unicode(
-        _environ.OLLAMA_DEFAULT_URL,
         config=True,
-        help="Where to look for a local Ollama (default: $OLLAMA_HOST).",
+        help=f"Where to look for a local Ollama (default: $OLLAMA_HOST, else {_environ.OLLAMA_DEFAULT_URL}).",
     )
     ollama_enabled = Bool(
         None,
@@ -177,7 +209,56 @@ class StreamChat(ExtensionApp):
         digest = hashlib.sha256(root.encode()).hexdigest()[:12]
         return os.path.join(jupyter_data_dir(), "streamchat", f"journal-{digest}.sqlite3")
 
+    def _attach_package_log(self) -> None:
+        package = logging.getLogger(PACKAGE_LOGGER)
+        log = self.log
+        _TO_EXTENSION_LOG.target = getattr(log, "logger", log)  # the logger behind a LoggerAdapter
+        # A ``jupyter_streamchat`` logger configured by the user (``ServerApp.logging_config``) keeps its own
+        # handlers and level; otherwise it speaks at the extension's level, through the extension's log.
+        if not package.handlers:
+            package.addHandler(_TO_EXTENSION_LOG)
+        if package.level == logging.NOTSET:
+            level = self.log_level
+            package.setLevel(level if isinstance(level, int) else logging.getLevelName(level))
+
+    async def _log_run_end(self, run: Run) -> None:
+        """Finish hook: one line per finished run; failed runs are warnings that carry the error code.
+
+        Only ids, the model, counts and the error code are logged: never prompt or reply text, nor the
+        error message (it may quote what the provider echoed back).
+        """
+        try:
+            started = datetime.fromisoformat(run.created)
+            ended = datetime.fromisoformat(run.finished) if run.finished else started
+            duration = (ended - started).total_seconds()
+        except ValueError:
+            duration = float("nan")
+        usage = run.usage
+        tokens = f"{usage.get('input_tokens', '?')} in / {usage.get('output_tokens', '?')} out"
+        if run.status == FAILED:
+            code = (run.error or {}).get("code", "unknown")
+            self.log.warning(
+                "streamchat run %s failed (%s): model %s, %s, %.2fs, tokens %s",
+                run.id,
+                code,
+                run.model,
+                run.mode,
+                duration,
+                tokens,
+            )
+        else:
+            self.log.info(
+                "streamchat run %s %s: model %s, %s, %.2fs, tokens %s",
+                run.id,
+                run.status,
+                run.model,
+                run.mode,
+                duration,
+                tokens,
+            )
+
     def initialize_handlers(self) -> None:
+        self._attach_package_log()
         limits = RunLimits(
             max_concurrent_runs=self.max_concurrent_runs,
             replay_buffer_events=self.replay_buffer_events,
@@ -185,9 +266,12 @@ class StreamChat(ExtensionApp):
             max_retained_runs=self.max_retained_runs,
             run_time_limit=self.run_time_limit,
         )
+        runs = RunManager(limits)
+        # Before the service adds its own hook: the line is logged when the run ends, not after persistence.
+        runs.add_finish_hook(self._log_run_end)
         self.service = ChatService(
             registry=ProviderRegistry(self.provider_config()),
-            runs=RunManager(limits),
+            runs=runs,
             body_limits=BodyLimits(self.max_body_bytes, self.max_messages, self.max_message_chars),
             root_dir=self.serverapp.root_dir,
             keepalive_interval=self.keepalive_interval,
@@ -222,3 +306,8 @@ class StreamChat(ExtensionApp):
 
 
 StreamChatApp = StreamChat
+
+# ``python -m jupyter_streamchat``: a Jupyter server with this extension, started the way ``jupyter lab`` starts
+# one; ``--help-all`` prints the server's options and these traits. (``jupyter server --help-all`` cannot list
+# them: jupyter_server prints its help while parsing the command line, before any extension is loaded.)
+main = launch_new_instance = StreamChat.launch_instance

@@ -17,7 +17,7 @@ from ._errors import BadRequest, NotFound, StreamChatError
 from ._kernel_access import KERNEL_USERNAME, TOKEN_HEADER, KernelAccess
 from ._paths import confine
 from ._sse import PING, encode_event
-from ._validation import parse_chat_body
+from ._validation import parse_chat_body, parse_json_object
 from .persistence import HandoffHub
 from .persistence._handoff import DocumentSubscriber
 from .runs import DISCONNECT, TERMINAL_STATUSES, Run, Subscription
@@ -327,13 +327,10 @@ class DocumentClaimHandler(BaseHandler):
         recorder = self.service.notebooks
         if recorder is None:
             raise NotFound("notebook persistence is off")
-        try:
-            body = json.loads(self.request.body or b"null")
-        except ValueError:
-            raise BadRequest("request body is not valid JSON") from None
-        if not isinstance(body, dict) or not isinstance(body.get("offer"), str):
+        offer = parse_json_object(self.request.body, self.service.body_limits.max_body_bytes).get("offer")
+        if not isinstance(offer, str):
             raise BadRequest("send {'offer': <offer id>}")
-        self.finish({"offer": body["offer"], "accepted": recorder.handoff.claim(body["offer"])})
+        self.finish({"offer": offer, "accepted": recorder.handoff.claim(offer)})
 
 
 def route_table(

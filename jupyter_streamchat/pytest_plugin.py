@@ -1,7 +1,14 @@
-"""Pytest fixtures for testing against a Jupyter server running jupyter_streamchat.
+"""Pytest fixtures for testing against a real Jupyter server running jupyter_streamchat.
 
-Use with ``pytest_plugins = ("pytest_jupyter.jupyter_server",)`` and enable the extension in
-``jp_server_config`` (``streamchat_server_config`` does both the enabling and the settings).
+One line in your top-level ``conftest.py`` is enough (with ``pytest-jupyter[server]`` installed)::
+
+    pytest_plugins = ["jupyter_streamchat.pytest_plugin"]
+
+It loads pytest-jupyter's server fixtures and serves the extension: ``jp_server_config`` is
+``streamchat_server_config``. Then ``streamchat_client`` is an authenticated client, and
+``streamchat_settings`` (override it) holds the ``c.StreamChat`` settings. A ``jp_server_config`` of
+your own conftest still wins; build it on ``streamchat_server_config`` to keep the extension enabled.
+Do not set pytest-asyncio's ``asyncio_mode = "auto"``: pytest-jupyter runs ``async def`` tests itself.
 """
 
 from __future__ import annotations
@@ -14,6 +21,10 @@ import pytest
 
 from .client import StreamChatClient
 
+# pytest registers these after this module, so their fixtures override same-named ones defined here: the
+# jp_server_config that enables the extension lives in the last one, after pytest-jupyter's own.
+pytest_plugins = ("pytest_jupyter.jupyter_server", "jupyter_streamchat._pytest_server")
+
 
 @pytest.fixture
 def streamchat_settings() -> dict[str, Any]:
@@ -23,6 +34,7 @@ def streamchat_settings() -> dict[str, Any]:
 
 @pytest.fixture
 def streamchat_server_config(streamchat_settings: dict[str, Any]) -> dict[str, Any]:
+    """Server configuration that enables the extension with ``streamchat_settings``."""
     return {
         "ServerApp": {"jpserver_extensions": {"jupyter_streamchat": True}},
         "StreamChat": dict(streamchat_settings),

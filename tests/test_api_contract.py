@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 
 import httpx
 import pytest
 
+from jupyter_streamchat.handlers import route_table
 from tests.conftest import ANTHROPIC_KEY, OPENAI_KEY
 from tests.helpers import chat, collect, wait_finished
 from tests.upstream import Script, Stall, Status, Text
 
+# Every method of every route (test_the_auth_test_covers_every_route keeps this list complete).
 ROUTES = [
     ("GET", "models"),
     ("GET", "runs"),
@@ -21,6 +24,8 @@ ROUTES = [
     ("GET", "runs/abc/events"),
     ("POST", "runs/abc/stop"),
     ("POST", "stream"),
+    ("GET", "documents/events?path=n.ipynb"),
+    ("POST", "documents/claim"),
 ]
 
 
@@ -42,6 +47,16 @@ async def test_every_route_refuses_unauthenticated_requests(raw, method, path):
     assert "message" in response.json()
 
 
+def test_the_auth_test_covers_every_route():
+    # A route added to the server without being added to ROUTES would go untested for authentication.
+    for pattern, handler, _ in route_table(service=None):  # type: ignore[arg-type]  # only the patterns are used
+        for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+            if method.lower() not in vars(handler):
+                continue
+            covered = [p for m, p in ROUTES if m == method and re.fullmatch(pattern, "/streamchat/" + p.split("?")[0])]
+            assert covered, f"{method} {pattern} ({handler.__name__}) is missing from ROUTES"
+
+
 async def test_browser_session_post_needs_the_xsrf_header(streamchat_url, jp_serverapp):
     # Given a browser-like session: logged in with the token, holding session and _xsrf cookies
     async with httpx.AsyncClient(base_url=streamchat_url, timeout=10) as browser:
@@ -54,6 +69,7 @@ async def test_browser_session_post_needs_the_xsrf_header(streamchat_url, jp_ser
         # When it POSTs without the X-XSRFToken header, Then it is refused
         refused = await browser.post("streamchat/runs", json=chat("demo:fast"))
         assert refused.status_code == 403
+        assert (await browser.post("streamchat/documents/claim", json={"offer": "x"})).status_code == 403
         # And with the header it is accepted
         accepted = await browser.post("streamchat/runs", json=chat("demo:fast"), headers={"X-XSRFToken": xsrf})
         assert accepted.status_code == 201
@@ -97,6 +113,23 @@ async def test_bad_bodies_get_clear_json_errors(streamchat_client, route, body, 
     assert response.status_code == status
     assert fragment in response.json()["message"]
     assert await streamchat_client.list_runs() == []  # nothing was started
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "fragment"),
+    [
+        (b"{not json", 400, "not valid JSON"),
+        (b"\xff\xfe", 400, "not valid JSON"),
+        (b"[1, 2]", 400, "JSON object"),
+        (json.dumps({"offer": 5}).encode(), 400, "offer"),
+        (json.dumps({"offer": "x" * 30_000}).encode(), 413, "larger than"),
+    ],
+)
+async def test_bad_claim_bodies_get_the_same_errors_as_every_post(streamchat_client, body, status, fragment):
+    # documents/claim reads its body with the same rules (and size limit) as runs and stream
+    response = await streamchat_client._http.post("documents/claim", content=body)
+    assert response.status_code == status
+    assert fragment in response.json()["message"]
 
 
 async def test_symlink_leaving_the_root_is_forbidden(streamchat_client, jp_root_dir, tmp_path):
@@ -155,6 +188,8 @@ async def test_garbage_burst_leaves_server_healthy(streamchat_client):
 
 async def test_api_keys_never_reach_responses_or_logs(streamchat_client, upstream, caplog):
     caplog.set_level(logging.DEBUG)
+    # The extension sets its package logger to the server's level (INFO): open it up to DEBUG here too.
+    caplog.set_level(logging.DEBUG, logger="jupyter_streamchat")
     echo = {"error": {"message": f"Incorrect API key provided: {OPENAI_KEY}"}}
     upstream.script("leaky", Script([Status(401, body=echo)]))
     upstream.script("claude-leaky", Script([Status(401, body={"error": {"message": f"bad key {ANTHROPIC_KEY}"}})]))

@@ -31,9 +31,8 @@ from tests.upstream import FakeUpstream, Script, Stall, Text
 NOTEBOOK = "shared.ipynb"
 SAVE_DELAY = 0.2
 
-# Product bug: persistence/_writers.py reads `document.ymeta`, which jupyter_ydoc's YNotebook does not
-# have (only `_ymeta`); the AttributeError makes the recorder give up, so the turn reaches neither the
-# shared document nor the file. Fix: `meta = document.ydoc.get("meta", type=Map)`.
+# YNotebook keeps its metadata map private (``_ymeta``); the recorder reaches it through the public
+# ``ydoc.get("meta", type=Map)``. These tests fail if that ever stops reaching the shared document.
 
 
 @pytest.fixture

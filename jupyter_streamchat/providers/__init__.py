@@ -49,7 +49,7 @@ class ProviderConfig:
     anthropic_api_key: str | None = None
     anthropic_base_url: str | None = None
     anthropic_models: list[str] = field(default_factory=list)
-    ollama_url: str = "http://127.0.0.1:11434"
+    ollama_url: str = _environ.OLLAMA_DEFAULT_URL
     ollama_enabled: bool | None = None  # None: enabled when Ollama answers
     demo_enabled: bool = True
     demo_speed: float = 1.0

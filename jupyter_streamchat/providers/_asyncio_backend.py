@@ -9,6 +9,11 @@ read timeout is one lazy timer per connection that is moved only when it fires.
 Cancellation keeps its meaning: a cancelled ``read`` (Stop) leaves the connection to httpcore,
 which closes it; ``aclose`` aborts the transport so the upstream sees the hang-up at once, even
 on TLS (a graceful TLS shutdown would wait for the peer's close_notify).
+
+``AsyncioTransport`` puts this backend under httpx through public APIs only: an
+``httpx.AsyncBaseTransport`` around ``httpcore.AsyncConnectionPool(network_backend=...)``, taking
+httpx's own transport options, so TLS verification, client certificates, HTTP/2 and the local
+address mean exactly what they mean for ``httpx.AsyncHTTPTransport``.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import ssl
-from collections.abc import Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from typing import Any
 
 import httpcore
@@ -36,8 +41,10 @@ class _Connection(asyncio.Protocol, httpcore.AsyncNetworkStream):
         self._error: BaseException | None = None
         self._reader: asyncio.Future[None] | None = None
         self._writable: asyncio.Future[None] | None = None
-        # The read timeout: the current wait's deadline, checked by one timer that fires no earlier.
-        self._deadline = 0.0
+        # The read timeout: the current wait's deadline (None: the wait has no timeout), checked by one
+        # timer that fires no earlier. The timer outlives the read that armed it, so it must never act
+        # on a deadline that a later read did not set.
+        self._deadline: float | None = None
         self._timer: asyncio.TimerHandle | None = None
 
     # ----- asyncio.Protocol ----------------------------------------------------------------------
@@ -76,7 +83,12 @@ class _Connection(asyncio.Protocol, httpcore.AsyncNetworkStream):
             self._reader.set_result(None)
 
     # ----- read timeout --------------------------------------------------------------------------
-    def _arm(self, deadline: float) -> None:
+    def _arm(self, timeout: float | None) -> None:
+        if timeout is None:
+            # A timer left by an earlier read may still be pending; with no deadline it does nothing.
+            self._deadline = None
+            return
+        deadline = self._loop.time() + timeout
         self._deadline = deadline
         if self._timer is None or self._timer.when() > deadline:
             if self._timer is not None:
@@ -85,13 +97,18 @@ class _Connection(asyncio.Protocol, httpcore.AsyncNetworkStream):
 
     def _check_deadline(self) -> None:
         self._timer = None
-        reader = self._reader
-        if reader is None or reader.done():
+        reader, deadline = self._reader, self._deadline
+        if reader is None or reader.done() or deadline is None:
             return
-        if self._loop.time() >= self._deadline:
+        if self._loop.time() >= deadline:
             reader.set_exception(httpcore.ReadTimeout("the upstream sent nothing within the read timeout"))
         else:
-            self._timer = self._loop.call_at(self._deadline, self._check_deadline)
+            self._timer = self._loop.call_at(deadline, self._check_deadline)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     # ----- httpcore.AsyncNetworkStream -----------------------------------------------------------
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
@@ -101,8 +118,7 @@ class _Connection(asyncio.Protocol, httpcore.AsyncNetworkStream):
                     raise httpcore.ReadError(str(self._error) or type(self._error).__name__)
                 return b""
             self._reader = self._loop.create_future()
-            if timeout is not None:
-                self._arm(self._loop.time() + timeout)
+            self._arm(timeout)
             try:
                 await self._reader
             finally:
@@ -131,28 +147,33 @@ class _Connection(asyncio.Protocol, httpcore.AsyncNetworkStream):
                 raise httpcore.WriteTimeout("the upstream did not take the request in time") from None
 
     async def aclose(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._cancel_timer()
         if self._transport is not None:
             self._transport.abort()
 
     async def start_tls(
         self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
     ) -> httpcore.AsyncNetworkStream:
-        if self._transport is None:
+        raw = self._transport
+        if raw is None or raw.is_closing():
             raise httpcore.ConnectError("the upstream connection is closed")
         try:
             async with asyncio.timeout(timeout):
-                transport = await self._loop.start_tls(
-                    self._transport, self, ssl_context, server_hostname=server_hostname
-                )
-        except TimeoutError:
-            raise httpcore.ConnectTimeout("the TLS handshake timed out") from None
-        except (OSError, ssl.SSLError) as exc:
-            raise httpcore.ConnectError(str(exc)) from exc
-        if transport is None:
-            raise httpcore.ConnectError("the TLS handshake did not complete")
+                transport = await self._loop.start_tls(raw, self, ssl_context, server_hostname=server_hostname)
+            if transport is None:
+                raise httpcore.ConnectError("the TLS handshake did not complete")
+        except BaseException as exc:
+            # httpcore drops a stream whose start_tls failed without closing it, so the socket is ours to
+            # close. asyncio closes it only for failures after the handshake began, not for those raised
+            # while setting it up (say, a context that checks hostnames and no hostname), nor is a
+            # cancellation's close immediate; abort covers all of them, at once.
+            self._cancel_timer()
+            raw.abort()
+            if isinstance(exc, TimeoutError):
+                raise httpcore.ConnectTimeout("the TLS handshake timed out") from None
+            if isinstance(exc, OSError | ssl.SSLError):
+                raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+            raise
         self._transport = transport
         return self
 
@@ -191,9 +212,13 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
             raise httpcore.ConnectTimeout(f"connecting to {host}:{port} timed out") from None
         except OSError as exc:
             raise httpcore.ConnectError(str(exc)) from exc
-        sock = connection.get_extra_info("socket")
-        for option in socket_options or ():
-            sock.setsockopt(*option)
+        try:
+            sock = connection.get_extra_info("socket")
+            for option in socket_options or ():
+                sock.setsockopt(*option)
+        except BaseException:
+            await connection.aclose()
+            raise
         return connection
 
     async def connect_unix_socket(
@@ -205,21 +230,122 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         await asyncio.sleep(seconds)
 
 
-def asyncio_transport(limits: httpx.Limits) -> httpx.AsyncHTTPTransport | None:
-    """httpx's own transport with its connection pool on ``AsyncioBackend``; None if that cannot be done.
+# httpcore's exceptions as httpx raises them (its transport does the same mapping, privately).
+_HTTPX_ERRORS: dict[type[Exception], type[httpx.TransportError]] = {
+    httpcore.TimeoutException: httpx.TimeoutException,
+    httpcore.ConnectTimeout: httpx.ConnectTimeout,
+    httpcore.ReadTimeout: httpx.ReadTimeout,
+    httpcore.WriteTimeout: httpx.WriteTimeout,
+    httpcore.PoolTimeout: httpx.PoolTimeout,
+    httpcore.NetworkError: httpx.NetworkError,
+    httpcore.ConnectError: httpx.ConnectError,
+    httpcore.ReadError: httpx.ReadError,
+    httpcore.WriteError: httpx.WriteError,
+    httpcore.ProxyError: httpx.ProxyError,
+    httpcore.UnsupportedProtocol: httpx.UnsupportedProtocol,
+    httpcore.ProtocolError: httpx.ProtocolError,
+    httpcore.LocalProtocolError: httpx.LocalProtocolError,
+    httpcore.RemoteProtocolError: httpx.RemoteProtocolError,
+}
 
-    httpx has no public way to pick httpcore's network backend, so the pool is rebuilt (same TLS
-    context rules, same limits) and swapped in. Should a future httpx change that layout, the
-    caller falls back to the stock transport rather than failing.
+
+def _as_httpx_error(exc: Exception) -> httpx.TransportError | None:
+    for cls in type(exc).__mro__:  # the most specific mapped class wins
+        mapped = _HTTPX_ERRORS.get(cls)
+        if mapped is not None:
+            return mapped(str(exc))
+    return None
+
+
+class _ResponseStream(httpx.AsyncByteStream):
+    def __init__(self, stream: AsyncIterable[bytes]) -> None:
+        self._stream = stream
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for part in self._stream:
+                yield part
+        except Exception as exc:
+            mapped = _as_httpx_error(exc)
+            if mapped is None:
+                raise
+            raise mapped from exc
+
+    async def aclose(self) -> None:
+        close = getattr(self._stream, "aclose", None)
+        if close is not None:
+            await close()
+
+
+class AsyncioTransport(httpx.AsyncBaseTransport):
+    """``httpx.AsyncHTTPTransport`` with its connection pool on ``AsyncioBackend``.
+
+    Same options, same meaning: the TLS context comes from ``httpx.create_ssl_context`` with the
+    given ``verify``, ``cert`` and ``trust_env`` (so ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` are honoured
+    as by the stock transport), and the rest is handed to httpcore's pool as httpx hands it. Proxies
+    are not offered: httpx configures them from the environment only for its stock transport.
     """
-    transport = httpx.AsyncHTTPTransport(limits=limits)
-    if not isinstance(getattr(transport, "_pool", None), httpcore.AsyncConnectionPool):
-        return None
-    transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=httpx.create_ssl_context(),
-        max_connections=limits.max_connections,
-        max_keepalive_connections=limits.max_keepalive_connections,
-        keepalive_expiry=limits.keepalive_expiry,
-        network_backend=AsyncioBackend(),
-    )
-    return transport
+
+    def __init__(
+        self,
+        *,
+        verify: ssl.SSLContext | str | bool = True,
+        cert: Any = None,
+        trust_env: bool = True,
+        http1: bool = True,
+        http2: bool = False,
+        limits: httpx.Limits | None = None,
+        local_address: str | None = None,
+        retries: int = 0,
+        socket_options: Iterable[Any] | None = None,
+    ) -> None:
+        limits = limits or httpx.Limits(max_connections=100, max_keepalive_connections=20)
+        # ``cert`` is deprecated in httpx (a ``verify`` context with ``load_cert_chain`` replaces it);
+        # pass it only when given, so that no deprecation warning is raised for nothing.
+        tls: dict[str, Any] = {"verify": verify, "trust_env": trust_env}
+        if cert is not None:
+            tls["cert"] = cert
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(**tls),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            http1=http1,
+            http2=http2,
+            local_address=local_address,
+            retries=retries,
+            socket_options=socket_options,
+            network_backend=AsyncioBackend(),
+        )
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        core_request = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path),
+            headers=request.headers.raw,
+            content=request.stream,  # type: ignore[arg-type]  # httpx's request streams are iterables
+            extensions=request.extensions,
+        )
+        try:
+            response = await self._pool.handle_async_request(core_request)
+        except Exception as exc:
+            mapped = _as_httpx_error(exc)
+            if mapped is None:
+                raise
+            raise mapped from exc
+        assert isinstance(response.stream, AsyncIterable)
+        return httpx.Response(
+            status_code=response.status,
+            headers=response.headers,
+            stream=_ResponseStream(response.stream),
+            extensions=response.extensions,
+        )
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()
+
+
+def asyncio_transport(limits: httpx.Limits, **options: Any) -> AsyncioTransport:
+    """``AsyncioTransport(limits=limits, **options)``: what the provider clients and ``client.py`` use."""
+    return AsyncioTransport(limits=limits, **options)

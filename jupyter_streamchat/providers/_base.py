@@ -21,7 +21,8 @@ from typing import Any, Protocol
 
 import httpx
 
-from ._asyncio_backend import asyncio_transport
+from .._sse import SSEMessage, iter_sse_batches
+from ._asyncio_backend import AsyncioTransport
 
 log = logging.getLogger("jupyter_streamchat.providers")
 
@@ -126,7 +127,8 @@ class HTTPTransport:
                     pool=s.pool_timeout,
                 ),
                 limits=limits,
-                transport=asyncio_transport(limits) if lean else None,
+                # The same options the stock transport gets from this client (verify, trust_env: defaults).
+                transport=AsyncioTransport(limits=limits) if lean else None,
                 follow_redirects=False,
             )
         return self._client
@@ -245,6 +247,45 @@ def _parse_retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+# One SSE message -> its events, and whether it was the provider's terminal message.
+MessageDecoder = Callable[[SSEMessage], tuple[list[StreamEvent], bool]]
+
+
+async def stream_batches(
+    transport: HTTPTransport,
+    path: str,
+    body: dict[str, Any],
+    decode: MessageDecoder,
+    at_end: Callable[[], Iterable[StreamEvent]] | None = None,
+) -> AsyncIterator[EventBatch]:
+    """The stream loop of every SSE adapter: POST ``body``, yield the events of each network read as one batch.
+
+    The batch ends early at the provider's terminal message. When ``decode`` raises, the events already
+    decoded from the same read are yielded first: text the user saw arrive is never dropped by a bad
+    chunk after it. ``at_end`` gives what is still pending when the stream ends without a terminal message.
+    """
+    async with transport.open_stream(path, body) as response:
+        async for messages in iter_sse_batches(response.aiter_text()):
+            batch: EventBatch = []
+            for message in messages:
+                try:
+                    events, terminal = decode(message)
+                except UpstreamError:
+                    if batch:
+                        yield batch
+                    raise
+                batch += events
+                if terminal:
+                    yield batch
+                    return
+            if batch:
+                yield batch
+    if at_end is not None:
+        tail = list(at_end())
+        if tail:
+            yield tail
 
 
 def decode_events(

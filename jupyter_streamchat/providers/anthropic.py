@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
-from .._sse import SSEMessage, iter_sse_batches
+from .._sse import SSEMessage
 from ._base import (
     Delta,
     EventBatch,
@@ -18,6 +18,7 @@ from ._base import (
     Usage,
     decode_events,
     parse_json_chunk,
+    stream_batches,
 )
 
 API_VERSION = "2023-06-01"
@@ -48,7 +49,7 @@ class AnthropicProvider:
     async def list_models(self) -> list[str]:
         return list(self._models)
 
-    async def stream(
+    def stream(
         self, model: str, messages: list[dict[str, str]], options: Mapping[str, Any]
     ) -> AsyncIterator[EventBatch]:
         system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
@@ -62,22 +63,12 @@ class AnthropicProvider:
             body["system"] = system
         if options.get("temperature") is not None:
             body["temperature"] = options["temperature"]
-        async with self._transport.open_stream("v1/messages", body) as response:
-            async for messages in iter_sse_batches(response.aiter_text()):
-                batch: EventBatch = []
-                for message in messages:
-                    try:
-                        kind, events = self._decode(message)
-                    except UpstreamError:
-                        if batch:  # text that arrived in the same read as the failure is still kept
-                            yield batch
-                        raise
-                    batch += events
-                    if kind == "message_stop":
-                        yield batch
-                        return
-                if batch:
-                    yield batch
+
+        def decode(message: SSEMessage) -> tuple[list[StreamEvent], bool]:
+            kind, events = self._decode(message)
+            return events, kind == "message_stop"
+
+        return stream_batches(self._transport, "v1/messages", body, decode)
 
     def _decode(self, message: SSEMessage) -> tuple[str, list[StreamEvent]]:
         data = parse_json_chunk(message.data, self.name)

@@ -6,7 +6,7 @@ import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
-from .._sse import iter_sse_batches
+from .._sse import SSEMessage
 from ._base import (
     EventBatch,
     Finish,
@@ -19,6 +19,7 @@ from ._base import (
     decode_events,
     log,
     parse_json_chunk,
+    stream_batches,
 )
 from ._think import LeadingThinkSplitter
 
@@ -74,7 +75,7 @@ class OpenAIProvider:
             return False
         return True
 
-    async def stream(
+    def stream(
         self, model: str, messages: list[dict[str, str]], options: Mapping[str, Any]
     ) -> AsyncIterator[EventBatch]:
         body: dict[str, Any] = {
@@ -85,34 +86,19 @@ class OpenAIProvider:
         }
         body.update({k: v for k, v in options.items() if v is not None})
         splitter = LeadingThinkSplitter()
-        async with self._transport.open_stream("chat/completions", body) as response:
-            async for messages in iter_sse_batches(response.aiter_text()):
-                batch: EventBatch = []
-                for message in messages:
-                    if message.data == "[DONE]":
-                        batch += splitter.flush()
-                        batch.append(Finish(None))
-                        yield batch
-                        return
-                    try:
-                        batch += self._decode(message.data, splitter)
-                    except UpstreamError:
-                        if batch:  # text that arrived in the same read as the failure is still kept
-                            yield batch
-                        raise
-                if batch:
-                    yield batch
-        tail = list(splitter.flush())
-        if tail:
-            yield tail
 
-    def _decode(self, data: str, splitter: LeadingThinkSplitter) -> list[StreamEvent]:
-        chunk = parse_json_chunk(data, self.name)
-        if not isinstance(chunk, dict):
-            raise UpstreamError("upstream_malformed", f"{self.name} sent a non-object chunk")
-        if "error" in chunk:
-            raise UpstreamError("upstream_error", self._transport.redact(_error_text(chunk["error"])))
-        return decode_events(self.name, "chunk shape", _chunk_events, chunk, splitter)
+        def decode(message: SSEMessage) -> tuple[list[StreamEvent], bool]:
+            if message.data == "[DONE]":
+                return [*splitter.flush(), Finish(None)], True
+            chunk = parse_json_chunk(message.data, self.name)
+            if not isinstance(chunk, dict):
+                raise UpstreamError("upstream_malformed", f"{self.name} sent a non-object chunk")
+            if "error" in chunk:
+                raise UpstreamError("upstream_error", self._transport.redact(_error_text(chunk["error"])))
+            return decode_events(self.name, "chunk shape", _chunk_events, chunk, splitter), False
+
+        # A stream cut off inside a leading <think> block still delivers the thought it had.
+        return stream_batches(self._transport, "chat/completions", body, decode, at_end=splitter.flush)
 
     async def aclose(self) -> None:
         await self._transport.aclose()

@@ -1,0 +1,106 @@
+"""What a real server process logs, with Jupyter's default logging configuration (nothing configured).
+
+An operator reads the server's stderr: every finished run is one line there (a warning with the error
+code when it failed), the lines of every module (such as "recorded in") come out too, and neither an
+API key nor the text of a prompt or a reply ever does.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import nbformat
+import pytest
+
+from jupyter_streamchat.client import StreamChatClient
+from tests._server_process import ServerProcess
+from tests.helpers import chat, collect, text_of, wait_finished
+from tests.upstream import FakeUpstream, Script, Status
+
+API_KEY = "sk-test-LOGGED-NEVER-0123456789abcdef"
+PROMPT = "PROMPT-TEXT-zebra-crossing-4711"
+REPLY = ["REPLY-TEXT-", "giraffe-", "neck"]
+NOTEBOOK = "logged.ipynb"
+
+
+@pytest.fixture
+def server(tmp_path: Path, upstream: FakeUpstream) -> Iterator[ServerProcess]:
+    # ServerProcess configures openai with a placeholder key; anthropic is configured here with a real-looking one.
+    keyed = [
+        f"--StreamChat.anthropic_api_key={API_KEY}",
+        f"--StreamChat.anthropic_base_url={upstream.anthropic_base_url}",
+    ]
+    process = ServerProcess(tmp_path / "server", upstream.openai_base_url, extra_args=keyed)
+    nbformat.write(nbformat.v4.new_notebook(), process.root / NOTEBOOK)
+    process.start()
+    try:
+        yield process
+    finally:
+        process.close()
+
+
+def wait_for_line(server: ServerProcess, pattern: str, timeout: float = 10.0) -> re.Match[str]:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = re.search(pattern, server.log_path.read_text(errors="replace"), re.M)
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no line matching {pattern!r} within {timeout}s; log:\n{server.log_tail()}")
+        time.sleep(0.05)
+
+
+async def test_finished_runs_are_logged_without_secrets_or_text(server: ServerProcess, upstream: FakeUpstream):
+    upstream.script("logged-ok", Script.reply(REPLY))
+    upstream.script("logged-denied", Script([Status(401, body={"error": {"message": f"bad key {API_KEY}"}})]))
+    async with StreamChatClient(server.base_url, server.token, timeout=10) as client:
+        # Given a run that completes into a notebook, and one whose provider refuses it
+        done = await client.start_run(chat("anthropic:logged-ok", PROMPT, notebook=NOTEBOOK))
+        assert text_of(await collect(client.events(done["id"]))) == "".join(REPLY)
+        failed = await client.start_run(chat("anthropic:logged-denied", PROMPT))
+        assert (await wait_finished(client, failed["id"]))["status"] == "failed"
+
+    # Then the server's log has one INFO line for the completed run: id, model, mode, status, duration, tokens
+    ok = wait_for_line(server, rf"^\[I [^]]*\] streamchat run {re.escape(done['id'])} completed: (.*)$")
+    assert re.fullmatch(r"model anthropic:logged-ok, detached, \d+\.\d\ds, tokens \d+ in / 3 out", ok.group(1))
+    # And a WARNING for the failed one, with its error code
+    warning = rf"^\[W [^]]*\] streamchat run {re.escape(failed['id'])} failed \(upstream_http_error\): (.*)$"
+    assert "model anthropic:logged-denied, detached" in wait_for_line(server, warning).group(1)
+    # And module loggers reach the same log (the line tests/_lab.py's recorded_how reads)
+    wait_for_line(server, rf"streamchat run {re.escape(done['id'])} recorded in {NOTEBOOK} \(file\)$")
+    # And nothing logged carries the key, the prompt or the reply
+    log = server.log_path.read_text(errors="replace")
+    assert log.count(f"streamchat run {done['id']} completed") == 1
+    for secret in (API_KEY, PROMPT, "giraffe"):
+        assert secret not in log
+
+
+def test_a_package_logger_configured_by_the_user_is_left_alone(tmp_path: Path, upstream: FakeUpstream):
+    # Given a server whose logging_config routes jupyter_streamchat itself (as tests/_lab.py does)
+    process = ServerProcess(tmp_path / "server", upstream.openai_base_url)
+    routed = {"loggers": {"jupyter_streamchat": {"level": "INFO", "handlers": ["console"]}}}
+    (process.workdir / "config" / "jupyter_server_config.json").write_text(
+        json.dumps({"ServerApp": {"logging_config": routed}})
+    )
+    nbformat.write(nbformat.v4.new_notebook(), process.root / NOTEBOOK)
+    process.start()
+    try:
+        upstream.script("routed", Script.reply(["fine"]))
+        started = httpx.post(
+            f"{process.base_url}streamchat/runs",
+            json=chat("openai:routed", notebook=NOTEBOOK),
+            headers={"Authorization": f"token {process.token}"},
+            timeout=10,
+        ).json()
+        line = rf"streamchat run {re.escape(started['id'])} recorded in {NOTEBOOK} \(file\)$"
+        wait_for_line(process, line)
+        time.sleep(0.5)  # a duplicate would be written right after the first line
+        # Then its lines come out once, through the user's handler only
+        assert len(re.findall(line, process.log_path.read_text(errors="replace"), re.M)) == 1
+    finally:
+        process.close()
