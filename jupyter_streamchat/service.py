@@ -33,8 +33,11 @@ class ChatService:
         self.runs.add_finish_hook(self._record_finished)
 
     async def start_run(self, body: ChatBody, mode: str) -> Run:
+        """Start a run; a notebook it names must exist and be a notebook."""
         model_id, provider, model = await self.registry.resolve(body.model)
         notebook = confine(self.root_dir, body.notebook) if body.notebook is not None else None
+        if notebook is not None and self.notebooks is not None:
+            await self.notebooks.require_notebook(notebook)
         if body.messages is not None:
             messages = body.messages
         else:
