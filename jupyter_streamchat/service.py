@@ -32,8 +32,8 @@ class ChatService:
     def __post_init__(self) -> None:
         self.runs.add_finish_hook(self._record_finished)
 
-    async def start_run(self, body: ChatBody, mode: str) -> Run:
-        """Start a run; a notebook it names must exist and be a notebook."""
+    async def start_run(self, body: ChatBody, mode: str, owner: str | None = None) -> Run:
+        """Start a run for ``owner`` (a Jupyter username); a named notebook must exist and be a notebook."""
         model_id, provider, model = await self.registry.resolve(body.model)
         notebook = confine(self.root_dir, body.notebook) if body.notebook is not None else None
         if notebook is not None and self.notebooks is not None:
@@ -43,7 +43,7 @@ class ChatService:
         else:
             history = await self.history(notebook, body.conversation) if body.conversation else []
             messages = [*history, {"role": "user", "content": body.prompt or ""}]
-        request = RunRequest(model_id, messages, body.options, notebook, body.conversation)
+        request = RunRequest(model_id, messages, body.options, notebook, body.conversation, owner)
         run = self.runs.start(request, provider, model, mode)
         if self.journal is not None:
             self.journal.started(run, run.prompt)
