@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
+import os
 from typing import Any
 
-from jupyter_server.auth import Authorizer, User
+from jupyter_core.utils import ensure_async
+from jupyter_server.auth import Authorizer, IdentityProvider, User
 from jupyter_server.auth.decorator import authorized
+from jupyter_server.auth.identity import PasswordIdentityProvider
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
 from tornado.iostream import StreamClosedError
 
-from ._errors import BadRequest, NotFound, StreamChatError
+from ._errors import BadRequest, Forbidden, NotFound, StreamChatError
 from ._kernel_access import KERNEL_USERNAME, TOKEN_HEADER, KernelAccess
 from ._paths import confine
 from ._sse import PING, encode_event
@@ -30,14 +34,36 @@ MAX_BATCH_SECONDS = 1.0
 MAX_DOCUMENT_PATHS = 64
 
 
-class _StreamChatOnly(Authorizer):
-    """What a kernel's credential may do: use streamchat, nothing else."""
+# jupyter_server's own identity providers: whoever holds the server's token or password gets a made-up
+# anonymous identity (a new one per browser, and per request without cookies). They are all the server's
+# owner, so their runs are not split between them (that would hide a script's runs from its own author).
+_ANONYMOUS_IDENTITIES = (IdentityProvider, PasswordIdentityProvider)
+
+
+def server_owner() -> str:
+    """The user this server belongs to: named by JupyterHub, else the account the server runs as."""
+    hub_user = os.environ.get("JUPYTERHUB_USER")
+    if hub_user:
+        return hub_user
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (some containers)
+        return str(os.getuid())
+
+
+class _KernelAuthorizer(Authorizer):
+    """What a kernel's credential may do in these handlers: use streamchat, and record into notebooks.
+
+    Contents is allowed because a run naming a notebook asks for it: the kernel runs code as the server's
+    own account and can write any notebook itself. The credential still opens no contents API: only
+    streamchat's handlers accept it at all.
+    """
 
     def is_authorized(self, handler: Any, user: User, action: str, resource: str) -> bool:
-        return resource == AUTH_RESOURCE
+        return resource in (AUTH_RESOURCE, "contents")
 
 
-_STREAMCHAT_ONLY = _StreamChatOnly()
+_KERNEL_AUTHORIZER = _KernelAuthorizer()
 
 
 def public_record(run: Run) -> dict[str, Any]:
@@ -70,8 +96,28 @@ class BaseHandler(APIHandler):
     @property
     def authorizer(self) -> Authorizer:
         if self._kernel_authenticated:
-            return _STREAMCHAT_ONLY
+            return _KERNEL_AUTHORIZER
         return super().authorizer
+
+    @property
+    def run_owner(self) -> str:
+        """Who a run started by this request belongs to: the Jupyter user; a kernel acts as the server's owner."""
+        if self._kernel_authenticated:
+            return server_owner()
+        return str(self.current_user.username)
+
+    @property
+    def viewer(self) -> str | None:
+        """Whose runs this request may see and stop: its own user's, or None for all of them (one owner)."""
+        if type(self.identity_provider) in _ANONYMOUS_IDENTITIES:
+            return None
+        return self.run_owner
+
+    async def require_contents_write(self) -> None:
+        """For a request naming a notebook, which a run writes into: Jupyter's permission to write contents."""
+        allowed = await ensure_async(self.authorizer.is_authorized(self, self.current_user, "write", "contents"))
+        if not allowed:
+            raise Forbidden("this needs permission to write contents (a notebook named here is written to)")
 
     def check_xsrf_cookie(self) -> None:
         # A header the browser never sends on its own cannot be forged cross-site.
@@ -106,8 +152,10 @@ class BaseHandler(APIHandler):
         self.set_header("X-Accel-Buffering", "no")
 
     def get_run(self, run_id: str) -> Run:
+        """The run, if it is this request's user's to see: another user's run does not exist for them."""
         run = self.service.runs.get(run_id)
-        if run is None:
+        viewer = self.viewer
+        if run is None or (viewer is not None and run.owner != viewer):
             raise NotFound(f"unknown run {run_id!r}")
         return run
 
@@ -186,13 +234,17 @@ class RunsHandler(BaseHandler):
         if status and status not in (*TERMINAL_STATUSES, "running"):
             raise BadRequest(f"unknown status {status!r}")
         filters = {key: self.get_query_argument(key, "") for key in ("status", "notebook", "conversation")}
-        self.finish({"runs": [public_record(run) for run in self.service.runs.list(filters)]})
+        viewer = self.viewer
+        runs = [run for run in self.service.runs.list(filters) if viewer is None or run.owner == viewer]
+        self.finish({"runs": [public_record(run) for run in runs]})
 
     @web.authenticated
     @authorized
     async def post(self) -> None:
         body = parse_chat_body(self.request.body, self.service.body_limits)
-        run = await self.service.start_run(body, mode="detached")
+        if body.notebook is not None:
+            await self.require_contents_write()
+        run = await self.service.start_run(body, mode="detached", owner=self.run_owner)
         self.set_status(201)
         self.set_header("Location", url_path_join(self.base_url, "streamchat", "runs", run.id))
         self.finish({"id": run.id, "status": run.status, "events_url": self.events_url(run)})
@@ -247,7 +299,9 @@ class DirectStreamHandler(SSEHandler):
     async def post(self) -> None:
         body = parse_chat_body(self.request.body, self.service.body_limits)
         batch = self._batch_interval()  # a bad value is a 400 before any run starts
-        self._run = run = await self.service.start_run(body, mode="direct")
+        if body.notebook is not None:
+            await self.require_contents_write()
+        self._run = run = await self.service.start_run(body, mode="direct", owner=self.run_owner)
         if self.request.connection.stream.closed():  # type: ignore[union-attr]
             run.request_end(DISCONNECT)
         self.start_sse()
@@ -276,6 +330,9 @@ class DocumentEventsHandler(BaseHandler):
     @authorized
     async def get(self) -> None:
         handoff = self._handoff()
+        # A page that claims a turn puts it in its open document, to be saved with it: only for someone who
+        # may write contents (a turn claimed by a read-only viewer would be lost).
+        await self.require_contents_write()
         requested = self.get_query_arguments("path")
         if not 1 <= len(requested) <= MAX_DOCUMENT_PATHS:
             raise BadRequest(f"send 1 to {MAX_DOCUMENT_PATHS} 'path' arguments, got {len(requested)}")

@@ -63,6 +63,7 @@ class RunRequest:
     options: dict[str, Any] = field(default_factory=dict)
     notebook: str | None = None
     conversation: str | None = None
+    owner: str | None = None  # the Jupyter username of who started it (see handlers.py)
 
 
 FinishHook = Callable[["Run"], Awaitable[None]]
@@ -76,6 +77,7 @@ class Run:
         self.mode = mode
         self.notebook = request.notebook
         self.conversation = request.conversation
+        self.owner = request.owner
         self.status = RUNNING
         self.created = utc_now()
         self.first_token: str | None = None
@@ -140,6 +142,7 @@ class Run:
             "error": self.error,
             "notebook": self.notebook,
             "conversation": self.conversation,
+            "owner": self.owner,
             "created": self.created,
             "first_token": self.first_token,
             "finished": self.finished,
@@ -421,7 +424,9 @@ class RunManager:
     def adopt(self, record: dict[str, Any], prompt: dict[str, str] | None) -> Run:
         """Re-create a finished run from its journaled record (after a restart), replayable like any other."""
         messages = [prompt] if prompt else []
-        request = RunRequest(record["model"], messages, {}, record.get("notebook"), record.get("conversation"))
+        request = RunRequest(
+            record["model"], messages, {}, record.get("notebook"), record.get("conversation"), record.get("owner")
+        )
         run = Run(request, record.get("mode") or "detached", self.limits.replay_buffer_events)
         run.id = record["id"]
         run._run_event = encode_event(

@@ -32,15 +32,18 @@ class ChatService:
     def __post_init__(self) -> None:
         self.runs.add_finish_hook(self._record_finished)
 
-    async def start_run(self, body: ChatBody, mode: str) -> Run:
+    async def start_run(self, body: ChatBody, mode: str, owner: str | None = None) -> Run:
+        """Start a run for ``owner`` (a Jupyter username); a named notebook must exist and be a notebook."""
         model_id, provider, model = await self.registry.resolve(body.model)
         notebook = confine(self.root_dir, body.notebook) if body.notebook is not None else None
+        if notebook is not None and self.notebooks is not None:
+            await self.notebooks.require_notebook(notebook)
         if body.messages is not None:
             messages = body.messages
         else:
             history = await self.history(notebook, body.conversation) if body.conversation else []
             messages = [*history, {"role": "user", "content": body.prompt or ""}]
-        request = RunRequest(model_id, messages, body.options, notebook, body.conversation)
+        request = RunRequest(model_id, messages, body.options, notebook, body.conversation, owner)
         run = self.runs.start(request, provider, model, mode)
         if self.journal is not None:
             self.journal.started(run, run.prompt)

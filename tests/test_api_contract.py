@@ -140,6 +140,30 @@ async def test_symlink_leaving_the_root_is_forbidden(streamchat_client, jp_root_
     assert response.status_code == 403
 
 
+@pytest.mark.parametrize("route", ["runs", "stream"])
+async def test_a_request_naming_no_notebook_file_is_refused(streamchat_client, jp_root_dir, route):
+    # Given files that are not notebooks, some named like one
+    files = {
+        "pkg.json": b'{"name": "pkg", "version": "1.0.0"}\n',
+        "data.ipynb": b'{"name": "not a notebook"}\n',
+        "cellless.ipynb": b'{\n "metadata": {},\n "nbformat": 4,\n "nbformat_minor": 5\n}\n',
+    }
+    for name, content in files.items():
+        (jp_root_dir / name).write_bytes(content)
+    (jp_root_dir / "folder.ipynb").mkdir()
+    cases = [("missing.ipynb", 404), ("sub/missing.ipynb", 404), ("folder.ipynb", 400)]
+    cases += [(name, 400) for name in files]
+    for path, status in cases:
+        # When a run names one, Then it is refused before it starts, naming the path
+        response = await streamchat_client._http.post(route, json=chat("demo:chat", notebook=path))
+        assert response.status_code == status, path
+        assert path in response.json()["message"]
+    assert await streamchat_client.list_runs() == []
+    # And nothing was written or created
+    assert {name: (jp_root_dir / name).read_bytes() for name in files} == files
+    assert not (jp_root_dir / "missing.ipynb").exists() and not (jp_root_dir / "sub").exists()
+
+
 async def test_unknown_run_is_404_everywhere(streamchat_client):
     for method, path in [("GET", "runs/nope"), ("POST", "runs/nope/stop"), ("GET", "runs/nope/events")]:
         response = await streamchat_client._http.request(method, path)

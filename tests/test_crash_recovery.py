@@ -146,13 +146,14 @@ async def test_sigkill_mid_run_is_interrupted_and_persisted_exactly_once(
     server: ServerProcess, upstream: FakeUpstream
 ) -> None:
     notebook_path = server.root / NOTEBOOK
-    # Given a server streaming a run into a notebook that does not exist yet
+    # Given a server streaming a run into a notebook (a run may only name one that exists)
+    nbformat.write(nbformat.v4.new_notebook(), notebook_path)
     server.start()
     async with client_for(server) as client:
         run_id = await start_stalling_run(client, upstream, "tell me")
     # And the journal holds the text the client saw (batched flush every 0.1 s)
     await poll(lambda: journaled_text(server.journal, run_id) == PARTIAL, 5, "the partial text in the journal")
-    assert not notebook_path.exists()
+    assert turns_for(valid_notebook(notebook_path), run_id) == []
 
     # When the server is killed with SIGKILL while the upstream is stalled, and a new one starts
     server.kill()
@@ -172,7 +173,7 @@ async def test_sigkill_mid_run_is_interrupted_and_persisted_exactly_once(
         assert text_of(events) == PARTIAL
         assert events[-1].event == "done" and events[-1].json()["status"] == "interrupted"
 
-    # And the notebook, created on disk, holds exactly one turn for it
+    # And the notebook on disk holds exactly one turn for it
     notebook = await notebook_with_turn(notebook_path, run_id)
     nbformat.validate(notebook)
     (turn,) = turns_for(notebook, run_id)

@@ -52,6 +52,7 @@ async def race(case, client, upstream, root, service) -> None:
     mode, chunks, pace, finishes, actions = case
     n = next(counter)
     model, path = f"race{n}", f"race{n}.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(), root / path)  # a run may only name a notebook that exists
     steps = [Text(f"c{i} ") for i in range(chunks)]
     steps += [Finish(), Usage(2), Done()] if finishes else [Stall(30)]
     upstream.script(model, Script(steps, pace=pace))

@@ -9,7 +9,7 @@ import nbformat
 import pytest
 
 from jupyter_streamchat.persistence._schema import make_turn
-from jupyter_streamchat.persistence._writers import _merge_into_local_file
+from jupyter_streamchat.persistence._writers import NotANotebook, _merge_into_local_file
 
 
 def a_notebook() -> dict:
@@ -49,9 +49,9 @@ def test_only_the_streamchat_section_changes(tmp_path: Path, layout: str) -> Non
     path.write_bytes(LAYOUTS[layout](a_notebook()).encode())
     original = json.loads(path.read_bytes())
     # When two turns are merged into it, and the first one again
-    assert _merge_into_local_file(str(path), "c", turn("run-1")) is True
-    assert _merge_into_local_file(str(path), "c", turn("run-2")) is True
-    assert _merge_into_local_file(str(path), "c", turn("run-1")) is False
+    assert _merge_into_local_file(str(path), str(tmp_path), "c", turn("run-1")) is True
+    assert _merge_into_local_file(str(path), str(tmp_path), "c", turn("run-2")) is True
+    assert _merge_into_local_file(str(path), str(tmp_path), "c", turn("run-1")) is False
     # Then the notebook is the original plus our section, with both turns once, and still valid
     merged = json.loads(path.read_bytes())
     section = merged["metadata"].pop("streamchat")
@@ -60,18 +60,50 @@ def test_only_the_streamchat_section_changes(tmp_path: Path, layout: str) -> Non
     nbformat.validate(nbformat.reads(path.read_text(encoding="utf-8"), as_version=4))
 
 
-def test_a_missing_file_becomes_a_valid_notebook(tmp_path: Path) -> None:
+def test_a_missing_file_is_not_created(tmp_path: Path) -> None:
     path = tmp_path / "new.ipynb"
-    assert _merge_into_local_file(str(path), "c", turn("run-1")) is True
-    notebook = nbformat.read(path, as_version=4)
-    nbformat.validate(notebook)
-    assert notebook.metadata["streamchat"]["conversations"]["c"]["turns"][0]["run"] == "run-1"
+    with pytest.raises(FileNotFoundError):
+        _merge_into_local_file(str(path), str(tmp_path), "c", turn("run-1"))
+    assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("content", [b'{"cells": [ not json', b"[1, 2]", b'{"metadata": 7}', b""])
+NOT_NOTEBOOKS = {
+    "broken": b'{"cells": [ not json',
+    "array": b"[1, 2]",
+    "metadata-not-an-object": b'{"metadata": 7}',
+    "empty": b"",
+    "package": b'{"name": "pkg", "metadata": {}}',
+    # nbformat's own layout, down to the tail the fast path looks for, but without cells
+    "no-cells": b'{\n "metadata": {},\n "nbformat": 4,\n "nbformat_minor": 5\n}\n',
+}
+
+
+@pytest.mark.parametrize("content", NOT_NOTEBOOKS.values(), ids=NOT_NOTEBOOKS.keys())
 def test_what_is_not_a_notebook_is_left_alone(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "odd.ipynb"
     path.write_bytes(content)
     with pytest.raises(ValueError):
-        _merge_into_local_file(str(path), "c", turn("run-1"))
+        _merge_into_local_file(str(path), str(tmp_path), "c", turn("run-1"))
     assert path.read_bytes() == content
+    assert [p.name for p in tmp_path.iterdir()] == ["odd.ipynb"]
+
+
+def test_a_notebook_under_another_name_is_not_one(tmp_path: Path) -> None:
+    # Jupyter decides by the name: a .json file is a file, whatever it holds
+    path = tmp_path / "nb.json"
+    content = (nbformat.writes(nbformat.v4.new_notebook()) + "\n").encode()
+    path.write_bytes(content)
+    with pytest.raises(NotANotebook):
+        _merge_into_local_file(str(path), str(tmp_path), "c", turn("run-1"))
+    assert path.read_bytes() == content
+
+
+def test_a_symlink_out_of_the_root_is_not_followed(tmp_path: Path) -> None:
+    root, outside = tmp_path / "root", tmp_path / "outside.ipynb"
+    root.mkdir()
+    nbformat.write(nbformat.v4.new_notebook(), outside)
+    content = outside.read_bytes()
+    (root / "link.ipynb").symlink_to(outside)
+    with pytest.raises(PermissionError):
+        _merge_into_local_file(str(root / "link.ipynb"), str(root), "c", turn("run-1"))
+    assert outside.read_bytes() == content

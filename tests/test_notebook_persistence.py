@@ -344,15 +344,50 @@ async def test_only_the_streamchat_metadata_changes_in_the_file(streamchat_clien
     assert turn["run"] == started["id"]
 
 
-async def test_an_unreadable_notebook_is_never_overwritten(streamchat_client, upstream, jp_root_dir, jp_serverapp):
-    # Given a file that is not valid notebook JSON (say, mid-edit by another tool)
+@pytest.mark.parametrize("change", ["unreadable", "not-a-notebook", "deleted", "symlink-out-of-root"])
+async def test_a_file_that_changed_after_post_is_never_overwritten(
+    streamchat_client, upstream, jp_root_dir, jp_serverapp, tmp_path_factory, change
+):
+    # Given a run streaming into a notebook (by a symlink in one case)
+    nbformat.write(nbformat.v4.new_notebook(), jp_root_dir / "real.ipynb")
+    path = jp_root_dir / "later.ipynb"
+    path.symlink_to("real.ipynb")
+    upstream.script("changing", Script([Text("kept"), Stall(30)]))
+    started = await streamchat_client.start_run(chat("openai:changing", notebook="later.ipynb"))
+    await collect(streamchat_client.events(started["id"]), limit=1)
+    # When the file changes before the run ends: into something that is not a notebook, or gone, or
+    # the symlink now leads out of the server root
+    outside = tmp_path_factory.mktemp("outside") / "elsewhere.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(), outside)
+    changed = {
+        "unreadable": b'{"cells": [ this is not json',
+        "not-a-notebook": b'{"name": "pkg", "metadata": {}}\n',
+    }
+    path.unlink()
+    if change in changed:
+        path.write_bytes(changed[change])
+    elif change == "symlink-out-of-root":
+        path.symlink_to(outside)
+    before = {p: p.read_bytes() for p in (jp_root_dir / "real.ipynb", outside)}
+    await streamchat_client.stop(started["id"])  # answers once the run's recording is done, one way or another
+    # Then nothing was written: not the file, not a new one, not what the symlink points to
+    if change in changed:
+        assert path.read_bytes() == changed[change]
+    elif change == "deleted":
+        assert not path.exists()
+    assert {p: p.read_bytes() for p in before} == before
+    expected = {"real.ipynb"} if change == "deleted" else {"real.ipynb", "later.ipynb"}
+    assert {p.name for p in jp_root_dir.iterdir()} == expected  # nothing created, nothing left behind
+    # And the run itself is complete and listed, its words kept (in the journal)
+    record = await streamchat_client.get_run(started["id"])
+    assert record["status"] == "stopped" and record["text"] == "kept"
+    assert started["id"] not in service_of(jp_serverapp).recorded_via
+
+
+async def test_a_notebook_unreadable_at_post_is_a_conflict(streamchat_client, jp_root_dir):
     broken = jp_root_dir / "broken.ipynb"
     broken.write_bytes(b'{"cells": [ this is not json')
-    # When a run naming it finishes
-    upstream.script("broken-nb", Script.reply(["kept"]))
-    started = await streamchat_client.start_run(chat("openai:broken-nb", notebook="broken.ipynb"))
-    record = await wait_finished(streamchat_client, started["id"])
-    await service_of(jp_serverapp).runs.get(started["id"]).wait_recorded()
-    # Then the file is left as it was, and the run itself is still complete and listed
+    response = await streamchat_client._http.post("runs", json=chat("demo:fast", notebook="broken.ipynb"))
+    assert response.status_code == 409 and "broken.ipynb" in response.json()["message"]
+    assert await streamchat_client.list_runs() == []
     assert broken.read_bytes() == b'{"cells": [ this is not json'
-    assert record["status"] == "completed" and record["text"] == "kept"

@@ -10,9 +10,10 @@ import logging
 from collections import defaultdict
 from typing import Any
 
+from .._errors import BadRequest, Conflict, Forbidden, NotFound
 from ._handoff import HandoffHub
 from ._schema import conversation_key, make_turn, turns_of
-from ._writers import read_metadata, write_file, write_shared_document
+from ._writers import NOTEBOOK_SUFFIX, NotANotebook, check_notebook, read_metadata, write_file, write_shared_document
 
 log = logging.getLogger("jupyter_streamchat.persistence")
 
@@ -28,9 +29,29 @@ class NotebookRecorder:
     def contents_manager(self) -> Any:
         return self._serverapp.contents_manager
 
+    async def require_notebook(self, path: str) -> None:
+        """Refuse, before a run starts, a path that is not an existing notebook (SPEC 4).
+
+        Without the path's lock: that is held while a finished turn is offered to an open document (up to
+        ``handoff_timeout``), and a request must not wait for it. A read that meets a turn being written
+        is retried like one that meets a save.
+        """
+        try:
+            await check_notebook(self.contents_manager, path)
+        except FileNotFoundError:
+            raise NotFound(f"no notebook {path!r}") from None
+        except NotANotebook:
+            raise BadRequest(f"{path!r} is not a notebook") from None
+        except PermissionError:
+            raise Forbidden(f"the server may not read or write {path!r}") from None
+        except ValueError:
+            raise Conflict(f"{path} could not be read as a notebook; nothing was started") from None
+
     async def record(self, record: dict[str, Any], prompt: dict[str, str] | None) -> str:
         """Land one finished run in its notebook; returns how: shared, open-document, file or duplicate."""
         path = record["notebook"]
+        if not path.endswith(NOTEBOOK_SUFFIX):  # a run adopted from an old journal: not a notebook, never written
+            raise NotANotebook(f"{path} is not named like a notebook")
         conversation = conversation_key(record)
         turn = make_turn(record, prompt)
         async with self._locks[path]:

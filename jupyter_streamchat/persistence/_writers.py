@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import os
 import re
-import tempfile
+import stat
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import nbformat
 from jupyter_core.utils import ensure_async
+from jupyter_server.services.contents.fileio import path_to_intermediate
+from tornado import web
 
 from ._schema import merged_streamchat
 
@@ -22,6 +25,15 @@ log = logging.getLogger("jupyter_streamchat.persistence")
 T = TypeVar("T")
 TORN_READ_ATTEMPTS = 8  # x TORN_READ_DELAY: how long a save may keep a notebook half-written
 TORN_READ_DELAY = 0.05
+CHANGED_WHILE_MERGING_ATTEMPTS = 3  # a save landing between our read and our write: merge again
+NOTEBOOK_SUFFIX = ".ipynb"  # what Jupyter's contents API opens as a notebook
+
+
+class NotANotebook(ValueError):
+    """The path exists but is not a notebook, by its name (as Jupyter decides) or by what it holds: never written.
+
+    Unlike a plain ValueError (a notebook caught half-written by a save), this does not pass by waiting.
+    """
 
 
 async def write_shared_document(serverapp: Any, path: str, conversation: str, turn: dict[str, Any]) -> bool:
@@ -59,20 +71,29 @@ def _merge_into_shared(document: Any, conversation: str, turn: dict[str, Any]) -
             meta["metadata"]["streamchat"] = section
 
 
+async def check_notebook(contents_manager: Any, path: str) -> None:
+    """Raise unless ``path`` is an existing notebook: FileNotFoundError, NotANotebook, PermissionError, or
+    ValueError when it cannot be parsed (say, half-written by another tool for longer than a save takes)."""
+    os_path = _local_path(contents_manager, path)
+    if os_path is not None:
+        await _tolerating_saves(_read_local_metadata, os_path, contents_manager.root_dir)
+    else:
+        await _get_notebook(contents_manager, path)
+
+
 async def write_file(contents_manager: Any, path: str, conversation: str, turn: dict[str, Any]) -> bool:
     """Read-merge-write of the notebook file; False if the run was already there. Caller serializes per path.
 
-    Local files are merged as raw JSON in a worker thread and replaced atomically (temp file +
-    ``os.replace``): the event loop never parses, validates or serializes a big notebook, a reader
-    never sees a half-written file, and every byte we did not change is written back as it was.
-    Other ContentsManagers (S3, databases...) get a normal ``get``/``save``.
+    Only an existing notebook is written: a missing file is not created, and a file that is not a notebook
+    (any more) is left alone, so both raise as in ``check_notebook``. Local files are merged as raw JSON in a
+    worker thread and written in place, as Jupyter's own save writes them (see ``_write_in_place``): the
+    event loop never parses, validates or serializes a big notebook, and every byte we did not change is
+    written back as it was. Other ContentsManagers (S3, databases...) get a normal ``get``/``save``.
     """
     os_path = _local_path(contents_manager, path)
     if os_path is not None:
-        return await _tolerating_saves(_merge_into_local_file, os_path, conversation, turn)
+        return await _tolerating_saves(_merge_into_local_file, os_path, contents_manager.root_dir, conversation, turn)
     notebook = await _get_notebook(contents_manager, path)
-    if notebook is None:
-        notebook = nbformat.v4.new_notebook()
     section = merged_streamchat(dict(notebook.metadata), conversation, turn)
     if section is None:
         return False
@@ -83,24 +104,28 @@ async def write_file(contents_manager: Any, path: str, conversation: str, turn: 
 
 
 async def read_metadata(contents_manager: Any, path: str) -> dict[str, Any] | None:
-    """The notebook's top-level metadata, or None if there is no such notebook."""
-    os_path = _local_path(contents_manager, path)
-    if os_path is not None:
-        notebook = await _tolerating_saves(_load_local, os_path)
-        return None if notebook is None else dict(notebook.get("metadata") or {})
-    model = await _get_notebook(contents_manager, path)
-    return None if model is None else dict(model.metadata)
+    """The notebook's top-level metadata, or None if there is no such file."""
+    try:
+        os_path = _local_path(contents_manager, path)
+        if os_path is not None:
+            return await _tolerating_saves(_read_local_metadata, os_path, contents_manager.root_dir)
+        return dict((await _get_notebook(contents_manager, path)).metadata)
+    except FileNotFoundError:
+        return None
 
 
 async def _tolerating_saves(work: Callable[..., T], *args: Any) -> T:
     """Run file work in a worker thread; retry briefly if the notebook could not be parsed.
 
-    Jupyter's own save rewrites a notebook in place, so a read can meet a half-written file. It is
-    whole again within milliseconds; a file that stays unreadable raises ValueError as before.
+    Jupyter's own save rewrites a notebook in place (and so does ours), so a read can meet a
+    half-written file. It is whole again within milliseconds; a file that stays unreadable raises
+    ValueError as before, and one that is not a notebook raises NotANotebook at once.
     """
     for attempt in range(TORN_READ_ATTEMPTS):
         try:
             return await asyncio.to_thread(work, *args)
+        except NotANotebook:
+            raise
         except ValueError:
             if attempt == TORN_READ_ATTEMPTS - 1:
                 raise
@@ -108,10 +133,22 @@ async def _tolerating_saves(work: Callable[..., T], *args: Any) -> T:
     raise AssertionError("unreachable")
 
 
-async def _get_notebook(contents_manager: Any, path: str) -> Any | None:
+async def _get_notebook(contents_manager: Any, path: str) -> Any:
+    """A notebook through a ContentsManager's API (one that has no local files)."""
+    if not path.endswith(NOTEBOOK_SUFFIX):
+        raise NotANotebook(f"{path} is not named like a notebook")
     if not await ensure_async(contents_manager.file_exists(path)):
-        return None
-    model = await ensure_async(contents_manager.get(path, content=True, type="notebook"))
+        if await ensure_async(contents_manager.dir_exists(path)):
+            raise NotANotebook(f"{path} is a directory")
+        raise FileNotFoundError(errno.ENOENT, "no such notebook", path)
+    try:
+        model = await ensure_async(contents_manager.get(path, content=True, type="notebook"))
+    except web.HTTPError as error:  # how a ContentsManager says it cannot open this as a notebook
+        if error.status_code == 404:
+            raise FileNotFoundError(errno.ENOENT, "no such notebook", path) from error
+        if error.status_code == 403:
+            raise PermissionError(errno.EACCES, "permission denied", path) from error
+        raise NotANotebook(f"{path}: {error.log_message}") from error
     return model["content"]
 
 
@@ -120,62 +157,119 @@ def _local_path(contents_manager: Any, path: str) -> str | None:
     return get_os_path(path) if callable(get_os_path) else None
 
 
-def _load_local(os_path: str) -> dict[str, Any] | None:
-    raw = _read_bytes(os_path)
-    return None if raw is None else _parse_notebook(raw, os_path)
+def _target(os_path: str, root: str) -> str:
+    """The file a notebook at ``os_path`` lives in: through symlinks, as Jupyter's own save writes, but never
+    out of the server root (a symlink may have been changed since the request was checked)."""
+    if not os_path.endswith(NOTEBOOK_SUFFIX):
+        raise NotANotebook(f"{os_path} is not named like a notebook")
+    target = os.path.realpath(os_path)
+    real_root = os.path.realpath(root)
+    if os.path.commonpath([real_root, target]) != real_root:
+        raise PermissionError(errno.EACCES, "the notebook leads out of the server root", os_path)
+    if not os.path.lexists(target):
+        raise FileNotFoundError(errno.ENOENT, "no such notebook", os_path)
+    if not os.path.isfile(target):
+        raise NotANotebook(f"{os_path} is not a file")
+    return target
 
 
-def _read_bytes(os_path: str) -> bytes | None:
-    try:
-        with open(os_path, "rb") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return None
+def _read_local_metadata(os_path: str, root: str) -> dict[str, Any]:
+    with open(_target(os_path, root), "rb") as handle:
+        raw = handle.read()
+    located = _locate_metadata(raw)
+    if located is not None:
+        return located.metadata
+    return dict(_parse_notebook(raw, os_path).get("metadata") or {})
 
 
 def _parse_notebook(raw: bytes, os_path: str) -> dict[str, Any]:
     notebook = json.loads(raw)  # an unreadable notebook raises: never overwrite what we cannot read
-    if not isinstance(notebook, dict) or not isinstance(notebook.get("metadata", {}), dict):
-        raise ValueError(f"{os_path} is not a notebook")
+    if not _is_notebook(notebook):
+        raise NotANotebook(f"{os_path} is not a notebook")
     return notebook
 
 
-def _merge_into_local_file(os_path: str, conversation: str, turn: dict[str, Any]) -> bool:
-    raw = _read_bytes(os_path)
-    if raw is None:
-        raw = _dump(nbformat.v4.new_notebook())
-    merged = _spliced(raw, conversation, turn)
-    if merged is None:
-        merged = _reserialized(raw, os_path, conversation, turn)
-    if not merged:  # the run is already recorded
+def _is_notebook(value: Any) -> bool:
+    """nbformat's top level: a version number, metadata, and cells (worksheets before version 4)."""
+    if not isinstance(value, dict) or not isinstance(value.get("metadata", {}), dict):
         return False
-    _replace_atomically(os_path, merged)
-    return True
+    version = value.get("nbformat")
+    if not isinstance(version, int) or isinstance(version, bool):
+        return False
+    return isinstance(value.get("cells" if version >= 4 else "worksheets"), list)
 
 
-def _reserialized(raw: bytes, os_path: str, conversation: str, turn: dict[str, Any]) -> bytes:
-    """Any other layout: parse and re-serialize the whole notebook (empty if the run is already there)."""
+def _merge_into_local_file(os_path: str, root: str, conversation: str, turn: dict[str, Any]) -> bool:
+    target = _target(os_path, root)
+    for _ in range(CHANGED_WHILE_MERGING_ATTEMPTS):
+        with open(target, "rb") as handle:
+            read = os.fstat(handle.fileno())
+            raw = handle.read()
+        change = _merged(raw, os_path, conversation, turn)
+        if change is None:  # the run is already recorded
+            return False
+        if _same_version(read, os.stat(target)):
+            _write_in_place(target, raw, *change)
+            return True
+    # Saved again and again under us: as for a torn read, the caller waits a little and tries again.
+    raise ValueError(f"{os_path} kept changing while a turn was merged into it")
+
+
+def _same_version(before: os.stat_result, now: os.stat_result) -> bool:
+    return (before.st_ino, before.st_dev, before.st_size, before.st_mtime_ns) == (
+        now.st_ino,
+        now.st_dev,
+        now.st_size,
+        now.st_mtime_ns,
+    )
+
+
+def _merged(raw: bytes, os_path: str, conversation: str, turn: dict[str, Any]) -> tuple[int, bytes] | None:
+    """Where the file changes and the bytes from there on, or None if the run is already recorded.
+
+    In nbformat's layout only the metadata object and what follows it change (see ``_locate_metadata``);
+    any other layout is parsed and re-serialized whole.
+    """
+    located = _locate_metadata(raw)
+    if located is not None:
+        section = merged_streamchat(located.metadata, conversation, turn)
+        if section is None:
+            return None
+        located.metadata["streamchat"] = section
+        # One level deeper than a root object: indent every structural line break by one more space.
+        value = _dump(located.metadata)[:-1].replace(b"\n", b"\n ")
+        return located.value_at, value + located.after
     notebook = _parse_notebook(raw, os_path)
     metadata = notebook.setdefault("metadata", {})
     section = merged_streamchat(metadata, conversation, turn)
     if section is None:
-        return b""
+        return None
     metadata["streamchat"] = section
-    return _dump(notebook)
+    return 0, _dump(notebook)
 
 
-# In nbformat's layout (indent 1, sorted keys) the notebook ends with its metadata, nbformat and
-# nbformat_minor. A raw newline is always structural in JSON, and nothing but these two numbers
-# stands between the metadata object and the root's closing brace, so that object is the
-# notebook's own metadata: it is replaced without decoding, parsing or copying the cells (a 10 MB
-# notebook would otherwise hold the GIL, and stall every stream, for tens of milliseconds).
+# In nbformat's layout (indent 1, sorted keys) a notebook starts with its cells and ends with its
+# metadata, nbformat and nbformat_minor. A raw newline is always structural in JSON, and nothing but
+# these two numbers stands between the metadata object and the root's closing brace, so that object
+# is the notebook's own metadata: it is replaced without decoding, parsing or copying the cells (a
+# 10 MB notebook would otherwise hold the GIL, and stall every stream, for tens of milliseconds).
+_HEAD = b'{\n "cells": ['
 _METADATA_KEY = b'\n "metadata": '
 _TAIL = re.compile(r',\n "nbformat": \d+,\n "nbformat_minor": \d+\n\}\n?\Z')
 _DECODER = json.JSONDecoder()
 
 
-def _spliced(raw: bytes, conversation: str, turn: dict[str, Any]) -> bytes | None:
-    """``raw`` with the turn merged into its metadata; empty if already there; None if not nbformat's layout."""
+@dataclass(slots=True)
+class _Located:
+    value_at: int  # byte offset of the metadata object: everything before it stays as it is
+    metadata: dict[str, Any]
+    after: bytes  # the bytes after the metadata object
+
+
+def _locate_metadata(raw: bytes) -> _Located | None:
+    """The top-level metadata of a notebook in nbformat's layout, found without parsing its cells; else None."""
+    if not raw.startswith(_HEAD):  # the root's first key is "cells", holding a list: a notebook's
+        return None
     key_at = raw.rfind(_METADATA_KEY)
     if key_at < 0:
         return None
@@ -187,13 +281,7 @@ def _spliced(raw: bytes, conversation: str, turn: dict[str, Any]) -> bytes | Non
         return None
     if not isinstance(metadata, dict) or not _TAIL.match(rest, end):
         return None
-    section = merged_streamchat(metadata, conversation, turn)
-    if section is None:
-        return b""
-    metadata["streamchat"] = section
-    # One level deeper than a root object: indent every structural line break by one more space.
-    value = _dump(metadata)[:-1].replace(b"\n", b"\n ")
-    return b"".join((raw[:value_at], value, rest[end:].encode("utf-8")))
+    return _Located(value_at, metadata, rest[end:].encode("utf-8"))
 
 
 def _dump(value: dict[str, Any]) -> bytes:
@@ -202,20 +290,63 @@ def _dump(value: dict[str, Any]) -> bytes:
     return (text + "\n").encode("utf-8")
 
 
-def _replace_atomically(os_path: str, data: bytes) -> None:
-    directory = os.path.dirname(os_path)
-    os.makedirs(directory, exist_ok=True)
-    mode = os.stat(os_path).st_mode & 0o777 if os.path.exists(os_path) else None
-    fd, tmp = tempfile.mkstemp(prefix=".streamchat-", suffix=".ipynb.tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+def _write_in_place(target: str, old: bytes, offset: int, new_tail: bytes) -> None:
+    """Make the file ``old[:offset] + new_tail`` by writing into it, as Jupyter's ``atomic_writing`` does.
+
+    Writing into the file, not replacing it, keeps what a save must keep: every symlink to it, its
+    inode (jupyter_server_fileid tracks notebooks by it), its permissions and its owner. Only the bytes
+    from ``offset`` on are written, in one write: in nbformat's layout that is the metadata, not the cells.
+
+    Crash safety is Jupyter's own: the previous version is first copied next to the file under Jupyter's
+    intermediate name (``.~<name>``) and removed once the new one is synced. A reader that comes while the
+    tail is being written may find the file torn, as during any Jupyter save; if this process dies then,
+    the file stays torn until Jupyter's contents manager opens it, finds it unreadable and restores the
+    copy, and the run journal records the turn again at the next start. The copy is not fsynced
+    (neither is Jupyter's): a power cut at that moment can lose it.
+    """
+    backup = path_to_intermediate(target)
+    with open(target, "r+b") as handle:  # first: a file we may not write leaves no copy behind
+        backed_up = _back_up(target, backup, old)
+        try:
+            handle.seek(offset)
+            handle.write(new_tail)
+            handle.truncate()
             handle.flush()
             os.fsync(handle.fileno())
-        if mode is not None:
-            os.chmod(tmp, mode)
-        os.replace(tmp, os_path)
+        except BaseException:
+            # Put the old bytes back in the same file; if even that fails, leave the copy for Jupyter.
+            try:
+                handle.seek(offset)
+                handle.write(old[offset:])
+                handle.truncate()
+                handle.flush()
+            except OSError:
+                backed_up = False
+            raise
+        finally:
+            if backed_up:
+                with contextlib.suppress(OSError):
+                    os.remove(backup)
+
+
+def _back_up(target: str, backup: str, content: bytes) -> bool:
+    """Copy the notebook's current ``content`` to ``backup``; False where its folder may not be written
+    (then, as Jupyter does for a writable file in a read-only folder, it is written without a copy)."""
+    if not os.access(os.path.dirname(target), os.W_OK):
+        return False
+    info = os.stat(target)
+    mode = stat.S_IMODE(info.st_mode)
+    # Created with the notebook's permissions: the copy is never readable by more people than the notebook.
+    fd = os.open(backup, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(fd, mode)
+            handle.write(content)
+            handle.flush()
+            os.utime(fd, ns=(info.st_atime_ns, info.st_mtime_ns))  # as copy2 leaves it (Jupyter may restore it)
     except BaseException:
+        # A partial copy must not stay where Jupyter would take it for the previous version.
         with contextlib.suppress(OSError):
-            os.unlink(tmp)
+            os.remove(backup)
         raise
+    return True
