@@ -115,8 +115,9 @@ class StreamChat(ExtensionApp):
     journal_path = Unicode(
         "",
         config=True,
-        help="SQLite run journal (default: <jupyter data dir>/streamchat/journal-<root hash>.sqlite3; "
-        "one per server root so that two servers never recover each other's runs).",
+        help="SQLite run journal (default: <jupyter data dir>/streamchat/journal-<root hash>.sqlite3, one per "
+        "server root). Servers started on the same root share it; each recovers only the runs of servers that "
+        "are gone. Created readable by its owner only.",
     )
     journal_flush_interval = Float(0.5, config=True, help="Seconds between batched journal writes.")
     journal_maintenance_interval = Float(

@@ -37,8 +37,8 @@ MAINTENANCE = "--StreamChat.journal_maintenance_interval=0.5"
 @pytest.fixture
 def servers(tmp_path: Path, upstream: FakeUpstream) -> Iterator[tuple[ServerProcess, ServerProcess]]:
     """Servers a and b: their own config, data and runtime dirs, but one root and one journal."""
-    a = ServerProcess(tmp_path / "a", upstream.openai_base_url, extra_args=[MAINTENANCE], demo_speed=0.6)
-    b = ServerProcess(tmp_path / "b", upstream.openai_base_url, extra_args=[MAINTENANCE], demo_speed=0.6)
+    a = ServerProcess(tmp_path / "a", upstream.openai_base_url, extra_args=[MAINTENANCE], demo_speed=0.5)
+    b = ServerProcess(tmp_path / "b", upstream.openai_base_url, extra_args=[MAINTENANCE], demo_speed=0.5)
     b.root, b.journal = a.root, a.journal
     try:
         yield a, b
@@ -95,7 +95,7 @@ async def test_a_second_server_leaves_a_live_run_alone(servers: tuple[ServerProc
     a, b = servers
     notebook_path = a.root / "real.ipynb"
     nbformat.write(nbformat.v4.new_notebook(), notebook_path)
-    # Given server a streaming a detached run on demo:slow (~20 s) into a notebook
+    # Given server a streaming a detached run on demo:slow (~24 s; b starts in ~5 s) into a notebook
     a.start()
     async with client_for(a) as client:
         body = chat("demo:slow", "Two servers on one folder: tell me a slow story", notebook="real.ipynb")
@@ -110,7 +110,8 @@ async def test_a_second_server_leaves_a_live_run_alone(servers: tuple[ServerProc
 
     # Then the run is still running on a, still running in the journal, and not in the notebook
     async with client_for(a) as client:
-        assert (await client.get_run(run_id))["status"] == "running"
+        status = (await client.get_run(run_id))["status"]
+    assert status == "running", f"the run ended ({status}) before server b had started: too slow a machine?"
     assert journaled_status(a.journal, run_id) == "running"
     assert turns_for(valid_notebook(notebook_path), run_id) == []
     # And b neither lists it as interrupted nor can stop it
