@@ -377,6 +377,8 @@ class RunJournal:
             rows = db.execute(
                 "SELECT id, record, prompt, persisted FROM runs WHERE status != 'running' ORDER BY created"
             ).fetchall()
+        elif not recovery.claimed:
+            rows = []  # the usual periodic case: nobody went away
         else:
             marks = ",".join("?" * len(recovery.claimed))
             rows = db.execute(
