@@ -9,6 +9,10 @@
   every 0.25 s and the peak growth is reported per 100 streams, with the text they had accumulated.
 * **CPU**: server utime+stime from /proc/<pid>/stat while those streams run, per 100k relayed
   tokens (the paced, one-event-per-write regime; the unpaced figure is in the throughput table).
+* **finished runs**: detached runs of ``FINISHED_TOKENS`` one-character deltas each, run to completion
+  a few at a time (so the transient memory of streaming stays small) and kept, as the server keeps
+  finished runs for an hour; the settled RSS growth is reported per finished run. Nobody reads their
+  events, so what remains is what the server retains for a later replay or ``GET runs``.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from ._report import Section, check, info
 NAME = "memory"
 TITLE = "5. Memory and CPU"
 PACE = 0.05
+FINISHED_TOKENS = 2000
 
 
 async def settled_rss(server: Any, seconds: float = 1.0) -> float:
@@ -54,6 +59,27 @@ async def idle_runs(bench: Bench, server: Any, pool: Any, n: int, model: str) ->
     return ids
 
 
+async def finished_runs(pool: Any, n: int, model: str) -> list[str]:
+    """``n`` detached runs, at most 8 streaming at once, each waited for until it has finished."""
+
+    async def one() -> str:
+        status, body, _ = await pool.request("POST", "/streamchat/runs", chat_body(model))
+        if status != 201:
+            raise RuntimeError(f"POST runs answered {status}: {body}")
+        deadline = time.monotonic() + 60
+        while True:
+            _, record, _ = await pool.request("GET", f"/streamchat/runs/{body['id']}")
+            if record["status"] != "running":
+                if record["status"] != "completed" or len(record["text"]) != FINISHED_TOKENS:
+                    raise RuntimeError(f"run ended {record['status']} with {len(record['text'])} chars")
+                return body["id"]
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"run {body['id']} did not finish within 60 s")
+            await asyncio.sleep(0.05)
+
+    return await gather_limited([one() for _ in range(n)], 8)
+
+
 async def stop_all(pool: Any, ids: list[str]) -> float:
     t0 = time.monotonic()
     await gather_limited([pool.request("POST", f"/streamchat/runs/{i}/stop") for i in ids], 16)
@@ -64,10 +90,12 @@ async def run(bench: Bench) -> Section:
     section = Section(NAME, TITLE)
     n_idle = 300 if bench.quick else 1000
     n_stream, tokens = (200, 80) if bench.quick else (1000, 200)
+    n_finished = 100 if bench.quick else 300
     await bench.upstream.script("mem-idle", kind="stall", text="hello", seconds=900)
     await bench.upstream.script("mem-warm", kind="stall", text="hello", seconds=900)
     await bench.upstream.script("mem-stream", kind="bulk", n=tokens, pace=PACE, stamp=True)
     await bench.upstream.script("mem-stream-warm", kind="bulk", n=20, pace=0.01, stamp=True)
+    await bench.upstream.script("mem-finished", kind="bulk", n=FINISHED_TOKENS)
     data: dict[str, Any] = {}
     async with bench.server(NAME, max_retained_runs=5000) as server:
         pool = api(server, size=16)
@@ -77,6 +105,17 @@ async def run(bench: Bench) -> Section:
             await stop_all(pool, warm)
             fleet = await start_fleet(bench, server, "mem-stream-warm", 50, ramp=0.2)
             await finish_fleet(fleet, 30)
+            await finished_runs(pool, 16, "mem-finished")
+
+            bench.say(f"memory: {n_finished} finished detached runs of {FINISHED_TOKENS} deltas")
+            base0 = await settled_rss(server)
+            await finished_runs(pool, n_finished, "mem-finished")
+            data["finished"] = {
+                "runs": n_finished,
+                "deltas_per_run": FINISHED_TOKENS,
+                "rss_base_kib": base0,
+                "rss_after_kib": await settled_rss(server),
+            }
 
             bench.say(f"memory: {n_idle} idle detached runs")
             base = await settled_rss(server)
@@ -130,6 +169,15 @@ async def run(bench: Bench) -> Section:
             "≤ 50 KB",
             lambda v: v <= 50,
             detail=f"{idle['runs']} runs",
+        )
+    )
+    finished = data["finished"]
+    per_finished_kib = (finished["rss_after_kib"] - finished["rss_base_kib"]) / finished["runs"]
+    section.add(
+        info(
+            f"RSS growth per finished run ({FINISHED_TOKENS} deltas, kept for replay)",
+            per_finished_kib * 1.024,
+            "KB",
         )
     )
     streaming = data["streaming"]

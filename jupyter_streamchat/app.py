@@ -147,10 +147,18 @@ class StreamChat(ExtensionApp):
     journal_path = Unicode(
         "",
         config=True,
-        help="SQLite run journal (default: <jupyter data dir>/streamchat/journal-<root hash>.sqlite3; "
-        "one per server root so that two servers never recover each other's runs).",
+        help="SQLite run journal (default: <jupyter data dir>/streamchat/journal-<root hash>.sqlite3, one per "
+        "server root). Servers started on the same root share it; each recovers only the runs of servers that "
+        "are gone. Created readable by its owner only.",
     )
     journal_flush_interval = Float(0.5, config=True, help="Seconds between batched journal writes.")
+    journal_maintenance_interval = Float(
+        60.0,
+        config=True,
+        help="Seconds between journal upkeep: finished runs past finished_run_retention are pruned (from the "
+        "journal and from memory), and runs left by another server on the same journal that has since gone "
+        "away are recovered as interrupted. Start-up always recovers.",
+    )
     handoff_timeout = Float(
         2.0, config=True, help="Seconds an open document has to claim a finished turn before the file is written."
     )
@@ -290,7 +298,7 @@ class StreamChat(ExtensionApp):
         service = self.service
         assert service.journal is not None
         service.journal.start_flusher(service.runs.running)
-        await service.recover()
+        service.start_maintenance(self.journal_maintenance_interval)
 
     async def stop_extension(self) -> None:
         kernel_access = getattr(self, "_kernel_access", None)

@@ -7,6 +7,10 @@ A ``Run`` owns its upstream task, its sequenced event log and its status. Every 
 Per-token work is kept to: parse (in the provider), append the encoded event, wake waiters.
 Subscribers read the log by sequence number and get whatever accumulated as one joined chunk,
 so a slow client costs one write per wake-up rather than one per token.
+
+A finished run is kept (for ``GET runs`` and late re-attaches) for up to ``finished_run_retention``,
+so it collapses to its text, reasoning and ``done`` event once no reader is left in its log: a
+replay is then ``snapshot`` + ``done``, which the SPEC's resume rule already covers.
 """
 
 from __future__ import annotations
@@ -95,6 +99,8 @@ class Run:
         self._task: asyncio.Task[None] | None = None
         self._deadline: asyncio.TimerHandle | None = None
         self._waiters: list[asyncio.Future[bool]] = []
+        self._readers = 0  # open subscriptions: the full log is kept for them until they leave
+        self._collapsed = False
         # Event 1 (``run``) is kept outside the bounded log so it can always be replayed first.
         self._seq = 1
         self._run_event = encode_event(
@@ -291,6 +297,24 @@ class Run:
         if error is not None:
             done["error"] = error
         self._emit("done", done)
+        if not self._readers:
+            self._collapse()
+
+    def _collapse(self) -> None:
+        """Keep only what a finished run needs: text, reasoning, ``done`` (and ``run``, kept apart).
+
+        Every streamed event is folded into a snapshot by ``_events_after``, as evicted events are,
+        so a replay is ``run`` + ``snapshot`` + ``done`` and a resume from any id before the end is
+        ``snapshot`` + ``done``. Up to ``replay_buffer_events`` encoded events (hundreds of KB) per
+        run would otherwise stay for the whole retention time, for up to ``max_retained_runs`` runs.
+        """
+        if self.status == RUNNING or self._collapsed:
+            return
+        self._collapsed = True
+        self._evicted_text = len(self.text)
+        self._evicted_reasoning = len(self.reasoning)
+        self._log = [self._log[-1]]
+        self._head = 0
 
     # ----- ending early --------------------------------------------------------------------------
     def request_end(self, cause: str) -> bool:
@@ -329,6 +353,7 @@ class Subscription:
 
     def __init__(self, run: Run, after: int) -> None:
         self._run = run
+        run._readers += 1
         self.cursor = max(0, after)
         self._closed = False
         self._waiter: asyncio.Future[bool] | None = None
@@ -385,6 +410,11 @@ class Subscription:
         self._timer = loop.call_at(due, self._on_timer)
 
     def close(self) -> None:
+        if not self._closed:
+            run = self._run
+            run._readers -= 1
+            if not run._readers and not run.is_running:
+                run._collapse()  # the last reader of a finished run has left
         self._closed = True
         if self._timer is not None:
             self._timer.cancel()
@@ -410,16 +440,32 @@ class RunManager:
         self._running.discard(run.id)
 
     def start(self, request: RunRequest, provider: Provider, model: str, mode: str = "detached") -> Run:
+        run = self.create(request, mode)
+        self.launch(run, provider, model)
+        return run
+
+    def create(self, request: RunRequest, mode: str = "detached") -> Run:
+        """A run that holds a slot under the concurrency cap but is not started nor visible yet.
+
+        Between ``create`` and ``launch`` the caller can do what must succeed before any upstream
+        call is made (journal the run); if that fails, ``abandon`` gives the slot back.
+        """
         if len(self._running) >= self.limits.max_concurrent_runs:
             raise TooManyRuns(f"too many concurrent runs (limit {self.limits.max_concurrent_runs})")
         self._prune()
         run = Run(request, mode, self.limits.replay_buffer_events)
-        self._runs[run.id] = run
         self._running.add(run.id)
+        return run
+
+    def launch(self, run: Run, provider: Provider, model: str) -> None:
+        self._runs[run.id] = run
         run.start(provider, model, self.limits.run_time_limit, self._finish_hooks)
         assert run._task is not None
         run._task.add_done_callback(lambda _task: run.ensure_concluded())
-        return run
+
+    def abandon(self, run: Run) -> None:
+        """Give back the slot of a run that was created but will never be launched."""
+        self._running.discard(run.id)
 
     def adopt(self, record: dict[str, Any], prompt: dict[str, str] | None) -> Run:
         """Re-create a finished run from its journaled record (after a restart), replayable like any other."""
@@ -460,6 +506,10 @@ class RunManager:
     @property
     def running_count(self) -> int:
         return len(self._running)
+
+    def prune(self) -> None:
+        """Forget finished runs past their retention (also done on each start and listing)."""
+        self._prune()
 
     def _prune(self) -> None:
         cutoff = time.monotonic() - self.limits.finished_run_retention

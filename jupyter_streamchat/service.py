@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._errors import Conflict
+from ._errors import Conflict, StreamChatError
 from ._paths import confine
 from ._validation import BodyLimits, ChatBody
 from .persistence import NotebookRecorder, RunJournal, history_messages, make_turn
@@ -16,6 +18,12 @@ from .providers import ProviderRegistry
 from .runs import TERMINAL_STATUSES, Run, RunManager, RunRequest, utc_now
 
 log = logging.getLogger("jupyter_streamchat")
+
+
+class JournalUnavailable(StreamChatError):
+    """The run could not be journaled, so it was not started: a run is never streamed without its crash record."""
+
+    status = 503
 
 
 @dataclass
@@ -28,6 +36,7 @@ class ChatService:
     journal: RunJournal | None = None
     notebooks: NotebookRecorder | None = None
     recorded_via: dict[str, str] = field(default_factory=dict)  # run id -> how it reached its notebook
+    _maintenance: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.runs.add_finish_hook(self._record_finished)
@@ -44,9 +53,19 @@ class ChatService:
             history = await self.history(notebook, body.conversation) if body.conversation else []
             messages = [*history, {"role": "user", "content": body.prompt or ""}]
         request = RunRequest(model_id, messages, body.options, notebook, body.conversation, owner)
-        run = self.runs.start(request, provider, model, mode)
+        run = self.runs.create(request, mode)
         if self.journal is not None:
-            self.journal.started(run, run.prompt)
+            # Journaled before it starts: a run that could not be recorded after a crash is not started
+            # at all, and its slot is given back (it would otherwise be an unrecorded orphan).
+            try:
+                await self.journal.started(run, run.prompt)
+            except Exception as exc:
+                self.runs.abandon(run)
+                log.error("streamchat: run not started, the journal could not be written: %s", exc, exc_info=True)
+                raise JournalUnavailable(
+                    f"the run journal could not be written ({type(exc).__name__}); nothing was started"
+                ) from exc
+        self.runs.launch(run, provider, model)
         log.info("streamchat run %s started: %s (%s)", run.id, model_id, mode)
         return run
 
@@ -66,9 +85,16 @@ class ChatService:
         return history_messages(list(turns.values()))
 
     async def _record_finished(self, run: Run) -> None:
-        """Finish hook: journal the final record, then land the turn in its notebook exactly once."""
+        """Finish hook: journal the final record, then land the turn in its notebook exactly once.
+
+        A journal that fails here does not keep the turn from its notebook; the journal keeps the
+        final record and its flusher writes it once it can.
+        """
         if self.journal is not None:
-            self.journal.finished(run)
+            try:
+                await self.journal.finished(run)
+            except Exception:
+                log.exception("streamchat run %s: its final record could not be journaled yet (retried)", run.id)
         await self.record_in_notebook(run.record(), run.prompt)
 
     async def record_in_notebook(self, record: dict[str, Any], prompt: dict[str, str] | None) -> None:
@@ -82,20 +108,65 @@ class ChatService:
             self.recorded_via[record["id"]] = how
             log.info("streamchat run %s recorded in %s (%s)", record["id"], record["notebook"], how)
         if self.journal is not None:
-            self.journal.mark_persisted(record["id"])
+            try:
+                await self.journal.mark_persisted(record["id"])
+            except Exception:
+                # Recorded in its notebook, but the journal still says not: a later recovery writes it
+                # again, which the notebook merge (idempotent by run id) turns into nothing.
+                log.exception("streamchat run %s: could not note in the journal that it is recorded", record["id"])
 
-    async def recover(self) -> None:
-        """After a crash or restart: unfinished runs become interrupted and are persisted once."""
+    async def recover(self, everything: bool = True) -> None:
+        """Runs of servers that are gone (this one before a crash or restart, or another server on the same
+        journal) become interrupted and are persisted once; runs of live servers are never touched.
+
+        ``everything`` (at start-up): also list every finished journaled run again, as before the restart.
+        """
         if self.journal is None:
             return
-        self.journal.forget_before(time.time() - self.runs.limits.finished_run_retention)
-        for record, prompt, persisted in self.journal.recover(utc_now()):
+        if everything:
+            await self.journal.forget_before(time.time() - self.runs.limits.finished_run_retention)
+        recovery = await self.journal.recover(utc_now(), everything)
+        for journaled in recovery.runs:
+            record = journaled.record
             if self.runs.get(record["id"]) is None:
-                self.runs.adopt(record, prompt)
-            if not persisted:
-                await self.record_in_notebook(record, prompt)
+                self.runs.adopt(record, journaled.prompt)
+            if record["id"] in recovery.claimed:
+                await self.record_in_notebook(record, journaled.prompt)
+
+    async def maintain(self) -> None:
+        """Periodic upkeep: retention of the journal and of finished runs in memory, and recovery of the
+        runs of servers on the same journal that went away since."""
+        self.runs.prune()
+        if self.journal is not None:
+            forgotten = await self.journal.forget_before(time.time() - self.runs.limits.finished_run_retention)
+            if forgotten:
+                log.debug("streamchat journal: %d runs past their retention forgotten", forgotten)
+            await self.recover(everything=False)
+
+    def start_maintenance(self, interval: float) -> None:
+        """Recover at start-up, then keep the journal (and memory) in shape every ``interval`` seconds."""
+
+        async def loop() -> None:
+            recovered = False
+            while True:
+                try:
+                    if recovered:
+                        await self.maintain()
+                    else:
+                        await self.recover()
+                        recovered = True
+                except Exception:
+                    log.exception("streamchat: journal upkeep failed; retried in %.0f s", interval)
+                await asyncio.sleep(interval)
+
+        self._maintenance = asyncio.get_running_loop().create_task(loop(), name="streamchat-maintenance")
 
     async def aclose(self, timeout: float) -> None:
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._maintenance
+            self._maintenance = None
         if self.notebooks is not None:
             self.notebooks.handoff.enabled = False
         await self.runs.shutdown(timeout)

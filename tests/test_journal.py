@@ -2,6 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sqlite3
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from jupyter_streamchat.persistence import RunJournal
+from jupyter_streamchat.providers import Delta
+from jupyter_streamchat.runs import Run, RunRequest
 from tests.helpers import chat, collect, service_of
 from tests.upstream import Script, Stall, Text
 
@@ -19,30 +31,144 @@ async def test_streaming_writes_the_journal_in_batches(streamchat_client, upstre
     assert writes <= 10, f"{writes} journal transactions for {deltas} tokens"
 
 
-async def test_journal_recovers_unfinished_runs_with_their_text(streamchat_client, upstream, jp_serverapp, tmp_path):
-    from jupyter_streamchat.persistence import RunJournal
-
-    service = service_of(jp_serverapp)
+async def test_the_server_journals_what_it_streams(streamchat_client, upstream, jp_serverapp):
+    journal_file = service_of(jp_serverapp).journal.path
     upstream.script("partial", Script([Text("abc"), Text("def"), Stall(30)]))
     started = await streamchat_client.start_run(chat("openai:partial"))
     await collect(streamchat_client.events(started["id"]), limit=2)
-    run = service.runs.get(started["id"])
-    # Given a journal that saw the run start and stream, but not end (a crash)
-    journal = RunJournal(tmp_path / "j.sqlite3")
-    journal.open()
-    journal.started(run, run.prompt)
-    journal.flush([run])
-    await journal.close()
+    # While the run waits on its upstream, the server's own journal file (read from outside) holds
+    # the run, as running, with the text clients saw
+    for _ in range(200):  # up to ~10 s; the flush interval is 0.5 s
+        row = journaled(journal_file, started["id"])
+        if row[1] == "abcdef":
+            break
+        await asyncio.sleep(0.05)
+    assert row == ("running", "abcdef")
+    # And its final record once it ends
     await streamchat_client.stop(started["id"])
-    # When it is reopened
-    reopened = RunJournal(tmp_path / "j.sqlite3")
-    reopened.open()
-    ((record, prompt, persisted),) = reopened.recover("2026-01-01T00:00:00.000Z")
-    # Then the run is interrupted with its text, not yet persisted, and a second recovery agrees
-    assert record["status"] == "interrupted" and record["text"] == "abcdef" and persisted is False
-    assert prompt == {"role": "user", "content": "hi"}
-    reopened.mark_persisted(record["id"])
-    ((again, _, persisted_again),) = reopened.recover("2026-01-02T00:00:00.000Z")
-    assert again["status"] == "interrupted" and persisted_again is True
-    assert again["finished"] == "2026-01-01T00:00:00.000Z"
-    await reopened.close()
+    assert journaled(journal_file, started["id"]) == ("stopped", "abcdef")
+
+
+def journaled(path: Path, run_id: str) -> tuple[str | None, str]:
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        status = db.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+        chunks = db.execute("SELECT text FROM chunks WHERE run_id = ? AND kind = 0 ORDER BY seq", (run_id,))
+        return (status[0] if status else None), "".join(text for (text,) in chunks)
+    finally:
+        db.close()
+
+
+def streamed_run(*chunks: str) -> Run:
+    run = Run(RunRequest("openai:x", [{"role": "user", "content": "hi"}]), "detached", 100)
+    for chunk in chunks:
+        run._on_event(Delta(chunk))
+    return run
+
+
+def crash(journal: RunJournal) -> None:
+    """What SIGKILL does to a journal's owner: its lock is gone, its lock file and rows stay."""
+    assert journal._lock_fd is not None
+    os.close(journal._lock_fd)
+    journal._lock_fd = None
+
+
+async def test_recovery_takes_over_only_runs_whose_server_is_gone(tmp_path):
+    path = tmp_path / "j.sqlite3"
+    # Given a server (journal a) streaming a run, journaled with its text so far
+    a = RunJournal(path)
+    a.open()
+    run = streamed_run("abc", "def")
+    await a.started(run, run.prompt)
+    await a.flush([run])
+    # When a second server (b) opens the same journal and recovers
+    b = RunJournal(path)
+    b.open()
+    recovery = await b.recover("2026-01-01T00:00:00.000Z")
+    # Then it leaves the live server's running run alone: not claimed, not even listed
+    assert recovery.claimed == set() and recovery.runs == []
+    # When server a dies (its lock goes with it) and b recovers again
+    crash(a)
+    recovery = await b.recover("2026-01-01T00:00:00.000Z", everything=False)
+    # Then b takes the run over: interrupted, with its text, to be persisted by b
+    (journaled_run,) = recovery.runs
+    assert recovery.claimed == {run.id}
+    assert journaled_run.record["status"] == "interrupted" and journaled_run.record["text"] == "abcdef"
+    assert journaled_run.prompt == {"role": "user", "content": "hi"} and journaled_run.persisted is False
+    # And a third server, started meanwhile, does not take it again (b is alive and owns it now)
+    c = RunJournal(path)
+    c.open()
+    recovery = await c.recover("2026-01-02T00:00:00.000Z")
+    assert recovery.claimed == set()
+    assert [(r.record["status"], r.record["finished"]) for r in recovery.runs] == [
+        ("interrupted", "2026-01-01T00:00:00.000Z")
+    ]
+    # And once b has persisted it and closed, nobody persists it again
+    await b.mark_persisted(run.id)
+    await b.close()
+    recovery = await c.recover("2026-01-03T00:00:00.000Z")
+    assert recovery.claimed == set() and [r.persisted for r in recovery.runs] == [True]
+    await c.close()
+    assert a._db is not None
+    a._db.close()
+    a._executor.shutdown()  # type: ignore[union-attr]
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+class TestPrivacy:
+    """The journal holds prompts and replies: only its owner may read it."""
+
+    @pytest.fixture(autouse=True)
+    def common_umask(self) -> Iterator[None]:
+        # The usual umask, under which files are created world-readable unless asked otherwise
+        previous = os.umask(0o022)
+        yield
+        os.umask(previous)
+
+    @pytest.fixture
+    def streamchat_settings(self, streamchat_settings, tmp_path):
+        return {**streamchat_settings, "journal_path": str(tmp_path / "new" / "streamchat" / "journal.sqlite3")}
+
+    async def test_the_journal_is_created_readable_by_its_owner_only(
+        self, streamchat_client, upstream, jp_serverapp, tmp_path
+    ):
+        journal = Path(service_of(jp_serverapp).journal.path)
+        assert journal == tmp_path / "new" / "streamchat" / "journal.sqlite3"
+        # Given a run that was streamed and journaled (so SQLite has made its -wal and -shm files)
+        upstream.script("quick", Script.reply(["private"]))
+        started = await streamchat_client.start_run(chat("openai:quick"))
+        await collect(streamchat_client.events(started["id"]))
+        for _ in range(100):
+            if journal.with_name("journal.sqlite3-wal").exists() and journal.with_name("journal.sqlite3-shm").exists():
+                break
+            await asyncio.sleep(0.05)
+        # Then the journal and its companions are 0600, and the folders it created 0700
+        files = [journal, journal.with_name("journal.sqlite3-wal"), journal.with_name("journal.sqlite3-shm")]
+        assert {f.name: oct(mode(f)) for f in files} == {f.name: "0o600" for f in files}
+        assert oct(mode(tmp_path / "new")) == oct(mode(tmp_path / "new" / "streamchat")) == "0o700"
+        # And so are the owners' lock files, and their folder
+        owners = journal.with_name("journal.sqlite3.owners")
+        assert oct(mode(owners)) == "0o700"
+        assert [oct(mode(lock)) for lock in owners.iterdir()] == ["0o600"]
+
+    async def test_an_existing_world_readable_journal_is_made_private(self, tmp_path):
+        # Given a journal written by an older version under the usual umask, in the user's own folder
+        folder = tmp_path / "shared"
+        folder.mkdir(mode=0o755)
+        path = folder / "journal.sqlite3"
+        old = RunJournal(path)
+        old.open()
+        await old.close()
+        for name in ("journal.sqlite3", "journal.sqlite3-wal"):
+            (folder / name).touch()
+            os.chmod(folder / name, 0o644)
+        # When it is opened again
+        journal = RunJournal(path)
+        journal.open()
+        # Then its files are private, and the existing folder is not changed
+        assert oct(mode(path)) == oct(mode(folder / "journal.sqlite3-wal")) == "0o600"
+        assert oct(mode(folder)) == "0o755"
+        await journal.close()

@@ -1,0 +1,237 @@
+"""The journal failing, for real: every run still ends recorded once (journal or notebook), with a log line.
+
+Failures are injected into the real SQLite journal of a real server: its connection set read-only
+(``PRAGMA query_only``, as a read-only file would be), its write lock held by another connection
+(another server's long transaction), a model sending text that is no UTF-8. Nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+from jupyter_streamchat.client import StreamChatAPIError
+from jupyter_streamchat.persistence import RunJournal
+from jupyter_streamchat.providers import Delta
+from jupyter_streamchat.runs import Run, RunRequest
+from tests.helpers import chat, collect, service_of, text_of, wait_finished
+from tests.upstream import Finish, Malformed, Script, Stall, Text, Usage
+
+
+def journal_of(jp_serverapp: Any) -> RunJournal:
+    return service_of(jp_serverapp).journal
+
+
+def set_read_only(journal: RunJournal, read_only: bool) -> None:
+    """Make the server's journal connection refuse writes ("attempt to write a readonly database")."""
+    journal.db.execute(f"PRAGMA query_only = {'ON' if read_only else 'OFF'}")
+
+
+def journaled(path: Path, run_id: str) -> dict[str, Any] | None:
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        row = db.execute("SELECT status, persisted FROM runs WHERE id = ?", (run_id,)).fetchone()
+        chunks = db.execute("SELECT text FROM chunks WHERE run_id = ? AND kind = 0 ORDER BY seq", (run_id,))
+        text = "".join(t if isinstance(t, str) else t.decode("utf-8", "surrogatepass") for (t,) in chunks)
+    finally:
+        db.close()
+    return None if row is None else {"status": row[0], "persisted": row[1], "text": text}
+
+
+async def eventually(check: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.05)
+    return result
+
+
+def logged(caplog: pytest.LogCaptureFixture, words: str) -> list[str]:
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("jupyter_streamchat")]
+    return [message for message in messages if words in message]
+
+
+@pytest.fixture
+def streamchat_settings(streamchat_settings: dict[str, Any]) -> dict[str, Any]:
+    return {**streamchat_settings, "max_concurrent_runs": 1, "journal_flush_interval": 0.1}
+
+
+async def test_a_run_that_cannot_be_journaled_is_not_started_and_holds_no_slot(
+    streamchat_client, upstream, jp_serverapp, caplog
+):
+    journal = journal_of(jp_serverapp)
+    upstream.script("stall", Script([Text("hi"), Stall(30)]))
+    upstream.script("quick", Script.reply(["fine"]))
+    # Given a journal that cannot be written, and room for one run at a time
+    set_read_only(journal, True)
+    # When a run is asked for, twice
+    for _ in range(2):
+        with pytest.raises(StreamChatAPIError) as refused:
+            await streamchat_client.start_run(chat("openai:stall"))
+        # Then it is refused with a JSON reason, and its model was never called
+        assert refused.value.status == 503 and "journal" in str(refused.value)
+    assert upstream.requests_for("stall") == []
+    assert logged(caplog, "journal could not be written")
+    # When the journal can be written again
+    set_read_only(journal, False)
+    # Then the one slot is free: a run starts and completes
+    started = await streamchat_client.start_run(chat("openai:quick"))
+    record = await wait_finished(streamchat_client, started["id"])
+    assert record["status"] == "completed" and record["text"] == "fine"
+
+
+async def test_a_failing_final_journal_write_still_records_the_notebook(
+    streamchat_client, upstream, jp_serverapp, jp_root_dir, caplog
+):
+    journal = journal_of(jp_serverapp)
+    nbformat.write(nbformat.v4.new_notebook(), jp_root_dir / "nb.ipynb")
+    upstream.script("paced", Script.reply([f"w{i} " for i in range(20)], pace=0.05))
+    # Given a run into a notebook, journaled when it started
+    started = await streamchat_client.start_run(chat("openai:paced", notebook="nb.ipynb"))
+    first = await collect(streamchat_client.events(started["id"]), limit=2)
+    # When the journal stops taking writes before the run ends
+    set_read_only(journal, True)
+    rest = await collect(streamchat_client.events(started["id"], after=int(first[-1].id)))
+    record = await wait_finished(streamchat_client, started["id"])
+    assert record["status"] == "completed" and text_of(first + rest) == record["text"]
+
+    # Then the notebook still gets the turn, once, with the whole text
+    def turns() -> list[dict[str, Any]]:
+        notebook = nbformat.read(jp_root_dir / "nb.ipynb", as_version=4)
+        return notebook.metadata.get("streamchat", {}).get("conversations", {}).get("default", {}).get("turns", [])
+
+    (turn,) = await eventually(turns, 10, "the turn in the notebook")
+    assert turn["run"] == started["id"] and turn["reply"]["content"] == record["text"]
+    # And the failure was logged
+    assert logged(caplog, "could not be journaled")
+    # When the journal takes writes again
+    set_read_only(journal, False)
+    # Then the flusher writes the final record it kept, with all of the text
+    row = await eventually(
+        lambda: (r := journaled(journal.path, started["id"])) and r["status"] == "completed" and r,
+        10,
+        "the final record in the journal",
+    )
+    assert row["text"] == record["text"]
+    assert logged(caplog, "writes work again")
+
+
+async def test_journal_work_never_stalls_the_event_loop(streamchat_client, upstream, jp_serverapp):
+    journal = journal_of(jp_serverapp)
+    upstream.script("steady", Script.reply([f"t{i} " for i in range(80)], pace=0.05))
+    started = await streamchat_client.start_run(chat("openai:steady"))
+    await collect(streamchat_client.events(started["id"]), limit=2)
+    # Given another connection (another server, a backup tool...) holding the journal's write lock for 3 s
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_lock() -> None:
+        db = sqlite3.connect(journal.path, isolation_level=None)
+        db.execute("BEGIN IMMEDIATE")
+        locked.set()
+        release.wait(3)
+        db.execute("COMMIT")
+        db.close()
+
+    holder = threading.Thread(target=hold_lock)
+    holder.start()
+    assert await asyncio.to_thread(locked.wait, 5)
+    # When the server flushes the streaming run (every 0.1 s) meanwhile, while a client asks for the
+    # models and a timer measures how late the event loop (the server's and this test's) wakes it up
+    slowest_request = latest_wakeup = 0.0
+    try:
+        for _ in range(20):
+            sent = time.monotonic()
+            await streamchat_client.models()
+            slowest_request = max(slowest_request, time.monotonic() - sent)
+            slept = time.monotonic()
+            await asyncio.sleep(0.1)
+            latest_wakeup = max(latest_wakeup, time.monotonic() - slept - 0.1)
+    finally:
+        release.set()
+        await asyncio.to_thread(holder.join)
+    # Then the server answered all along: journal writes wait in their own thread, not on the event loop
+    assert slowest_request < 1.0 and latest_wakeup < 1.0, (slowest_request, latest_wakeup)
+    # And the run's text reached the journal once the lock was gone
+    record = await wait_finished(streamchat_client, started["id"], timeout=20)
+    await eventually(lambda: (r := journaled(journal.path, started["id"])) and r["text"] == record["text"], 10, "text")
+
+
+async def test_text_that_is_no_utf8_neither_stops_the_flusher_nor_is_lost(streamchat_client, upstream, jp_serverapp):
+    journal = journal_of(jp_serverapp)
+    # Given a model whose JSON holds a lone surrogate (valid JSON, but no UTF-8 once decoded)
+    lone = Malformed(b'data: {"choices":[{"index":0,"delta":{"content":"a\\ud800b"},"finish_reason":null}]}\n\n')
+    upstream.script("odd", Script([Text("x"), lone, Stall(0.5), Finish("stop"), Usage()]))
+    started = await streamchat_client.start_run(chat("openai:odd"))
+    record = await wait_finished(streamchat_client, started["id"])
+    assert record["status"] == "completed" and record["text"] == "xa\ud800b"
+    # Then the journal holds exactly that text
+    await eventually(lambda: (r := journaled(journal.path, started["id"])) and r["text"] == record["text"], 5, "text")
+    # And the flusher goes on journaling later runs while they stream
+    upstream.script("later", Script([Text("still "), Text("here"), Stall(30)]))
+    later = await streamchat_client.start_run(chat("openai:later"))
+    await collect(streamchat_client.events(later["id"]), limit=2)
+    await eventually(lambda: (r := journaled(journal.path, later["id"])) and r["text"] == "still here", 5, "text")
+    await streamchat_client.stop(later["id"])
+
+
+async def test_the_flusher_survives_any_error(tmp_path, caplog):
+    journal = RunJournal(tmp_path / "j.sqlite3", flush_interval=0.02)
+    journal.open()
+    run = Run(RunRequest("openai:x", [{"role": "user", "content": "hi"}]), "detached", 100)
+    await journal.started(run, run.prompt)
+    calls = 0
+
+    def running() -> list[Run]:
+        # Not an SQLite error: anything a bug or the machine may raise
+        nonlocal calls
+        calls += 1
+        if calls <= 3:
+            raise RuntimeError("not sqlite")
+        return [run]
+
+    # Given a flusher whose first flushes fail with a non-SQLite error
+    journal.start_flusher(running)
+    run._on_event(Delta("kept"))
+    # Then it goes on, and journals the run's text
+    await eventually(lambda: journaled(journal.path, run.id)["text"] == "kept", 5, "the text")  # type: ignore[index]
+    # With one log line for the failure, not one per attempt, and one when it works again
+    assert len(logged(caplog, "journal flush failed")) == 1
+    assert len(logged(caplog, "writes work again")) == 1
+    await journal.close()
+
+
+class TestRetention:
+    @pytest.fixture
+    def streamchat_settings(self, streamchat_settings: dict[str, Any]) -> dict[str, Any]:
+        return {**streamchat_settings, "finished_run_retention": 1.0, "journal_maintenance_interval": 0.2}
+
+    async def test_finished_runs_leave_the_journal_while_the_server_runs(
+        self, streamchat_client, upstream, jp_serverapp
+    ):
+        journal = journal_of(jp_serverapp)
+        upstream.script("quick", Script.reply(["brief"]))
+        started = await streamchat_client.start_run(chat("openai:quick"))
+        await collect(streamchat_client.events(started["id"]))
+        assert await eventually(lambda: journaled(journal.path, started["id"]), 5, "the journaled run")
+        # When its retention (1 s) has passed, without any restart
+        # Then periodic upkeep has removed it from the journal and from memory
+        await eventually(lambda: journaled(journal.path, started["id"]) is None, 10, "the run to be pruned")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                await streamchat_client.get_run(started["id"])
+            except StreamChatAPIError as gone:
+                assert gone.status == 404
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the run stayed in memory past its retention")
+
