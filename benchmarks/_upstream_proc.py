@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def build_script(spec: dict[str, Any]) -> Any:
-    """A ``tests.upstream.Script`` from a JSON spec (kinds: bulk, stall, bursts, reply)."""
+    """A ``tests.upstream.Script`` from a JSON spec (kinds: bulk, bulk_stall, stall, bursts, reply)."""
     from tests.upstream import Bulk, Done, Finish, Script, Stall, Text, Usage
 
     kind = spec["kind"]
@@ -41,6 +41,9 @@ def build_script(spec: dict[str, Any]) -> Any:
         for _ in range(int(spec["reps"])):
             steps += [Bulk(int(spec["k"]), stamp=True), Stall(float(spec["interval"]))]
         return Script([*steps, Finish(), Usage(), Done()])
+    if kind == "bulk_stall":
+        # ``n`` deltas at once, then silence: a run that is still running with a full replay buffer.
+        return Script([Bulk(int(spec["n"])), Stall(float(spec.get("seconds", 600)))])
     if kind == "reply":
         return Script.reply(list(spec["chunks"]), pace=float(spec.get("pace", 0.0)))
     raise ValueError(f"unknown script kind {kind!r}")

@@ -39,10 +39,14 @@ class _ToExtensionLog(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         target = self.target
-        if target is not None:
-            # ``handle`` goes through the target's handlers (their levels and format), not its level check:
-            # the record already passed the package logger's level.
-            target.handle(record)
+        if target is None:
+            return
+        # Only the target's own handlers (their levels and format; the record already passed the package
+        # logger's level): the record itself still propagates to the root logger, so going up the target's
+        # ancestors too would hand it to root's handlers twice.
+        for handler in target.handlers:
+            if record.levelno >= handler.level:
+                handler.handle(record)
 
 
 _TO_EXTENSION_LOG = _ToExtensionLog()
@@ -311,6 +315,14 @@ class StreamChat(ExtensionApp):
             await asyncio.wait_for(service.aclose(self.shutdown_timeout), self.shutdown_timeout + 1)
         except TimeoutError:
             self.log.warning("streamchat: shutdown did not finish within %.1fs", self.shutdown_timeout)
+        finally:
+            self._detach_package_log()
+
+    def _detach_package_log(self) -> None:
+        """A stopped extension's log is gone: the package's records go back to plain propagation."""
+        if _TO_EXTENSION_LOG.target is getattr(self.log, "logger", self.log):
+            logging.getLogger(PACKAGE_LOGGER).removeHandler(_TO_EXTENSION_LOG)
+            _TO_EXTENSION_LOG.target = None
 
 
 StreamChatApp = StreamChat

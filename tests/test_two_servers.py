@@ -139,6 +139,7 @@ async def test_a_run_of_a_server_that_died_is_recovered_once_by_the_other(
 ) -> None:
     a, b = servers
     notebook_path = a.root / NOTEBOOK
+    nbformat.write(nbformat.v4.new_notebook(), notebook_path)
     # Given server a streaming a run into a notebook, its text journaled, and server b next to it
     a.start()
     async with client_for(a) as client:
@@ -147,7 +148,7 @@ async def test_a_run_of_a_server_that_died_is_recovered_once_by_the_other(
     barrier = await finished_run_on(a)
     await start_after_recovery(b, barrier)
     assert journaled_status(a.journal, run_id) == "running"
-    assert not notebook_path.exists()
+    assert turns_for(nbformat.read(notebook_path, as_version=4), run_id) == []
 
     # When a is killed (SIGKILL: no cleanup at all)
     a.kill()
