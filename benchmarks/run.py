@@ -25,6 +25,7 @@ from typing import Any
 
 from . import (
     bench_aggregate,
+    bench_hub,
     bench_latency,
     bench_memory,
     bench_panel,
@@ -51,6 +52,7 @@ FAMILIES: dict[str, ModuleType] = {
         bench_persistence,
         bench_widgets,
         bench_panel,
+        bench_hub,
     )
 }
 

@@ -7,13 +7,15 @@ import hashlib
 import logging
 import os
 from datetime import datetime
+from typing import Any
 
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
-from tornado.ioloop import IOLoop
+from tornado.ioloop import IOLoop, PeriodicCallback
 from traitlets import Bool, Enum, Float, Int, List, Unicode, default
 
 from ._kernel_access import KernelAccess
+from ._lifecycle import UNLIMITED_RUN_ACTIVITY, SigintStop, mark_activity, runs_activity, utcnow
 from ._validation import BodyLimits
 from .handlers import route_table
 from .persistence import HandoffHub, NotebookRecorder, RunJournal
@@ -139,6 +141,14 @@ class StreamChat(ExtensionApp):
     run_time_limit = Float(1800.0, config=True, help="Wall-clock limit of one run in seconds (0: none).")
     keepalive_interval = Float(15.0, config=True, help="Seconds between ': ping' comments on idle streams.")
     shutdown_timeout = Float(5.0, config=True, help="Seconds to record interrupted runs at shutdown.")
+    activity_interval = Float(
+        15.0,
+        config=True,
+        help="Seconds between refreshes of the server's last-activity time while runs stream, so that "
+        "JupyterHub's idle culler (and ServerApp.shutdown_no_activity_timeout) does not stop a server "
+        "mid-run; each run counts for at most run_time_limit seconds (1800 when that is 0). "
+        "0: runs do not count as activity.",
+    )
 
     kernel_access = Bool(
         True,
@@ -293,6 +303,9 @@ class StreamChat(ExtensionApp):
         self.service.journal.open()  # type: ignore[union-attr]
         self._kernel_access = KernelAccess() if self.kernel_access else None
         self.handlers.extend(route_table(self.service, self._kernel_access))
+        self._stopping: asyncio.Future[None] | None = None
+        self._activity: PeriodicCallback | None = None
+        self._sigint = SigintStop(lambda: self.serverapp.stop(from_signal=True), self.log)
         IOLoop.current().add_callback(self._start_background_work)
 
     async def _start_background_work(self) -> None:
@@ -303,8 +316,37 @@ class StreamChat(ExtensionApp):
         assert service.journal is not None
         service.journal.start_flusher(service.runs.running)
         service.start_maintenance(self.journal_maintenance_interval)
+        if self.activity_interval > 0:
+            self._activity = PeriodicCallback(self._mark_activity, self.activity_interval * 1000)
+            self._activity.start()
+
+    async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        # Called once the server's event loop runs, on the main thread, and only by ``ServerApp.start``: an
+        # in-process test server (pytest-jupyter) never gets here, so a test runner keeps its Ctrl-C.
+        if self._sigint.install():
+            self.log.info("streamchat: stdin is not a terminal; SIGINT will stop the server cleanly")
+
+    def _mark_activity(self) -> None:
+        """While runs stream, the server is active (see ``_lifecycle``), each run for a bounded time."""
+        cap = self.run_time_limit if self.run_time_limit > 0 else UNLIMITED_RUN_ACTIVITY
+        moment = runs_activity((run.created for run in self.service.runs.running()), utcnow(), cap)
+        if moment is not None:
+            mark_activity(self.serverapp.web_app.settings, moment)
 
     async def stop_extension(self) -> None:
+        # ``jupyter server stop`` can get here twice (``api/shutdown``, then SIGTERM when that took over 5 s):
+        # the second call waits for the first instead of starting a second shutdown.
+        if getattr(self, "_stopping", None) is None:
+            self._stopping = asyncio.ensure_future(self._stop())
+        assert self._stopping is not None
+        await asyncio.shield(self._stopping)
+
+    async def _stop(self) -> None:
+        activity, sigint = getattr(self, "_activity", None), getattr(self, "_sigint", None)
+        if activity is not None:
+            activity.stop()
+        if sigint is not None:
+            sigint.uninstall()
         kernel_access = getattr(self, "_kernel_access", None)
         if kernel_access is not None:
             kernel_access.withdraw()

@@ -84,7 +84,9 @@ class ServerProcess:
     def log_tail(self, chars: int = 4000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 30.0, *, stdin: int | None = subprocess.DEVNULL) -> None:
+        """Start and wait until the server answers. ``stdin`` is not a terminal by default, as under JupyterHub,
+        systemd or in a container (pass a pty's end to get a terminal)."""
         assert self.process is None or self.process.poll() is not None, "server already running"
         self.starts += 1
         self.port = free_port()
@@ -111,7 +113,9 @@ class ServerProcess:
             args.append(f"--StreamChat.demo_speed={self.demo_speed}")
         args += self.extra_args
         with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
+            self.process = subprocess.Popen(
+                args, env=env, stdin=stdin, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir
+            )
         deadline = time.monotonic() + timeout
         headers = {"Authorization": f"token {self.token}"}
         while True:
@@ -135,15 +139,24 @@ class ServerProcess:
 
     def terminate(self, timeout: float = 10.0) -> float:
         """SIGTERM, then wait for the exit; returns the seconds it took (raises if longer than ``timeout``)."""
+        return self.send(signal.SIGTERM, timeout)
+
+    def send(self, signum: int, timeout: float = 10.0) -> float:
+        """Send ``signum``, then wait for the exit; returns the seconds it took (raises if longer than ``timeout``)."""
         assert self.process is not None
         sent = time.monotonic()
-        self.process.send_signal(signal.SIGTERM)
+        self.process.send_signal(signum)
+        return self.wait_exit(sent, timeout, signal.Signals(signum).name)
+
+    def wait_exit(self, since: float, timeout: float, what: str) -> float:
+        """Wait for the process to exit after ``what`` happened at ``since`` (monotonic); the seconds it took."""
+        assert self.process is not None
         try:
-            self.process.wait(timeout)
+            self.process.wait(max(0.0, since + timeout - time.monotonic()))
         except subprocess.TimeoutExpired:
             self.kill()
-            raise AssertionError(f"server did not exit within {timeout}s of SIGTERM:\n{self.log_tail()}") from None
-        return time.monotonic() - sent
+            raise AssertionError(f"server did not exit within {timeout}s of {what}:\n{self.log_tail()}") from None
+        return time.monotonic() - since
 
     def close(self) -> None:
         self.kill()
