@@ -399,7 +399,13 @@ env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTER_STREAMCH
 backend = discover(env)
 assert isinstance(backend, ServerBackend), backend
 started = await backend.start_run({"model": "openai:hub-kernel", "messages": [{"role": "user", "content": "hub"}]})
-text = "".join(m.json()["text"] for m in [m async for m in backend.events(started["id"])] if m.event == "delta")
+text = ""
+for m in [m async for m in backend.events(started["id"])]:
+    # A run that ended before this read replays as snapshot + done (its events collapse when it ends)
+    if m.event == "snapshot":
+        text = m.json()["text"]
+    elif m.event == "delta":
+        text += m.json()["text"]
 await backend.aclose()
 print(json.dumps({"text": text}))
 """

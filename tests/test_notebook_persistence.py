@@ -25,7 +25,14 @@ async def wait_turns(root, path: str, count: int, conversation: str = "default",
     """The run's `done` event goes out before the turn is written: poll until ``count`` turns are there."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        recorded = turns(root, path, conversation)
+        try:
+            recorded = turns(root, path, conversation)
+        except (json.JSONDecodeError, nbformat.reader.NotJSONError):
+            # Written in place, as Jupyter's own save writes: a reader can catch it mid-write. Read again.
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.02)
+            continue
         if len(recorded) >= count or asyncio.get_running_loop().time() > deadline:
             return recorded
         await asyncio.sleep(0.02)

@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from tests._server_process import ServerProcess, private_env
@@ -43,6 +44,8 @@ UPSTREAM_CLOSED_WITHIN = 5.0
 @pytest.fixture
 def server(tmp_path: Path, upstream: FakeUpstream) -> Iterator[ServerProcess]:
     process = ServerProcess(tmp_path / "server", upstream.openai_base_url, flush_interval=0.1)
+    # Runs may only name an existing notebook (SPEC 4)
+    nbformat.write(nbformat.v4.new_notebook(), process.root / NOTEBOOK)
     try:
         yield process
     finally:
