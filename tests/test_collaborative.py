@@ -134,6 +134,8 @@ def disk_turns(path: Path, run_id: str) -> list[dict[str, Any]] | None:
 
 
 def recorded_via(serverapp: Any, run_id: str) -> str | None:
+    """How the run reached its notebook; None until recorded (the run's status turns final first, then the
+    journal and the notebook are written)."""
     app = next(iter(serverapp.extension_manager.extension_apps["jupyter_streamchat"]))
     return app.service.recorded_via.get(run_id)
 
@@ -165,7 +167,7 @@ async def test_completed_run_lands_in_shared_document_and_file_once(
         run_id = started["id"]
 
         # Then the turn went through the shared document
-        assert recorded_via(jp_serverapp, run_id) == "shared"
+        assert await poll(lambda: recorded_via(jp_serverapp, run_id), 10, "the turn to be recorded") == "shared"
         # And the collaborating client receives it, exactly once
         (turn,) = await poll(lambda: client_turns(shared, run_id), 10, "the turn at the client")
         assert turn["reply"]["content"] == "Hi there"
@@ -208,7 +210,7 @@ async def test_stopped_run_lands_in_shared_document_once_with_partial_text(
 
         # Then the stop answered once the partial was recorded, through the shared document
         assert answer["status"] == "stopped" and answer["stopped"] is True and again["stopped"] is False
-        assert recorded_via(jp_serverapp, run_id) == "shared"
+        assert await poll(lambda: recorded_via(jp_serverapp, run_id), 10, "the turn to be recorded") == "shared"
         (in_model,) = await server_turns(jp_serverapp, run_id)
         assert in_model["reply"]["status"] == "stopped"
         assert in_model["reply"]["partial"] is True
@@ -232,4 +234,4 @@ async def test_stopped_run_lands_in_shared_document_once_with_partial_text(
         await poll(lambda: disk_turns(path, later["id"]), 10, "the second turn in the file")
         turns = nbformat.read(path, as_version=4).metadata["streamchat"]["conversations"]["default"]["turns"]
         assert [t["run"] for t in turns] == [run_id, later["id"]]
-        assert recorded_via(jp_serverapp, later["id"]) == "shared"
+        assert await poll(lambda: recorded_via(jp_serverapp, later["id"]), 10, "the turn to be recorded") == "shared"
