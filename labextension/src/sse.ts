@@ -222,21 +222,14 @@ export async function followRun(
         }
         throw new Error(reason);
       }
-      await readSSE(
+      finished = await readRunStream(
         response,
-        message => {
-          const event = decodeRunEvent(message);
-          if (event === null || event.id <= lastEventId) {
-            return true;
+        event => {
+          if (event.id > lastEventId) {
+            lastEventId = event.id;
+            progressed = true;
+            onEvent(event);
           }
-          lastEventId = event.id;
-          progressed = true;
-          onEvent(event);
-          if (event.type === 'done') {
-            finished = true;
-            return false;
-          }
-          return true;
         },
         idleTimeout
       );
