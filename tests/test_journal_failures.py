@@ -204,6 +204,7 @@ async def test_the_flusher_survives_any_error(tmp_path, caplog):
     # Then it goes on, and journals the run's text
     await eventually(lambda: journaled(journal.path, run.id)["text"] == "kept", 5, "the text")  # type: ignore[index]
     # With one log line for the failure, not one per attempt, and one when it works again
+    await eventually(lambda: logged(caplog, "writes work again"), 5, "the log line saying writes work again")
     assert len(logged(caplog, "journal flush failed")) == 1
     assert len(logged(caplog, "writes work again")) == 1
     await journal.close()
