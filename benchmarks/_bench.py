@@ -26,6 +26,7 @@ class Bench:
     product_dir: Path
     upstream: UpstreamProcess
     profile_dir: Path | None = None
+    trace_dir: Path | None = None  # panel: write a chromium trace and CPU profile here, print where time goes
     servers_started: int = 0
     log: list[str] = field(default_factory=list)
 

@@ -22,6 +22,7 @@ detached run. Measured in the page, over the window from Send to the reply's ``d
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import tempfile
 import time
@@ -90,6 +91,26 @@ PAINT_PROBE = r"""
 """
 
 
+TRACE_CATEGORIES = [
+    "toplevel",
+    "devtools.timeline",
+    "disabled-by-default-devtools.timeline",
+    "v8.execute",
+    "blink.user_timing",
+]
+
+
+def write_trace(stem: Path, trace: bytes, profile: dict[str, Any], wall_s: float) -> None:
+    """``--trace``: keep the chromium trace (open it in chrome://tracing or Perfetto) and say where time went."""
+    from . import _trace
+
+    stem.with_suffix(".trace.json").write_bytes(trace)
+    (stem.with_suffix(".cpuprofile")).write_text(json.dumps(profile["profile"]))
+    print(_trace.summary(trace, wall_s), flush=True)
+    print(_trace.profile_summary(profile["profile"], wall_s), flush=True)
+    print(f"  trace: {stem.with_suffix('.trace.json')}", flush=True)
+
+
 def marked_reply(tokens: int, seed: int) -> list[str]:
     """``markdown_reply`` with a marker word after every ``MARK_EVERY`` tokens (outside code and tables)."""
     pieces = markdown_reply(tokens, seed)
@@ -144,6 +165,11 @@ def measure(bench: Bench, model: str, chunks: list[str], pace: float, workdir: P
                     return float(next(m["value"] for m in metrics if m["name"] == "TaskDuration"))
 
                 panel.get_by_label("Message").fill("Write a long answer with code and tables.")
+                if bench.trace_dir is not None:
+                    browser.start_tracing(page=page, categories=TRACE_CATEGORIES)
+                    cdp.send("Profiler.enable")
+                    cdp.send("Profiler.setSamplingInterval", {"interval": 500})
+                    cdp.send("Profiler.start")
                 started_ms = page.evaluate("() => performance.now()")
                 busy0, t0 = task_seconds(), time.monotonic()
                 panel.get_by_role("button", name="Send").click()
@@ -160,6 +186,8 @@ def measure(bench: Bench, model: str, chunks: list[str], pace: float, workdir: P
                 reply = panel.locator("article.jp-StreamChat-reply").last
                 wall = time.monotonic() - t0
                 busy = task_seconds() - busy0
+                if bench.trace_dir is not None:
+                    write_trace(bench.trace_dir / model, browser.stop_tracing(), cdp.send("Profiler.stop"), wall)
                 ended_ms = page.evaluate("() => performance.now()")
                 status = reply.get_attribute("data-status")
                 run_id = reply.get_attribute("data-run-id")

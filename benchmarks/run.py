@@ -70,6 +70,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--product", type=Path, default=REPO, help="directory holding the jupyter_streamchat package to benchmark"
     )
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="panel: also record a chromium trace and a JavaScript CPU profile, and print where the page's time goes",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory (server logs, notebooks)")
     return parser.parse_args(argv)
 
@@ -123,7 +128,14 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
     git = git_state(product)  # before the run: others may commit meanwhile
     try:
         await upstream.start()
-        bench = Bench(quick=args.quick, workdir=workdir, product_dir=product, upstream=upstream, profile_dir=workdir)
+        bench = Bench(
+            quick=args.quick,
+            workdir=workdir,
+            product_dir=product,
+            upstream=upstream,
+            profile_dir=workdir,
+            trace_dir=workdir if args.trace else None,
+        )
         print(f"work dir {workdir}; upstream pid {upstream.pid} port {upstream.port}", flush=True)
         for name in names:
             module = FAMILIES[name]
