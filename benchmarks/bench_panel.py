@@ -168,7 +168,7 @@ def measure(bench: Bench, model: str, chunks: list[str], pace: float, workdir: P
                 if bench.trace_dir is not None:
                     browser.start_tracing(page=page, categories=TRACE_CATEGORIES)
                     cdp.send("Profiler.enable")
-                    cdp.send("Profiler.setSamplingInterval", {"interval": 500})
+                    cdp.send("Profiler.setSamplingInterval", {"interval": 1000})
                     cdp.send("Profiler.start")
                 started_ms = page.evaluate("() => performance.now()")
                 busy0, t0 = task_seconds(), time.monotonic()

@@ -85,6 +85,7 @@ export class CompareView {
     this._changed();
     const panes = this._current;
     await Promise.all(panes.map(pane => this._stream(pane, prompt, conversation)));
+    await Promise.all(panes.map(pane => pane.reply.whenShown())); // the summary follows the panes
     if (panes === this._current) {
       this._showSummary(panes);
     }

@@ -14,7 +14,7 @@ import { NotebookChat, messageOf, serverPath } from './chat';
 import { CompareView } from './compare';
 import { fillModelSelect, IModelInfo, loadModels } from './models';
 import { cellContext, insertCellBelow } from './notebook';
-import { button, element } from './reply';
+import { button, element, warmUp } from './reply';
 
 export const PANEL_ID = 'jp-StreamChat-panel';
 
@@ -217,6 +217,7 @@ export class StreamChatPanel extends Widget {
 
   protected onAfterShow(msg: Message): void {
     super.onAfterShow(msg);
+    warmUp(this._rendermime);
     void this._attachRunning();
     window.clearInterval(this._poll);
     this._poll = window.setInterval(() => void this._attachRunning(), POLL_RUNNING);

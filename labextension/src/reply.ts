@@ -3,14 +3,16 @@
  * the Markdown body rendered through JupyterLab's rendermime (sanitized, code highlighted).
  *
  * Smooth on long replies: finished blocks (blocks.ts) are rendered once; only the open tail is
- * rendered again, at most once per animation frame, and an open code fence is shown as plain
- * text until it closes (then highlighted once).
+ * rendered again, and an open code fence is shown as plain text until it closes (then highlighted
+ * once). Markdown is rendered off the page, each block in a task of its own; the page's update
+ * loop (updates.ts) puts every changed reply in on one animation frame, at a pace it can afford.
  */
 
 import { Clipboard } from '@jupyterlab/apputils';
 import { IRenderMimeRegistry, renderMarkdown } from '@jupyterlab/rendermime';
 
 import { MarkdownBlocks } from './blocks';
+import { nextTask, UpdateLoop } from './updates';
 import { IRunEvent } from './sse';
 import { IRunRecord, RunState, RunStatus } from './run';
 
@@ -21,8 +23,11 @@ export interface IReplyContext {
   insertCode(code: string): void;
 }
 
-/** Least time between two renders of a streaming reply (ms). */
+/** Least time between two updates of the streaming replies (ms). */
 export const RENDER_INTERVAL = 50;
+
+/** All replies of the page update together, at a pace their cost allows (updates.ts). */
+const updates = new UpdateLoop({ minInterval: RENDER_INTERVAL });
 
 /** Least time between two updates of a streaming reply's stats line (ms). */
 const STATS_INTERVAL = 500;
@@ -94,7 +99,7 @@ export class ReplyView {
     this.node.dataset.runId = id;
   }
 
-  /** Apply a stream event; the DOM follows on the next animation frame. */
+  /** Apply a stream event; the page follows with the next update. */
   apply(event: IRunEvent): void {
     if (this.state.apply(event)) {
       if (event.type === 'run' && this.state.id) {
@@ -154,173 +159,127 @@ export class ReplyView {
     }
   }
 
-  /** Render now (tests and the final state); normally renders are batched per frame. */
-  flush(): void {
-    if (this._frame !== 0) {
-      cancelAnimationFrame(this._frame);
-      this._frame = 0;
-    }
-    window.clearTimeout(this._timer);
-    this._timer = 0;
-    this._render();
-  }
-
   dispose(): void {
-    if (this._frame !== 0) {
-      cancelAnimationFrame(this._frame);
-    }
-    window.clearTimeout(this._timer);
+    updates.cancel(this);
     this._disposed = true;
+    this._onShown.splice(0).forEach(resolve => resolve());
     this.node.remove();
   }
 
-  /**
-   * Render on the next animation frame, but at most every `RENDER_INTERVAL` ms: each render costs
-   * the browser a style, layout and paint pass, and 20 updates per second already read as smooth.
-   */
-  private _schedule(): void {
-    if (this._frame !== 0 || this._timer !== 0 || this._disposed) {
-      return;
+  /** Resolves once the page shows this reply as it is now (the page follows events a little later). */
+  whenShown(): Promise<void> {
+    if (this._disposed || this._showsState()) {
+      return Promise.resolve();
     }
-    const wait = this._lastRender + RENDER_INTERVAL - performance.now();
-    if (wait > 0 && !this.state.finished) {
-      this._timer = window.setTimeout(() => {
-        this._timer = 0;
-        this._schedule();
-      }, wait);
-      return;
-    }
-    this._frame = requestAnimationFrame(() => {
-      this._frame = 0;
-      this._lastRender = performance.now();
-      this._render();
-    });
+    this._schedule();
+    return new Promise(resolve => this._onShown.push(resolve));
   }
 
-  private _render(): void {
-    if (this._disposed) {
-      return;
-    }
+  private _showsState(): boolean {
     const state = this.state;
+    return (
+      this._shownText === state.text &&
+      this._shownFinished === state.finished &&
+      this.node.dataset.status === state.status
+    );
+  }
+
+  /** Should the next update come at once (the reply just ended) rather than at the page's pace? */
+  get urgent(): boolean {
+    return this.state.finished;
+  }
+
+  private _schedule(): void {
+    if (!this._disposed) {
+      updates.request(this);
+    }
+  }
+
+  /**
+   * Render what changed into detached nodes, each Markdown block in a task of its own (a code
+   * block's highlighting can take tens of milliseconds); the update loop puts them in the page.
+   */
+  async prepare(): Promise<() => void> {
+    const { text, finished } = this.state;
+    const update: IPreparedUpdate = { text, finished, reset: false, sealed: [], tail: null };
+    if (text !== this._shownText || finished !== this._shownFinished) {
+      const split = finished
+        ? { ...this._blocks.finish(text), tail: null }
+        : this._blocks.update(text);
+      update.reset = split.reset;
+      for (const source of split.sealed) {
+        const block = element(
+          'div',
+          'jp-StreamChat-block jp-RenderedMarkdown jp-RenderedHTMLCommon'
+        );
+        await this._renderMarkdown(block, source);
+        this._addCodeToolbars(block);
+        update.sealed.push(block);
+        await nextTask();
+      }
+      const tail = split.tail;
+      if (tail === null || tail.source.trim() === '') {
+        update.tail = { source: '', nodes: [] };
+      } else if (tail.fence !== null) {
+        // An open code fence is plain text (cheap on every update), highlighted once closed.
+        const pre = element('pre', 'jp-StreamChat-openFence');
+        pre.textContent = tail.fence.code;
+        update.tail = { source: tail.source, nodes: [pre] };
+      } else if (tail.source !== this._tailShown || update.reset || update.sealed.length > 0) {
+        const scratch = document.createElement('div');
+        await this._renderMarkdown(scratch, tail.source);
+        update.tail = { source: tail.source, nodes: Array.from(scratch.childNodes) };
+      }
+    }
+    return () => {
+      if (!this._disposed) {
+        this._commit(update);
+      }
+    };
+  }
+
+  private _commit(update: IPreparedUpdate): void {
+    const state = this.state;
+    if (update.reset) {
+      this._body.replaceChildren(this._tail); // a snapshot replaced the text: start the body over
+    }
+    for (const block of update.sealed) {
+      this._body.insertBefore(block, this._tail);
+    }
+    if (update.tail !== null) {
+      this._tail.replaceChildren(...update.tail.nodes);
+      this._tailShown = update.tail.source;
+    }
+    this._shownText = update.text;
+    this._shownFinished = update.finished;
+
     this._modelNode.textContent = this._modelNode.textContent || state.model;
     this.node.dataset.status = state.status;
     this.node.setAttribute('aria-busy', String(!state.finished));
     this._statusNode.textContent = STATUS_TEXT[state.status] ?? state.status;
-    // Stats change every render; showing them twice a second is enough and saves layout work.
+    // Stats change on every update; showing them twice a second is enough and saves layout work.
     const now = performance.now();
     if (state.finished || now - this._statsShownAt >= STATS_INTERVAL) {
       this._statsShownAt = now;
       this._statsNode.textContent = state.statsLine();
     }
-
     if (state.reasoning !== this._shownReasoning) {
       this._shownReasoning = state.reasoning;
       this._reasoning.hidden = state.reasoning === '';
       this._reasoningText.textContent = state.reasoning;
     }
-    this._renderText();
-
     const errorLine = state.errorLine;
     this._errorNode.hidden = errorLine === '';
     this._errorNode.textContent = errorLine;
     this._errorNode.setAttribute('role', errorLine ? 'alert' : 'none');
     this.onRender?.();
-  }
-
-  private _renderText(): void {
-    const state = this.state;
-    if (
-      state.text === this._shownText &&
-      state.finished === this._shownFinished &&
-      !this._tailStale
-    ) {
-      return;
+    if (this._onShown.length > 0 && this._showsState()) {
+      this._onShown.splice(0).forEach(resolve => resolve());
     }
-    this._shownText = state.text;
-    this._tailStale = false;
-    this._shownFinished = state.finished;
-    const split = state.finished
-      ? { ...this._blocks.finish(state.text), tail: null }
-      : this._blocks.update(state.text);
-    if (split.reset) {
-      // A snapshot replaced the text: start the body over.
-      this._body.replaceChildren();
-      this._tail = this._newTail();
-      this._body.appendChild(this._tail);
-    }
-    for (const source of split.sealed) {
-      // The stale tail becomes the block's placeholder until the block is rendered: no flash.
-      const block = this._tail;
-      block.className = 'jp-StreamChat-block jp-RenderedMarkdown jp-RenderedHTMLCommon';
-      this._tail = this._newTail();
-      this._body.appendChild(this._tail);
-      void this._renderMarkdown(block, source).then(() => this._addCodeToolbars(block));
-    }
-    const tail = split.tail;
-    if (tail === null || tail.source.trim() === '') {
-      this._tailWanted = null;
-      this._tail.replaceChildren();
-    } else if (tail.fence !== null) {
-      this._showOpenFence(tail.fence.code);
-    } else {
-      this._tailWanted = tail.source;
-      this._pumpTail();
-    }
-  }
-
-  /** An open code fence is shown as plain text (cheap per frame) and highlighted once closed. */
-  private _showOpenFence(code: string): void {
-    this._tailWanted = null;
-    let pre = this._tail.querySelector(':scope > pre.jp-StreamChat-openFence');
-    if (pre === null) {
-      pre = element('pre', 'jp-StreamChat-openFence');
-      this._tail.replaceChildren(pre);
-      this._tailShown = '';
-    }
-    pre.textContent = code;
-  }
-
-  /**
-   * Render the open tail: one render at a time, into a scratch node swapped in when done, so a
-   * slow render never overwrites a newer state; the latest source follows on the next frame.
-   */
-  private _pumpTail(): void {
-    const source = this._tailWanted;
-    if (this._tailBusy || source === null || source === this._tailShown) {
-      return;
-    }
-    this._tailBusy = true;
-    const tail = this._tail;
-    const scratch = document.createElement('div');
-    void this._renderMarkdown(scratch, source).then(() => {
-      this._tailBusy = false;
-      if (this._disposed) {
-        return;
-      }
-      if (tail === this._tail && this._tailWanted !== null) {
-        tail.replaceChildren(...Array.from(scratch.childNodes));
-        this._tailShown = source;
-      }
-      if (this._tailWanted !== null && this._tailWanted !== this._tailShown) {
-        this._tailStale = true; // the next render pumps the latest tail
-        this._schedule();
-      }
-    });
   }
 
   private _renderMarkdown(host: HTMLElement, source: string): Promise<void> {
-    const rendermime = this._context.rendermime;
-    return renderMarkdown({
-      host,
-      source,
-      trusted: false, // model output is untrusted: the sanitizer runs
-      sanitizer: rendermime.sanitizer,
-      resolver: rendermime.resolver,
-      linkHandler: rendermime.linkHandler,
-      shouldTypeset: true,
-      latexTypesetter: rendermime.latexTypesetter,
-      markdownParser: rendermime.markdownParser
-    }).catch(error => {
+    return renderUntrusted(this._context.rendermime, host, source).catch(error => {
       host.textContent = source;
       console.warn('StreamChat: could not render Markdown', error);
     });
@@ -349,17 +308,15 @@ export class ReplyView {
   }
 
   private _newTail(): HTMLElement {
-    this._tailShown = '';
     return element('div', 'jp-StreamChat-tail jp-RenderedMarkdown jp-RenderedHTMLCommon');
   }
 
   private _blocks = new MarkdownBlocks();
   private _body: HTMLElement;
+  /** The open end of the reply, rendered again on each update; finished blocks go before it. */
   private _tail: HTMLElement;
-  /** Markdown the tail should show (null: an open fence or nothing) and what it shows. */
-  private _tailWanted: string | null = null;
+  /** The Markdown the tail shows. */
   private _tailShown = '';
-  private _tailBusy = false;
   private _modelNode: HTMLElement;
   private _statusNode: HTMLElement;
   private _statsNode: HTMLElement;
@@ -367,15 +324,67 @@ export class ReplyView {
   private _reasoningText: HTMLElement;
   private _errorNode: HTMLElement;
   private _shownText = '';
-  private _tailStale = false;
   private _shownFinished = false;
   private _shownReasoning = '';
-  private _frame = 0;
-  private _timer = 0;
-  private _lastRender = -Infinity;
   private _statsShownAt = -Infinity;
+  private _onShown: (() => void)[] = [];
   private _disposed = false;
 }
+
+/** One update of a reply, rendered off the page and put in on one animation frame. */
+interface IPreparedUpdate {
+  text: string;
+  finished: boolean;
+  /** The text was replaced (a snapshot): the body starts over. */
+  reset: boolean;
+  /** Newly finished blocks, rendered, in order. */
+  sealed: HTMLElement[];
+  /** The tail's new content, or null when it did not change. */
+  tail: { source: string; nodes: Node[] } | null;
+}
+
+/**
+ * Load and compile what rendering a reply needs (the Markdown parser, the sanitizer, the math
+ * typesetter, a Python highlighter) once, while the page is idle. Left to the first reply, this
+ * work makes tasks of 40-50 ms in its first seconds.
+ */
+export function warmUp(rendermime: IRenderMimeRegistry): void {
+  if (warmedUp) {
+    return;
+  }
+  warmedUp = true;
+  const sample =
+    '# A\n\n*b* $c$\n\n| d | e |\n|---|---|\n| 1 | 2 |\n\n```python\ndef f(x):\n    return x\n```\n';
+  const whenIdle = window.requestIdleCallback ?? ((run: () => void) => setTimeout(run, 500));
+  whenIdle(
+    () =>
+      void renderUntrusted(rendermime, document.createElement('div'), sample).catch(
+        () => undefined
+      ),
+    { timeout: 2000 }
+  );
+}
+
+/** Model output is untrusted: rendered as Markdown through rendermime, with its sanitizer. */
+function renderUntrusted(
+  rendermime: IRenderMimeRegistry,
+  host: HTMLElement,
+  source: string
+): Promise<void> {
+  return renderMarkdown({
+    host,
+    source,
+    trusted: false,
+    sanitizer: rendermime.sanitizer,
+    resolver: rendermime.resolver,
+    linkHandler: rendermime.linkHandler,
+    shouldTypeset: true,
+    latexTypesetter: rendermime.latexTypesetter,
+    markdownParser: rendermime.markdownParser
+  });
+}
+
+let warmedUp = false;
 
 export function element(tag: string, className = '', text = ''): HTMLElement {
   const node = document.createElement(tag);
