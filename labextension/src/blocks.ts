@@ -157,3 +157,35 @@ function closesFence(line: string, marker: string): boolean {
   const match = /^ {0,3}(`{3,}|~{3,})\s*$/.exec(line);
   return match !== null && match[1][0] === marker[0] && match[1].length >= marker.length;
 }
+
+/**
+ * A finished block that is one fenced code block: its info string and its code as CommonMark
+ * reads it (up to the opener's indentation removed from each line); null for any other block.
+ */
+export function fencedCode(block: string): { info: string; code: string } | null {
+  const lines = block.split(/\r?\n/);
+  if (lines[lines.length - 1] === '') {
+    lines.pop();
+  }
+  const opener = FENCE_OPEN.exec(lines[0] ?? '');
+  const last = lines.length - 1;
+  if (
+    opener === null ||
+    (opener[1][0] === '`' && opener[2].includes('`')) ||
+    last < 1 ||
+    !closesFence(lines[last], opener[1])
+  ) {
+    return null;
+  }
+  for (let i = 1; i < last; i++) {
+    if (closesFence(lines[i], opener[1])) {
+      return null; // the fence closes earlier: more than one block
+    }
+  }
+  const indent = lines[0].length - lines[0].trimStart().length;
+  const code = lines
+    .slice(1, last)
+    .map(line => line.replace(new RegExp(`^ {0,${indent}}`), ''))
+    .join('\n');
+  return { info: opener[2].trim(), code };
+}

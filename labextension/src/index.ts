@@ -5,6 +5,7 @@
 
 import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { ICommandPalette } from '@jupyterlab/apputils';
+import { IEditorLanguageRegistry } from '@jupyterlab/codemirror';
 import { INotebookTracker } from '@jupyterlab/notebook';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
@@ -21,16 +22,17 @@ const panelPlugin: JupyterFrontEndPlugin<void> = {
     'The Stream Chat side panel: chat about the active notebook, Stop, re-attach, compare.',
   autoStart: true,
   requires: [INotebookTracker, IRenderMimeRegistry],
-  optional: [ILayoutRestorer, ICommandPalette, ISettingRegistry],
+  optional: [ILayoutRestorer, ICommandPalette, ISettingRegistry, IEditorLanguageRegistry],
   activate: (
     app: JupyterFrontEnd,
     tracker: INotebookTracker,
     rendermime: IRenderMimeRegistry,
     restorer: ILayoutRestorer | null,
     palette: ICommandPalette | null,
-    settingRegistry: ISettingRegistry | null
+    settingRegistry: ISettingRegistry | null,
+    languages: IEditorLanguageRegistry | null
   ) => {
-    const panel = new StreamChatPanel(tracker, rendermime);
+    const panel = new StreamChatPanel(tracker, rendermime, languages);
     app.shell.add(panel, 'right', { rank: 1000 });
     restorer?.add(panel, PANEL_ID);
 

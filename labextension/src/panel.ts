@@ -5,6 +5,7 @@
  */
 
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import { IEditorLanguageRegistry } from '@jupyterlab/codemirror';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { LabIcon } from '@jupyterlab/ui-components';
 import { Message } from '@lumino/messaging';
@@ -38,7 +39,8 @@ export const streamChatIcon = new LabIcon({
 export class StreamChatPanel extends Widget {
   constructor(
     private readonly _tracker: INotebookTracker,
-    private readonly _rendermime: IRenderMimeRegistry
+    private readonly _rendermime: IRenderMimeRegistry,
+    languages: IEditorLanguageRegistry | null = null
   ) {
     super();
     this.id = PANEL_ID;
@@ -85,6 +87,7 @@ export class StreamChatPanel extends Widget {
 
     const replyContext = {
       rendermime: this._rendermime,
+      languages,
       insertCode: (code: string) => this._insert(code, 'code'),
       insertMarkdown: (text: string) => this._insert(text, 'markdown'),
       notebookPath: () => serverPath(this._tracker.currentWidget)

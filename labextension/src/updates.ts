@@ -6,9 +6,10 @@
  * cost the browser one frame per update, not four, and no Markdown rendering lengthens a frame.
  *
  * The pace follows a budget: an update's cost (its rendering, plus the frame that shows it) may
- * use at most `budget` of the main thread. Where a frame costs 2 ms the page updates every
+ * use at most `budget` (8 %) of the main thread. Where a frame costs 2 ms the page updates every
  * `minInterval` (50 ms: smooth); where it costs 9 ms (chromium rendering in software on a slow
- * machine), every ~90 ms instead of taking a fifth of the main thread.
+ * machine), every ~110 ms instead of taking a fifth of the main thread. The rest of a stream's cost
+ * (reading it, scrolling) comes on top: ~15 % in all there at 200 tokens/s (benchmarks/README.md).
  */
 
 /** What the loop needs from a reply. */
@@ -37,7 +38,7 @@ export interface IUpdateLoopOptions {
 
 export class UpdateLoop {
   constructor(options: IUpdateLoopOptions = {}) {
-    this._budget = options.budget ?? 0.1;
+    this._budget = options.budget ?? 0.08;
     this.minInterval = options.minInterval ?? 50;
     this._maxInterval = options.maxInterval ?? 250;
     this._nextFrame = options.nextFrame ?? browserNextFrame;

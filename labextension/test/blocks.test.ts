@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
-import { MarkdownBlocks } from '../src/blocks';
+import { fencedCode, MarkdownBlocks } from '../src/blocks';
 
 /** A reply with the cases that matter; its blocks as the splitter must cut them. */
 const BLOCKS = [
@@ -297,5 +297,50 @@ describe('MarkdownBlocks', () => {
       sealed: ['New.\n\n', 'New tail'],
       reset: true
     });
+  });
+});
+
+describe('fencedCode', () => {
+  test('a fenced block gives its info string and its code, without the last newline', () => {
+    assert.deepEqual(fencedCode('```python\ndef f():\n\n    return 1\n```\n'), {
+      info: 'python',
+      code: 'def f():\n\n    return 1'
+    });
+    assert.deepEqual(fencedCode('~~~~ text extra words\na\n~~~~~'), {
+      info: 'text extra words',
+      code: 'a'
+    });
+    assert.deepEqual(fencedCode('```\r\nx\r\n```\r\n'), { info: '', code: 'x' });
+    assert.deepEqual(fencedCode('```\n```\n'), { info: '', code: '' });
+  });
+
+  test("the opener's indentation is removed from the code lines, no more", () => {
+    assert.deepEqual(fencedCode('  ```js\n    a\n b\nc\n  ```\n'), {
+      info: 'js',
+      code: '  a\nb\nc'
+    });
+  });
+
+  test('anything but one whole fence is no fenced block', () => {
+    for (const block of [
+      'Just a paragraph\n',
+      '```python\nopen fence\n',
+      '``` not `a fence`\n```\n',
+      '```\na\n```\nmore text\n',
+      '```\na\n```\n```\nb\n```\n',
+      '````\na\n```\n',
+      'Text\n```\na\n```\n'
+    ]) {
+      assert.equal(fencedCode(block), null, JSON.stringify(block));
+    }
+  });
+
+  test('every fence the splitter seals is one fenced block with its code', () => {
+    const sealed = feed(REPLY, []);
+    const fences = sealed.map(fencedCode).filter(fence => fence !== null);
+    assert.deepEqual(fences, [
+      { info: 'python', code: 'def f():\n\n\n    return 1  # blank lines inside a fence' },
+      { info: 'text', code: 'inside ~~~ fence\n~~~\nstill inside: a shorter fence does not close' }
+    ]);
   });
 });
