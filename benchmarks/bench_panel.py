@@ -42,10 +42,20 @@ BUSY_TARGET = 15.0  # % of the main thread
 
 # Before Lab's scripts: long tasks, and the arrival of marker words in run event streams.
 PAGE_PROBES = r"""
-window.__bench = {longTasks: [], arrived: {}, painted: {}};
+window.__bench = {longTasks: [], frames: [], arrived: {}, painted: {}};
 new PerformanceObserver(list => {
   for (const e of list.getEntries()) window.__bench.longTasks.push({start: e.startTime, duration: e.duration});
 }).observe({type: 'longtask', buffered: true});
+// What made a long task: long animation frames (chromium 123+) name the scripts and the rendering time.
+try {
+  new PerformanceObserver(list => {
+    for (const e of list.getEntries()) window.__bench.frames.push({
+      start: e.startTime, duration: e.duration,
+      rendering: e.renderStart ? e.startTime + e.duration - e.renderStart : 0,
+      scripts: e.scripts.map(s => `${s.invoker} ${s.sourceFunctionName || ''} ${Math.round(s.duration)} ms`.trim()),
+    });
+  }).observe({type: 'long-animation-frame', buffered: true});
+} catch (e) {}
 const realFetch = window.fetch.bind(window);
 window.fetch = async (...args) => {
   const response = await realFetch(...args);
@@ -125,6 +135,16 @@ def marked_reply(tokens: int, seed: int) -> list[str]:
             mark += 1
             out.append(f" mk{mark}x")
     return out
+
+
+def _explain(task: dict[str, Any], frames: list[dict[str, Any]], started_ms: float) -> str:
+    """A long task, with what the long animation frame holding it ran (no script: garbage collection, parsing...)."""
+    where = f"{task['duration']:.0f} ms at +{(task['start'] - started_ms) / 1000:.1f} s"
+    for frame in frames:
+        if frame["start"] <= task["start"] + 1 and task["start"] < frame["start"] + frame["duration"]:
+            scripts = "; ".join(frame["scripts"]) or "no script"
+            return f"{where}: {scripts}; rendering {frame['rendering']:.0f} ms"
+    return f"{where}: no long animation frame recorded"
 
 
 def _normalized(text: str) -> str:
@@ -215,6 +235,7 @@ def measure(bench: Bench, model: str, chunks: list[str], pace: float, workdir: P
         lab.stop()
 
     long_tasks = [t for t in probes["longTasks"] if started_ms <= t["start"] <= ended_ms]
+    explained = [_explain(task, probes["frames"], started_ms) for task in long_tasks if task["duration"] > 50]
     latencies = [probes["painted"][k] - probes["arrived"][k] for k in probes["arrived"] if k in probes["painted"]]
     return {
         "tokens": len(chunks),
@@ -223,6 +244,7 @@ def measure(bench: Bench, model: str, chunks: list[str], pace: float, workdir: P
         "busy_pct": 100 * busy / wall,
         "long_tasks": len([t for t in long_tasks if t["duration"] > 50]),
         "longest_task_ms": max((t["duration"] for t in long_tasks), default=0.0),
+        "long_task_causes": explained,
         "markers": len(probes["arrived"]),
         "markers_painted": len(latencies),
         "latency_ms": sorted(latencies),
@@ -252,6 +274,7 @@ async def run(bench: Bench) -> Section:
             else info(f"{label}: long tasks > 50 ms", result["long_tasks"], "")
         )
         section.add(info(f"{label}: longest task in the window", result["longest_task_ms"], "ms"))
+        section.notes.extend(f"{label}: long task {cause}" for cause in result["long_task_causes"])
         section.add(
             check(
                 f"{label}: main thread busy",
