@@ -4,8 +4,8 @@
  *
  * Smooth on long replies: finished blocks (blocks.ts) are rendered once; only the open tail is
  * rendered again, and an open code fence is shown as plain text until it closes (then highlighted
- * once). Markdown is rendered off the page, each block in a task of its own; the page's update
- * loop (updates.ts) puts every changed reply in on one animation frame, at a pace it can afford.
+ * once). Markdown is rendered off the page, in slices of ~10 ms; the page's update loop
+ * (updates.ts) puts every changed reply in on one animation frame, at a pace it can afford.
  */
 
 import { Clipboard } from '@jupyterlab/apputils';
@@ -13,7 +13,7 @@ import { IEditorLanguageRegistry } from '@jupyterlab/codemirror';
 import { IRenderMimeRegistry, renderMarkdown } from '@jupyterlab/rendermime';
 
 import { fencedCode, MarkdownBlocks } from './blocks';
-import { nextTask, UpdateLoop } from './updates';
+import { Slicer, UpdateLoop } from './updates';
 import { IRunEvent } from './sse';
 import { IRunRecord, RunState, RunStatus } from './run';
 
@@ -199,8 +199,9 @@ export class ReplyView {
   }
 
   /**
-   * Render what changed into detached nodes, each Markdown block in a task of its own (a code
-   * block's highlighting can take tens of milliseconds); the update loop puts them in the page.
+   * Render what changed into detached nodes, in slices of ~10 ms between which the browser runs
+   * other tasks (a code block's highlighting alone can take tens of milliseconds); the update loop
+   * puts them in the page.
    */
   async prepare(): Promise<() => void> {
     const { text, finished } = this.state;
@@ -210,6 +211,7 @@ export class ReplyView {
         ? { ...this._blocks.finish(text), tail: null }
         : this._blocks.update(text);
       update.reset = split.reset;
+      const slicer = new Slicer();
       for (const source of split.sealed) {
         const block = element(
           'div',
@@ -221,7 +223,7 @@ export class ReplyView {
           : this._renderMarkdown(block, source));
         this._addCodeToolbars(block);
         update.sealed.push(block);
-        await nextTask();
+        await slicer.maybeYield();
       }
       const tail = split.tail;
       if (tail === null || tail.source.trim() === '') {

@@ -150,6 +150,39 @@ function browserNextFrame(): Promise<void> {
 }
 
 /** A task after the current one: run from an animation frame, after the browser rendered it. */
-export function nextTask(): Promise<void> {
+function nextTask(): Promise<void> {
   return new Promise(resolve => setTimeout(resolve, 0));
+}
+
+/**
+ * Long work split in slices: `maybeYield()` lets the browser run other tasks (input, a frame) once
+ * the current slice took `sliceMs`. Yields through `scheduler.yield()` or a message, not a timer:
+ * chained timers are clamped to 4 ms each, which made a long history take seconds to show.
+ */
+export class Slicer {
+  constructor(private readonly _sliceMs = 10) {}
+
+  async maybeYield(): Promise<void> {
+    if (performance.now() - this._sliceStart >= this._sliceMs) {
+      await yieldToBrowser();
+      this._sliceStart = performance.now();
+    }
+  }
+
+  private _sliceStart = performance.now();
+}
+
+function yieldToBrowser(): Promise<void> {
+  const scheduler = (globalThis as { scheduler?: { yield?: () => Promise<void> } }).scheduler;
+  if (scheduler?.yield) {
+    return scheduler.yield();
+  }
+  return new Promise(resolve => {
+    const channel = new MessageChannel();
+    channel.port1.onmessage = () => {
+      channel.port1.close();
+      resolve();
+    };
+    channel.port2.postMessage(null);
+  });
 }
