@@ -236,4 +236,3 @@ class TestRetention:
             await asyncio.sleep(0.1)
         else:
             raise AssertionError("the run stayed in memory past its retention")
-
