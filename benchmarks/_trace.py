@@ -48,7 +48,12 @@ def main_thread_self_times(trace: Path | bytes) -> tuple[dict[str, float], float
 
 def summary(trace: Path | bytes, wall_s: float, top: int = 15) -> str:
     times, total = main_thread_self_times(trace)
-    lines = [f"main thread: {total:.0f} ms in top-level tasks over {wall_s:.1f} s ({total / wall_s / 10:.1f} % busy)"]
+    title = f"main thread: {total:.0f} ms in top-level tasks over {wall_s:.1f} s ({total / wall_s / 10:.1f} % busy)"
+    return _table(title, times, wall_s, top)
+
+
+def _table(title: str, times: dict[str, float], wall_s: float, top: int) -> str:
+    lines = [title]
     for name, ms in sorted(times.items(), key=lambda item: -item[1])[:top]:
         lines.append(f"  {ms:9.1f} ms  {ms / wall_s / 10:5.2f} %  {name}")
     return "\n".join(lines)
@@ -66,8 +71,4 @@ def profile_self_times(profile: dict[str, Any]) -> dict[str, float]:
 
 
 def profile_summary(profile: dict[str, Any], wall_s: float, top: int = 20) -> str:
-    times = profile_self_times(profile)
-    lines = ["JavaScript self time (sampled):"]
-    for name, ms in sorted(times.items(), key=lambda item: -item[1])[:top]:
-        lines.append(f"  {ms:9.1f} ms  {ms / wall_s / 10:5.2f} %  {name}")
-    return "\n".join(lines)
+    return _table("JavaScript self time (sampled):", profile_self_times(profile), wall_s, top)

@@ -115,7 +115,7 @@ def write_trace(stem: Path, trace: bytes, profile: dict[str, Any], wall_s: float
     from . import _trace
 
     stem.with_suffix(".trace.json").write_bytes(trace)
-    (stem.with_suffix(".cpuprofile")).write_text(json.dumps(profile["profile"]))
+    stem.with_suffix(".cpuprofile").write_text(json.dumps(profile["profile"]))
     print(_trace.summary(trace, wall_s), flush=True)
     print(_trace.profile_summary(profile["profile"], wall_s), flush=True)
     print(f"  trace: {stem.with_suffix('.trace.json')}", flush=True)

@@ -183,9 +183,10 @@ export function fencedCode(block: string): { info: string; code: string } | null
     }
   }
   const indent = lines[0].length - lines[0].trimStart().length;
+  const openerIndent = new RegExp(`^ {0,${indent}}`);
   const code = lines
     .slice(1, last)
-    .map(line => line.replace(new RegExp(`^ {0,${indent}}`), ''))
+    .map(line => line.replace(openerIndent, ''))
     .join('\n');
   return { info: opener[2].trim(), code };
 }

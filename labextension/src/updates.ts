@@ -39,7 +39,7 @@ export interface IUpdateLoopOptions {
 export class UpdateLoop {
   constructor(options: IUpdateLoopOptions = {}) {
     this._budget = options.budget ?? 0.08;
-    this.minInterval = options.minInterval ?? 50;
+    this._minInterval = options.minInterval ?? 50;
     this._maxInterval = options.maxInterval ?? 250;
     this._nextFrame = options.nextFrame ?? browserNextFrame;
     this._afterFrame = options.afterFrame ?? nextTask;
@@ -49,24 +49,16 @@ export class UpdateLoop {
       options.clearTimer ?? (timer => clearTimeout(timer as ReturnType<typeof setTimeout>));
   }
 
-  /** Least time between two updates (ms). */
-  readonly minInterval: number;
-
   /** Time between updates at the current cost (ms). */
   get interval(): number {
     const interval = this._cost / this._budget;
-    return Math.min(this._maxInterval, Math.max(this.minInterval, interval));
-  }
-
-  /** Updates done so far (tests, benchmarks). */
-  get updates(): number {
-    return this._updates;
+    return Math.min(this._maxInterval, Math.max(this._minInterval, interval));
   }
 
   /** Update `view` with the next update (at once if it is urgent). */
   request(view: IUpdatable): void {
     this._waiting.add(view);
-    this._plan();
+    this._plan(view.urgent);
   }
 
   /** Forget a view that is gone. */
@@ -74,18 +66,18 @@ export class UpdateLoop {
     this._waiting.delete(view);
   }
 
-  private _plan(): void {
+  /** Plan the next update; called on every stream event, so it does as little as it can. */
+  private _plan(urgent: boolean): void {
     if (this._running || this._waiting.size === 0) {
       return;
     }
-    const urgent = Array.from(this._waiting).some(view => view.urgent);
-    const wait = urgent ? 0 : Math.max(0, this._lastStart + this.interval - this._now());
     if (this._timer !== null) {
       if (!urgent || this._timerWait === 0) {
         return; // the planned update will take this view along
       }
       this._clearTimer(this._timer);
     }
+    const wait = urgent ? 0 : Math.max(0, this._lastStart + this.interval - this._now());
     this._timerWait = wait;
     this._timer = this._setTimer(() => {
       this._timer = null;
@@ -120,15 +112,16 @@ export class UpdateLoop {
     } catch (error) {
       console.warn('StreamChat: could not update a reply', error);
     } finally {
-      this._updates += 1;
       // A moving average: one slow update (a large code block) does not slow the next ten.
       this._cost = this._cost === 0 ? cost : 0.7 * this._cost + 0.3 * cost;
       this._running = false;
-      this._plan();
+      // Requests made meanwhile waited for this update to end.
+      this._plan(Array.from(this._waiting).some(view => view.urgent));
     }
   }
 
   private readonly _budget: number;
+  private readonly _minInterval: number;
   private readonly _maxInterval: number;
   private readonly _nextFrame: () => Promise<void>;
   private readonly _afterFrame: () => Promise<void>;
@@ -142,7 +135,6 @@ export class UpdateLoop {
   private _cost = 0;
   /** When the last update began: updates begin every `interval` ms, their cost included. */
   private _lastStart = -Infinity;
-  private _updates = 0;
 }
 
 function browserNextFrame(): Promise<void> {
