@@ -10,6 +10,10 @@
  * - the text before a line that starts at column 0 after a blank line. An indented line after a
  *   blank line may continue a list item, so it does not end the block.
  *
+ * A fence indented by 1-3 spaces after content of the open block may belong to a list item (LLMs
+ * write `1. Install:\n\n   ```bash`): it neither ends the block before it nor is sealed on its
+ * own, so the list item keeps its code; the open tail then shows it as Markdown.
+ *
  * Pure: no DOM, unit tested in node (labextension/test).
  */
 
@@ -17,7 +21,10 @@
 export interface ITail {
   /** Markdown source of the open tail (from the end of the last finished block). */
   source: string;
-  /** Set while the tail is an unclosed code fence: its info string and the code so far. */
+  /**
+   * Set while the tail is an unclosed code fence of its own (not one nested in the open block):
+   * its info string and the code so far.
+   */
   fence: { info: string; code: string } | null;
 }
 
@@ -34,6 +41,9 @@ interface IOpenFence {
   marker: string; // the opening run of ` or ~
   info: string;
   codeStart: number; // offset of the first code line
+  indent: string; // the opener's indentation
+  /** Part of the open block (maybe of a list item), not a block of its own. */
+  nested: boolean;
 }
 
 export class MarkdownBlocks {
@@ -80,7 +90,8 @@ export class MarkdownBlocks {
     const rest = text.slice(this._blockStart);
     if (rest.trim() !== '') {
       const newline = rest.endsWith('\n') ? '' : '\n';
-      sealed.push(this._fence === null ? rest : `${rest}${newline}${this._fence.marker}\n`);
+      const fence = this._fence;
+      sealed.push(fence === null ? rest : `${rest}${newline}${fence.indent}${fence.marker}\n`);
     }
     this._blockStart = text.length;
     this._scanned = text.length;
@@ -92,15 +103,21 @@ export class MarkdownBlocks {
     const line = this._text.slice(start, end).replace(/\r?\n$/, '');
     if (this._fence !== null) {
       if (closesFence(line, this._fence.marker)) {
-        this._seal(end, sealed);
+        if (!this._fence.nested) {
+          this._seal(end, sealed);
+        }
         this._fence = null;
       }
       return;
     }
     const opener = FENCE_OPEN.exec(line);
     if (opener !== null && !(opener[1][0] === '`' && opener[2].includes('`'))) {
-      this._seal(start, sealed);
-      this._fence = { marker: opener[1], info: opener[2].trim(), codeStart: end };
+      const indent = line.slice(0, line.length - line.trimStart().length);
+      const nested = indent !== '' && this._text.slice(this._blockStart, start).trim() !== '';
+      if (!nested) {
+        this._seal(start, sealed);
+      }
+      this._fence = { marker: opener[1], info: opener[2].trim(), codeStart: end, indent, nested };
       this._afterBlank = false;
       return;
     }
@@ -125,7 +142,7 @@ export class MarkdownBlocks {
 
   private _tail(): ITail {
     const source = this._text.slice(this._blockStart);
-    if (this._fence === null) {
+    if (this._fence === null || this._fence.nested) {
       return { source, fence: null };
     }
     return {

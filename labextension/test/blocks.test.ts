@@ -20,18 +20,22 @@ const BLOCKS = [
 ];
 const REPLY = BLOCKS.join('');
 
-/** The fence `text` ends inside (its opening marker), or null: an independent line-by-line reading. */
+/**
+ * The fence `text` ends inside (its opener's indentation and marker), or null: an independent
+ * line-by-line reading.
+ */
 function openFence(text: string): string | null {
   let open: string | null = null;
   for (const line of text.split(/\r?\n/)) {
     if (open === null) {
-      const opener = /^ {0,3}(`{3,}|~{3,})(.*)$/.exec(line);
-      if (opener !== null && !(opener[1][0] === '`' && opener[2].includes('`'))) {
-        open = opener[1];
+      const opener = /^( {0,3})(`{3,}|~{3,})(.*)$/.exec(line);
+      if (opener !== null && !(opener[2][0] === '`' && opener[3].includes('`'))) {
+        open = opener[1] + opener[2];
       }
     } else {
+      const marker = open.trimStart();
       const closer = /^ {0,3}(`{3,}|~{3,}) *$/.exec(line);
-      if (closer !== null && closer[1][0] === open[0] && closer[1].length >= open.length) {
+      if (closer !== null && closer[1][0] === marker[0] && closer[1].length >= marker.length) {
         open = null;
       }
     }
@@ -183,6 +187,27 @@ describe('MarkdownBlocks', () => {
       '1. one\n\n   more of one\n\n   and more\n2. two\n\n',
       'Next paragraph.\n'
     ]);
+  });
+
+  test('a fence indented in a list item stays in the item: not cut before, inside or after', () => {
+    const item = '1. Install it:\n\n   ```bash\n   pip install x\n\n   ```\n   Then restart.\n';
+    const text = `${item}\n2. Run it\n\nDone.\n`;
+    const expected = [`${item}\n`, '2. Run it\n\n', 'Done.\n'];
+    for (let cut = 0; cut <= text.length; cut++) {
+      assert.deepEqual(feed(text, [cut]), expected, `cut at ${cut}`);
+    }
+  });
+
+  test('the open tail shows a nested fence as Markdown, and finish() closes it at its indentation', () => {
+    const text = '- Example:\n  ```js\n  let a = 1;\n';
+    const blocks = new MarkdownBlocks();
+    assert.deepEqual(blocks.update(text).tail, { source: text, fence: null });
+    assert.deepEqual(blocks.finish(text).sealed, [`${text}  \`\`\`\n`]);
+  });
+
+  test('an indented fence that starts a block is a block of its own', () => {
+    const text = '```\na\n```\n   ```\n   code\n   ```\nAfter.\n';
+    assert.deepEqual(feed(text, []), ['```\na\n```\n', '   ```\n   code\n   ```\n', 'After.\n']);
   });
 
   test('the tail reports the open fence: its info string and the code so far', () => {
