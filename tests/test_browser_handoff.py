@@ -168,12 +168,17 @@ window.__streams = [];
 const pageFetch = window.fetch.bind(window);
 window.fetch = (input, init) => {
   const url = String(input instanceof Request ? input.url : input);
+  const response = pageFetch(input, init);
   if (url.includes('/streamchat/documents/events?')) {
-    const entry = {url: decodeURIComponent(url.split('?')[1]), at: performance.now(), aborted: null};
+    // ServerConnection.makeRequest hands fetch a Request: its signal is the page's.
+    const signal = input instanceof Request ? input.signal : init?.signal;
+    const entry = {url: decodeURIComponent(url.split('?')[1]), at: performance.now(), aborted: null, answered: null,
+                   failed: null};
     window.__streams.push(entry);
-    init?.signal?.addEventListener('abort', () => { entry.aborted = performance.now(); });
+    signal?.addEventListener('abort', () => { entry.aborted = performance.now(); });
+    response.then(() => { entry.answered = performance.now(); }, () => { entry.failed = performance.now(); });
   }
-  return pageFetch(input, init);
+  return response;
 };
 """
 
