@@ -164,10 +164,17 @@ class LabProcess:
     # ----- life cycle -------------------------------------------------------------------------------
     def _write_user_settings(self) -> None:
         """Lab settings for tests: no autosave (a test decides when a document is saved), no news, no update check;
-        and the server logs jupyter_streamchat's INFO lines (``recorded_how`` reads them)."""
+        and the server logs jupyter_streamchat's INFO lines (``recorded_how`` reads them) and the hand-off's DEBUG
+        lines (``document_streams``)."""
         server_config = {
             "ServerApp": {
-                "logging_config": {"loggers": {"jupyter_streamchat": {"level": "INFO", "handlers": ["console"]}}}
+                "logging_config": {
+                    "handlers": {"debug": {"class": "logging.StreamHandler", "formatter": "console", "level": "DEBUG"}},
+                    "loggers": {
+                        "jupyter_streamchat": {"level": "INFO", "handlers": ["console"]},
+                        "jupyter_streamchat.handoff": {"level": "DEBUG", "handlers": ["debug"], "propagate": False},
+                    },
+                }
             }
         }
         (self.workdir / "config" / "jupyter_server_config.json").write_text(json.dumps(server_config))
@@ -315,6 +322,18 @@ class LabProcess:
         """How the server says it recorded a run (shared, open-document, file, duplicate), from its log."""
         match = re.search(rf"streamchat run {re.escape(run_id)} recorded in .* \(([a-z-]+)\)", self.log_text())
         return match.group(1) if match else None
+
+    def document_streams(self) -> list[list[str]]:
+        """The open-document streams the server holds open now (paths sorted, oldest stream first), from its log;
+        The server's view, not the browser's tools: Playwright has reported
+        a stream the page aborted, and the server saw closed at once, as open for over a minute."""
+        open_streams: dict[str, list[str]] = {}
+        for match in re.finditer(r"streamchat document stream (\d+) (opened for (\[.*?\])|closed)", self.log_text()):
+            if match.group(3) is not None:
+                open_streams[match.group(1)] = json.loads(match.group(3))
+            else:
+                open_streams.pop(match.group(1), None)
+        return list(open_streams.values())
 
 
 # ----- the browser ---------------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ happens.
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import secrets
 from collections import defaultdict
 from collections.abc import Iterable
@@ -19,13 +21,16 @@ from typing import Any
 
 from .._sse import encode_event
 
+log = logging.getLogger("jupyter_streamchat.handoff")
+
 
 class DocumentSubscriber:
     """One stream: the paths it was opened for, and the events queued for it."""
 
-    __slots__ = ("paths", "queue")
+    __slots__ = ("number", "paths", "queue")
 
-    def __init__(self, paths: Iterable[str]) -> None:
+    def __init__(self, number: int, paths: Iterable[str]) -> None:
+        self.number = number
         self.paths = frozenset(paths)
         self.queue: asyncio.Queue[bytes] = asyncio.Queue()
 
@@ -37,16 +42,30 @@ class HandoffHub:
         self._subscribers: dict[str, set[DocumentSubscriber]] = defaultdict(set)
         self._offers: dict[str, asyncio.Future[bool]] = {}
         self._seq = 0
+        self._streams: set[DocumentSubscriber] = set()
+        self._streams_opened = 0
         self.enabled = True  # switched off at shutdown: nobody is left to claim
 
     def subscribe(self, paths: Iterable[str]) -> DocumentSubscriber:
-        subscriber = DocumentSubscriber(paths)
+        self._streams_opened += 1
+        subscriber = DocumentSubscriber(self._streams_opened, paths)
         for path in subscriber.paths:
             self._subscribers[path].add(subscriber)
+        self._streams.add(subscriber)
+        # What a browser really holds open (its own tools may report an aborted stream as open).
+        log.debug(
+            "streamchat document stream %d opened for %s (%d open)",
+            subscriber.number,
+            json.dumps(sorted(subscriber.paths)),
+            len(self._streams),
+        )
         return subscriber
 
     def unsubscribe(self, subscriber: DocumentSubscriber) -> None:
         """Idempotent: the handler calls it when the client goes away and when its loop ends."""
+        if subscriber in self._streams:
+            self._streams.remove(subscriber)
+            log.debug("streamchat document stream %d closed (%d open)", subscriber.number, len(self._streams))
         for path in subscriber.paths:
             subscribers = self._subscribers.get(path)
             if subscribers is not None:

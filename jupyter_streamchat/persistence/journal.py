@@ -293,9 +293,7 @@ class RunJournal:
         with self._transaction() as db:
             db.execute("UPDATE runs SET persisted = 1 WHERE id = ?", (run_id,))
 
-    def _new_chunks(
-        self, run: Any, rows: list[tuple[str, int, str]], marks: list[tuple[_Progress, int, int]]
-    ) -> None:
+    def _new_chunks(self, run: Any, rows: list[tuple[str, int, str]], marks: list[tuple[_Progress, int, int]]) -> None:
         progress = self._progress.get(run.id)
         if progress is None:
             return
@@ -324,9 +322,7 @@ class RunJournal:
 
     def _succeeded(self) -> None:
         if self._failing_since is not None:
-            log.warning(
-                "streamchat journal: writes work again after %.0f s", time.monotonic() - self._failing_since
-            )
+            log.warning("streamchat journal: writes work again after %.0f s", time.monotonic() - self._failing_since)
             self._failing_since = None
 
     # ----- recovery ----------------------------------------------------------------------------
