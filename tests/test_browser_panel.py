@@ -49,6 +49,7 @@ UPSTREAM_MODELS = [
     "cmp-stall",
     "cmp-paced",
     "code",
+    "listed",
     "ctx",
     "cell-run",
     "esc-stall",
@@ -608,6 +609,34 @@ def test_insert_cell_from_a_code_block(lab: LabProcess, upstream_for_lab: FakeUp
                    return Array.from({length: m.cells.length}, (_, i) => m.cells.get(i).type); }"""
     )
     assert types == ["code", "code", "code"]
+
+
+def test_a_code_block_in_a_list_item_stays_in_the_item(
+    lab: LabProcess, upstream_for_lab: FakeUpstream, page_for: Any
+) -> None:
+    # Given a reply (streamed in pieces) whose code block is indented into a numbered list item, as LLMs write them
+    pieces = ["1. Install it:\n\n", "   ```python\n", "   import math\n", "   print(math.pi)\n", "   ```\n\n"]
+    upstream_for_lab.script("listed", Script.reply([*pieces, "2. Run ", "it.\n"]))
+    nb = "listed.ipynb"
+    write_notebook(lab, nb, ["a = 1"])
+    page = page_for(nb)
+    panel = open_panel(page)
+    page.locator(".jp-Notebook .jp-Cell").first.locator(".jp-InputPrompt").click()
+
+    # When it completes
+    run_id = send_chat(page, "How do I install it?", "openai:listed")
+    wait_status(page, run_id, "completed", 60)
+
+    # Then the code block is inside the first list item, with its toolbar, and the second item is numbered 2
+    reply = panel.locator(f"article[data-run-id='{run_id}']")
+    assert reply.locator("ol > li .jp-StreamChat-code pre").count() == 1
+    assert reply.locator("ol > li").first.inner_text().startswith("Install it:")
+    assert reply.locator("ol").last.evaluate("ol => ol.start") == 2
+    screenshot(page, "panel-code-in-list.png")
+    # And "Insert cell" inserts the code without the list's indentation
+    reply.locator(".jp-StreamChat-code").get_by_role("button", name="Insert cell", exact=True).click()
+    wait_for(lambda: len(document_state(page)["cells"]) == 2, 10, message=lambda: f"{document_state(page)}")
+    assert document_state(page)["cells"] == ["a = 1", "import math\nprint(math.pi)"]
 
 
 def test_context_of_a_failed_cell_reaches_the_upstream(
