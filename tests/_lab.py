@@ -324,9 +324,10 @@ class LabProcess:
         return match.group(1) if match else None
 
     def document_streams(self) -> list[list[str]]:
-        """The open-document streams the server holds open now (paths sorted, oldest stream first), from its log;
-        The server's view, not the browser's tools: Playwright has reported
-        a stream the page aborted, and the server saw closed at once, as open for over a minute."""
+        """The open-document streams the server holds open now (paths sorted, oldest stream first), from its log.
+
+        The server's view, not the browser's tools: Playwright has reported a stream the page aborted, and the server
+        saw closed at once, as open for over a minute."""
         open_streams: dict[str, list[str]] = {}
         for match in re.finditer(r"streamchat document stream (\d+) (opened for (\[.*?\])|closed)", self.log_text()):
             if match.group(3) is not None:
