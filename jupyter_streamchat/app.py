@@ -173,8 +173,11 @@ class StreamChat(ExtensionApp):
         "journal and from memory), and runs left by another server on the same journal that has since gone "
         "away are recovered as interrupted. Start-up always recovers.",
     )
-    handoff_timeout = Float(
-        2.0, config=True, help="Seconds an open document has to claim a finished turn before the file is written."
+    record_guard_period = Float(
+        600.0,
+        config=True,
+        help="Seconds after a turn is written into a notebook during which a save of that notebook that dropped "
+        "it (a page that saved a copy taken before it learned the turn) gets it written back. 0 turns it off.",
     )
 
     @default("openai_api_key")
@@ -298,7 +301,7 @@ class StreamChat(ExtensionApp):
             root_dir=self.serverapp.root_dir,
             keepalive_interval=self.keepalive_interval,
             journal=RunJournal(self._journal_file(), self.journal_flush_interval),
-            notebooks=NotebookRecorder(self.serverapp, HandoffHub(self.handoff_timeout)),
+            notebooks=NotebookRecorder(self.serverapp, HandoffHub(), self.record_guard_period),
         )
         self.service.journal.open()  # type: ignore[union-attr]
         self._kernel_access = KernelAccess() if self.kernel_access else None
@@ -315,6 +318,8 @@ class StreamChat(ExtensionApp):
         service = self.service
         assert service.journal is not None
         service.journal.start_flusher(service.runs.running)
+        if service.notebooks is not None:
+            service.notebooks.listen()
         service.start_maintenance(self.journal_maintenance_interval)
         if self.activity_interval > 0:
             self._activity = PeriodicCallback(self._mark_activity, self.activity_interval * 1000)

@@ -21,7 +21,7 @@ from ._errors import BadRequest, Forbidden, NotFound, StreamChatError
 from ._kernel_access import KERNEL_USERNAME, TOKEN_HEADER, KernelAccess
 from ._paths import confine
 from ._sse import PING, encode_event
-from ._validation import parse_chat_body, parse_json_object
+from ._validation import parse_chat_body
 from .persistence import HandoffHub
 from .persistence._handoff import DocumentSubscriber
 from .runs import DISCONNECT, TERMINAL_STATUSES, Run, Subscription
@@ -330,8 +330,8 @@ class DocumentEventsHandler(BaseHandler):
     @authorized
     async def get(self) -> None:
         handoff = self._handoff()
-        # A page that claims a turn puts it in its open document, to be saved with it: only for someone who
-        # may write contents (a turn claimed by a read-only viewer would be lost).
+        # A page merges the turns it is told of into its open document, to be saved with it: only for someone
+        # who may write contents.
         await self.require_contents_write()
         requested = self.get_query_arguments("path")
         if not 1 <= len(requested) <= MAX_DOCUMENT_PATHS:
@@ -377,19 +377,6 @@ class DocumentEventsHandler(BaseHandler):
         return self.service.notebooks.handoff
 
 
-class DocumentClaimHandler(BaseHandler):
-    @web.authenticated
-    @authorized
-    async def post(self) -> None:
-        recorder = self.service.notebooks
-        if recorder is None:
-            raise NotFound("notebook persistence is off")
-        offer = parse_json_object(self.request.body, self.service.body_limits.max_body_bytes).get("offer")
-        if not isinstance(offer, str):
-            raise BadRequest("send {'offer': <offer id>}")
-        self.finish({"offer": offer, "accepted": recorder.handoff.claim(offer)})
-
-
 def route_table(
     service: ChatService, kernel_access: KernelAccess | None = None
 ) -> list[tuple[str, type[web.RequestHandler], dict[str, Any]]]:
@@ -403,5 +390,4 @@ def route_table(
         (rf"/streamchat/runs/{run_id}/stop", RunStopHandler, kwargs),
         (r"/streamchat/stream", DirectStreamHandler, kwargs),
         (r"/streamchat/documents/events", DocumentEventsHandler, kwargs),
-        (r"/streamchat/documents/claim", DocumentClaimHandler, kwargs),
     ]

@@ -167,9 +167,9 @@ class ChatService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._maintenance
             self._maintenance = None
-        if self.notebooks is not None:
-            self.notebooks.handoff.enabled = False
         await self.runs.shutdown(timeout)
+        if self.notebooks is not None:
+            self.notebooks.close()
         await self.registry.aclose()
         if self.journal is not None:
             await self.journal.close()

@@ -70,7 +70,7 @@ class TestContentsPermission:
         assert (jp_root_dir / "nb.ipynb").read_bytes() == before
 
     async def test_the_open_document_stream_needs_contents_write(self, streamchat_client):
-        # A page that claims turns applies them to its open documents: only for someone who may save them
+        # A page merges the turns it is told of into its open documents: only for someone who may save them
         request = streamchat_client._http.build_request("GET", "documents/events", params={"path": "nb.ipynb"})
         response = await streamchat_client._http.send(request, stream=True)
         try:

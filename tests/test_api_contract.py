@@ -25,7 +25,6 @@ ROUTES = [
     ("POST", "runs/abc/stop"),
     ("POST", "stream"),
     ("GET", "documents/events?path=n.ipynb"),
-    ("POST", "documents/claim"),
 ]
 
 
@@ -69,7 +68,7 @@ async def test_browser_session_post_needs_the_xsrf_header(streamchat_url, jp_ser
         # When it POSTs without the X-XSRFToken header, Then it is refused
         refused = await browser.post("streamchat/runs", json=chat("demo:fast"))
         assert refused.status_code == 403
-        assert (await browser.post("streamchat/documents/claim", json={"offer": "x"})).status_code == 403
+        assert (await browser.post("streamchat/stream", json=chat("demo:fast"))).status_code == 403
         # And with the header it is accepted
         accepted = await browser.post("streamchat/runs", json=chat("demo:fast"), headers={"X-XSRFToken": xsrf})
         assert accepted.status_code == 201
@@ -113,23 +112,6 @@ async def test_bad_bodies_get_clear_json_errors(streamchat_client, route, body, 
     assert response.status_code == status
     assert fragment in response.json()["message"]
     assert await streamchat_client.list_runs() == []  # nothing was started
-
-
-@pytest.mark.parametrize(
-    ("body", "status", "fragment"),
-    [
-        (b"{not json", 400, "not valid JSON"),
-        (b"\xff\xfe", 400, "not valid JSON"),
-        (b"[1, 2]", 400, "JSON object"),
-        (json.dumps({"offer": 5}).encode(), 400, "offer"),
-        (json.dumps({"offer": "x" * 30_000}).encode(), 413, "larger than"),
-    ],
-)
-async def test_bad_claim_bodies_get_the_same_errors_as_every_post(streamchat_client, body, status, fragment):
-    # documents/claim reads its body with the same rules (and size limit) as runs and stream
-    response = await streamchat_client._http.post("documents/claim", content=body)
-    assert response.status_code == status
-    assert fragment in response.json()["message"]
 
 
 async def test_symlink_leaving_the_root_is_forbidden(streamchat_client, jp_root_dir, tmp_path):

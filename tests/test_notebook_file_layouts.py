@@ -49,9 +49,9 @@ def test_only_the_streamchat_section_changes(tmp_path: Path, layout: str) -> Non
     path.write_bytes(LAYOUTS[layout](a_notebook()).encode())
     original = json.loads(path.read_bytes())
     # When two turns are merged into it, and the first one again
-    assert _merge_into_local_file(str(path), str(tmp_path), "c", turn("run-1")) is True
-    assert _merge_into_local_file(str(path), str(tmp_path), "c", turn("run-2")) is True
-    assert _merge_into_local_file(str(path), str(tmp_path), "c", turn("run-1")) is False
+    assert _merge_into_local_file(str(path), str(tmp_path), "c", turn("run-1"), None).changed is True
+    assert _merge_into_local_file(str(path), str(tmp_path), "c", turn("run-2"), None).changed is True
+    assert _merge_into_local_file(str(path), str(tmp_path), "c", turn("run-1"), None).changed is False
     # Then the notebook is the original plus our section, with both turns once, and still valid
     merged = json.loads(path.read_bytes())
     section = merged["metadata"].pop("streamchat")
@@ -63,7 +63,7 @@ def test_only_the_streamchat_section_changes(tmp_path: Path, layout: str) -> Non
 def test_a_missing_file_is_not_created(tmp_path: Path) -> None:
     path = tmp_path / "new.ipynb"
     with pytest.raises(FileNotFoundError):
-        _merge_into_local_file(str(path), str(tmp_path), "c", turn("run-1"))
+        _merge_into_local_file(str(path), str(tmp_path), "c", turn("run-1"), None)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -83,7 +83,7 @@ def test_what_is_not_a_notebook_is_left_alone(tmp_path: Path, content: bytes) ->
     path = tmp_path / "odd.ipynb"
     path.write_bytes(content)
     with pytest.raises(ValueError):
-        _merge_into_local_file(str(path), str(tmp_path), "c", turn("run-1"))
+        _merge_into_local_file(str(path), str(tmp_path), "c", turn("run-1"), None)
     assert path.read_bytes() == content
     assert [p.name for p in tmp_path.iterdir()] == ["odd.ipynb"]
 
@@ -94,7 +94,7 @@ def test_a_notebook_under_another_name_is_not_one(tmp_path: Path) -> None:
     content = (nbformat.writes(nbformat.v4.new_notebook()) + "\n").encode()
     path.write_bytes(content)
     with pytest.raises(NotANotebook):
-        _merge_into_local_file(str(path), str(tmp_path), "c", turn("run-1"))
+        _merge_into_local_file(str(path), str(tmp_path), "c", turn("run-1"), None)
     assert path.read_bytes() == content
 
 
@@ -105,5 +105,5 @@ def test_a_symlink_out_of_the_root_is_not_followed(tmp_path: Path) -> None:
     content = outside.read_bytes()
     (root / "link.ipynb").symlink_to(outside)
     with pytest.raises(PermissionError):
-        _merge_into_local_file(str(root / "link.ipynb"), str(root), "c", turn("run-1"))
+        _merge_into_local_file(str(root / "link.ipynb"), str(root), "c", turn("run-1"), None)
     assert outside.read_bytes() == content

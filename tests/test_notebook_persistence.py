@@ -153,12 +153,13 @@ async def open_document(
     streamchat_url: str,
     token: str,
     paths: str | list[str],
-    claim: bool,
     got: list,
     ready: asyncio.Event,
     ready_data: list | None = None,
+    arrived: asyncio.Queue | None = None,
 ) -> None:
-    """A page speaking the hand-off protocol: one stream for ``paths``, claiming each offered turn (or not)."""
+    """A page speaking the hand-off protocol: one stream for ``paths``, collecting the turns it is told of
+    (in ``got``, and in ``arrived`` as they come)."""
     headers = {"Authorization": f"token {token}"}
     params = [("path", path) for path in ([paths] if isinstance(paths, str) else paths)]
     async with httpx.AsyncClient(base_url=streamchat_url + "streamchat/", headers=headers, timeout=None) as http:
@@ -173,62 +174,91 @@ async def open_document(
                         ready_data.append(json.loads(line[6:]))
                     ready.set()
                 elif line.startswith("data: ") and event == "turn":
-                    offer = json.loads(line[6:])
-                    if claim:
-                        answer = (await http.post("documents/claim", json={"offer": offer["offer"]})).json()
-                        offer["accepted"] = answer["accepted"]
-                    got.append(offer)
+                    got.append(json.loads(line[6:]))
+                    if arrived is not None:
+                        arrived.put_nowait(got[-1])
 
 
-@pytest.fixture
-def streamchat_settings(streamchat_settings):
-    return {**streamchat_settings, "handoff_timeout": 0.5}
+async def contents_version(jp_fetch, path: str) -> dict:
+    """The file's version as JupyterLab's save checks it: ``GET /api/contents`` without content, with its hash."""
+    answer = await jp_fetch("api", "contents", path, params={"content": "0", "hash": "1"})
+    model = json.loads(answer.body)
+    return {"hash": model["hash"], "hash_algorithm": model["hash_algorithm"], "last_modified": model["last_modified"]}
 
 
-@pytest.mark.parametrize("claims", [True, False], ids=["claimed", "never-claimed"])
-async def test_open_document_handoff(
-    streamchat_client, streamchat_url, jp_serverapp, upstream, jp_root_dir, notebook, claims
+def same_version(told: dict, api: dict) -> bool:
+    """Equal as JupyterLab compares them: the hash, and the modification time to the millisecond."""
+    from datetime import datetime
+
+    def millis(stamp: str) -> int:
+        return int(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() * 1000)
+
+    return (told["hash"], told["hash_algorithm"], millis(told["last_modified"])) == (
+        api["hash"],
+        api["hash_algorithm"],
+        millis(api["last_modified"]),
+    )
+
+
+async def test_a_turn_lands_in_the_file_and_every_open_page_learns_it(
+    streamchat_client, streamchat_url, jp_serverapp, jp_fetch, upstream, jp_root_dir, notebook
 ):
+    # Given two pages that have the notebook open
     token = jp_serverapp.identity_provider.token
-    before = (jp_root_dir / notebook).read_bytes()
-    got: list = []
-    ready = asyncio.Event()
-    client = asyncio.ensure_future(open_document(streamchat_url, token, notebook, claims, got, ready))
-    await asyncio.wait_for(ready.wait(), 5)
+    version_before = await contents_version(jp_fetch, notebook)
+    pages: list[list] = [[], []]
+    ready = [asyncio.Event(), asyncio.Event()]
+    clients = [
+        asyncio.ensure_future(open_document(streamchat_url, token, notebook, got, event))
+        for got, event in zip(pages, ready, strict=True)
+    ]
+    await asyncio.wait_for(asyncio.gather(*(event.wait() for event in ready)), 5)
+    # When a run for that notebook ends
     upstream.script("doc", Script.reply(["for the open doc"]))
     started = await streamchat_client.start_run(chat("openai:doc", notebook=notebook))
     await collect(streamchat_client.events(started["id"]))
-    await streamchat_client.stop(started["id"])  # returns once the run is recorded, one way or the other
-    client.cancel()
-    # Then the turn was offered to the open document
-    assert [o["turn"]["run"] for o in got] == [started["id"]]
-    assert got[0]["turn"]["reply"]["content"] == "for the open doc"
-    how = service_of(jp_serverapp).recorded_via[started["id"]]
-    if claims:
-        # And the client took it: the file on disk was not touched
-        assert got[0]["accepted"] is True and how == "open-document"
-        assert (jp_root_dir / notebook).read_bytes() == before
-    else:
-        # And nobody claimed it in time: it went to the file, once
-        assert how == "file"
-        assert [t["run"] for t in turns(jp_root_dir, notebook)] == [started["id"]]
+    await streamchat_client.stop(started["id"])  # returns once the run is recorded
+    for client in clients:
+        client.cancel()
+    # Then the FILE holds the turn once, whatever the pages do next (reload, discard, crash)
+    assert [t["run"] for t in turns(jp_root_dir, notebook)] == [started["id"]]
+    assert service_of(jp_serverapp).recorded_via[started["id"]] == "file"
+    # And every page was told, with the file versions around the write as the contents API reports them, so a
+    # page that knew the old version takes the new one and its next save asks nothing
+    version_after = await contents_version(jp_fetch, notebook)
+    for got in pages:
+        assert [(t["path"], t["turn"]["run"]) for t in got] == [(notebook, started["id"])]
+        assert got[0]["turn"]["reply"]["content"] == "for the open doc"
+        assert same_version(got[0]["before"], version_before)
+        assert same_version(got[0]["after"], version_after)
 
 
-async def test_late_claim_is_refused(streamchat_client, streamchat_url, jp_serverapp, upstream, jp_root_dir, notebook):
+async def test_a_save_that_drops_a_turn_gets_it_back(
+    streamchat_client, streamchat_url, jp_serverapp, jp_fetch, upstream, jp_root_dir, notebook
+):
+    # Given a page that has the notebook open, and a copy of the notebook taken before a run ended
+    stale = json.loads((jp_root_dir / notebook).read_text())
+    token = jp_serverapp.identity_provider.token
     got: list = []
     ready = asyncio.Event()
-    token = jp_serverapp.identity_provider.token
-    client = asyncio.ensure_future(open_document(streamchat_url, token, notebook, False, got, ready))
+    arrived: asyncio.Queue = asyncio.Queue()
+    page = asyncio.ensure_future(open_document(streamchat_url, token, notebook, got, ready, arrived=arrived))
     await asyncio.wait_for(ready.wait(), 5)
-    upstream.script("late", Script.reply(["x"]))
-    started = await streamchat_client.start_run(chat("openai:late", notebook=notebook))
+    upstream.script("dropped", Script.reply(["keep me"]))
+    started = await streamchat_client.start_run(chat("openai:dropped", notebook=notebook))
     await streamchat_client.stop(started["id"])
-    client.cancel()
-    # When the open document claims after the server fell back to the file
-    answer = await streamchat_client._http.post("documents/claim", json={"offer": got[0]["offer"]})
-    # Then it is told not to apply the turn: never both
-    assert answer.json()["accepted"] is False
-    assert len(turns(jp_root_dir, notebook)) == 1
+    assert [t["run"] for t in turns(jp_root_dir, notebook)] == [started["id"]]
+    # When a page saves the stale copy through the contents API (it serialized before it learned the turn)
+    body = json.dumps({"type": "notebook", "format": "json", "content": stale})
+    await jp_fetch("api", "contents", notebook, method="PUT", body=body)
+    # Then the server writes the turn back into the file, once, and tells the page the new version
+    recorded = await wait_turns(jp_root_dir, notebook, 1)
+    assert [t["run"] for t in recorded] == [started["id"]]
+    for _ in range(2):
+        await asyncio.wait_for(arrived.get(), 10)
+    page.cancel()
+    assert [t["turn"]["run"] for t in got] == [started["id"], started["id"]]
+    assert same_version(got[1]["after"], await contents_version(jp_fetch, notebook))
 
 
 async def test_one_stream_takes_the_turns_of_all_its_paths(
@@ -238,17 +268,16 @@ async def test_one_stream_takes_the_turns_of_all_its_paths(
     # the second notebook
     (jp_root_dir / "sub").mkdir()
     nbformat.write(nbformat.v4.new_notebook(), jp_root_dir / "sub" / "two.ipynb")
-    before = {path: (jp_root_dir / path).read_bytes() for path in (notebook, "sub/two.ipynb")}
     token = jp_serverapp.identity_provider.token
     got: list = []
     ready = asyncio.Event()
     ready_data: list = []
     page = asyncio.ensure_future(
-        open_document(streamchat_url, token, [notebook, "./sub//two.ipynb"], True, got, ready, ready_data)
+        open_document(streamchat_url, token, [notebook, "./sub//two.ipynb"], got, ready, ready_data)
     )
     other_got: list = []
     other_ready = asyncio.Event()
-    other = asyncio.ensure_future(open_document(streamchat_url, token, "sub/two.ipynb", False, other_got, other_ready))
+    other = asyncio.ensure_future(open_document(streamchat_url, token, "sub/two.ipynb", other_got, other_ready))
     await asyncio.wait_for(asyncio.gather(ready.wait(), other_ready.wait()), 5)
     # Then the stream says which (confined) paths it serves
     assert ready_data == [{"paths": [notebook, "sub/two.ipynb"]}]
@@ -261,17 +290,17 @@ async def test_one_stream_takes_the_turns_of_all_its_paths(
         await streamchat_client.stop(started[path])  # returns once the run is recorded
     page.cancel()
     other.cancel()
-    # Then both turns were offered on the one stream, each with its path, and taken by the open documents
-    assert [(o["path"], o["turn"]["run"], o["accepted"]) for o in got] == [
-        (notebook, started[notebook], True),
-        ("sub/two.ipynb", started["sub/two.ipynb"], True),
+    # Then both turns were told on the one stream, each with its path
+    assert [(t["path"], t["turn"]["run"]) for t in got] == [
+        (notebook, started[notebook]),
+        ("sub/two.ipynb", started["sub/two.ipynb"]),
     ]
     assert got[1]["turn"]["reply"]["content"] == "for sub/two.ipynb"
-    # And the page that has only the second notebook open was offered its turn only
-    assert [(o["path"], o["turn"]["run"]) for o in other_got] == [("sub/two.ipynb", started["sub/two.ipynb"])]
-    how = service_of(jp_serverapp).recorded_via
-    assert [how[started[path]] for path in before] == ["open-document", "open-document"]
-    assert {path: (jp_root_dir / path).read_bytes() for path in before} == before
+    # And the page that has only the second notebook open was told its turn only
+    assert [(t["path"], t["turn"]["run"]) for t in other_got] == [("sub/two.ipynb", started["sub/two.ipynb"])]
+    # And each file holds its turn once
+    for path in (notebook, "sub/two.ipynb"):
+        assert [t["run"] for t in turns(jp_root_dir, path)] == [started[path]]
 
 
 async def test_a_closed_stream_is_offered_nothing(
@@ -283,7 +312,7 @@ async def test_a_closed_stream_is_offered_nothing(
     got: list = []
     ready = asyncio.Event()
     token = jp_serverapp.identity_provider.token
-    page = asyncio.ensure_future(open_document(streamchat_url, token, ["a.ipynb", "b.ipynb"], True, got, ready))
+    page = asyncio.ensure_future(open_document(streamchat_url, token, ["a.ipynb", "b.ipynb"], got, ready))
     await asyncio.wait_for(ready.wait(), 5)
     page.cancel()
     hub = service_of(jp_serverapp).notebooks.handoff
@@ -312,7 +341,7 @@ async def test_documents_events_takes_64_paths(streamchat_client, streamchat_url
     ready = asyncio.Event()
     ready_data: list = []
     token = jp_serverapp.identity_provider.token
-    page = asyncio.ensure_future(open_document(streamchat_url, token, paths, True, [], ready, ready_data))
+    page = asyncio.ensure_future(open_document(streamchat_url, token, paths, [], ready, ready_data))
     await asyncio.wait_for(ready.wait(), 5)
     page.cancel()
     assert ready_data == [{"paths": paths}]

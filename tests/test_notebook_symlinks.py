@@ -115,7 +115,7 @@ turn = json.loads(sys.stdin.read())
 if die:
     signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
 resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-_merge_into_local_file(path, root, "c", turn)
+_merge_into_local_file(path, root, "c", turn, None)
 """
 
 

@@ -1,12 +1,19 @@
-"""Open-document hand-off: a notebook open in JupyterLab takes a finished turn itself.
+"""Open documents: every page that has a notebook open learns each turn the server wrote into its file.
 
-Protocol (see README): a page subscribes once for all the notebooks it has open, with
-``GET streamchat/documents/events?path=P&path=Q…`` (SSE). When a turn for one of its paths is ready, each
-subscriber of that path gets a ``turn`` event ``{"offer", "path", "conversation", "turn"}``. A subscriber
-claims it with ``POST streamchat/documents/claim {"offer": id}`` and applies the turn to the open document
-only if the answer says ``{"accepted": true}``. The first claim within the timeout wins; after the
-timeout the server writes the file itself and every later claim is refused. Exactly one of the two ever
-happens.
+The server always writes a finished turn into the notebook file itself (``_writers``): a turn counts as
+recorded once the FILE holds it, whatever the browser does next (reload, "Discard", a crash). What an open
+document must not suffer is the write: its next save would drop the turn and, first, JupyterLab would ask
+"File Changed" because the file is newer than the copy it loaded. So each page subscribes once for all the
+notebooks it has open (``GET streamchat/documents/events?path=P&path=Q…``, SSE) and, for every turn written,
+every subscriber of that path gets ``event: turn``::
+
+    {"path", "conversation", "turn", "before": version | null, "after": version | null}
+
+where a version is ``{"hash", "hash_algorithm", "last_modified"}`` as Jupyter's contents API reports the file.
+The page merges the turn into its open document (idempotent by run id) and, if the file version it knows is
+``before``, takes ``after`` as the version it knows: only our turn changed the file since the page last saw
+it, and the page now holds that turn too, so its next save neither asks nor loses anything. Every page takes
+every turn, so whichever page saves keeps it.
 """
 
 from __future__ import annotations
@@ -14,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import secrets
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
@@ -36,15 +42,12 @@ class DocumentSubscriber:
 
 
 class HandoffHub:
-    def __init__(self, timeout: float = 2.0) -> None:
-        self.timeout = timeout
-        # Indexed by path: an offer goes to the subscribers of its path only, and each gets it once.
+    def __init__(self) -> None:
+        # Indexed by path: a turn goes to the subscribers of its path only, and each gets it once.
         self._subscribers: dict[str, set[DocumentSubscriber]] = defaultdict(set)
-        self._offers: dict[str, asyncio.Future[bool]] = {}
         self._seq = 0
         self._streams: set[DocumentSubscriber] = set()
         self._streams_opened = 0
-        self.enabled = True  # switched off at shutdown: nobody is left to claim
 
     def subscribe(self, paths: Iterable[str]) -> DocumentSubscriber:
         self._streams_opened += 1
@@ -76,30 +79,24 @@ class HandoffHub:
     def has_subscribers(self, path: str) -> bool:
         return bool(self._subscribers.get(path))
 
-    async def offer(self, path: str, conversation: str, turn: dict[str, Any]) -> bool:
-        """True if an open document claimed the turn in time; then the caller must not write it."""
-        if not self.enabled or not self.has_subscribers(path):
-            return False
-        offer_id = secrets.token_urlsafe(12)
-        claimed: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._offers[offer_id] = claimed
+    def publish(
+        self,
+        path: str,
+        conversation: str,
+        turn: dict[str, Any],
+        before: dict[str, Any] | None,
+        after: dict[str, Any] | None,
+    ) -> int:
+        """Tell every page that has ``path`` open about a turn now in its file; returns how many streams."""
+        subscribers = self._subscribers.get(path)
+        if not subscribers:
+            return 0
         self._seq += 1
         event = encode_event(
-            self._seq, "turn", {"offer": offer_id, "path": path, "conversation": conversation, "turn": turn}
+            self._seq,
+            "turn",
+            {"path": path, "conversation": conversation, "turn": turn, "before": before, "after": after},
         )
-        for subscriber in self._subscribers[path]:
+        for subscriber in subscribers:
             subscriber.queue.put_nowait(event)
-        try:
-            return await asyncio.wait_for(asyncio.shield(claimed), self.timeout)
-        except TimeoutError:
-            return False
-        finally:
-            # After this point a claim is refused, so the open document and the file never both get it.
-            del self._offers[offer_id]
-
-    def claim(self, offer_id: str) -> bool:
-        claimed = self._offers.get(offer_id)
-        if claimed is None or claimed.done():
-            return False
-        claimed.set_result(True)
-        return True
+        return len(subscribers)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import hashlib
 import json
 import logging
 import os
@@ -12,6 +13,7 @@ import re
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from jupyter_core.utils import ensure_async
@@ -81,26 +83,75 @@ async def check_notebook(contents_manager: Any, path: str) -> None:
         await _get_notebook(contents_manager, path)
 
 
-async def write_file(contents_manager: Any, path: str, conversation: str, turn: dict[str, Any]) -> bool:
-    """Read-merge-write of the notebook file; False if the run was already there. Caller serializes per path.
+@dataclass(frozen=True, slots=True)
+class FileWrite:
+    """What writing a turn did: ``changed`` is False when the run was already recorded.
+
+    ``before`` / ``after`` are the file's versions around the write as Jupyter's contents API reports them
+    (``hash``, ``hash_algorithm``, ``last_modified``), when asked for: an open page that knew ``before`` may
+    take ``after`` as its own (see ``_handoff``).
+    """
+
+    changed: bool
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+
+
+async def write_file(
+    contents_manager: Any, path: str, conversation: str, turn: dict[str, Any], versions: bool = False
+) -> FileWrite:
+    """Read-merge-write of the notebook file. Caller serializes per path.
 
     Only an existing notebook is written: a missing file is not created, and a file that is not a notebook
     (any more) is left alone, so both raise as in ``check_notebook``. Local files are merged as raw JSON in a
     worker thread and written in place, as Jupyter's own save writes them (see ``_write_in_place``): the
     event loop never parses, validates or serializes a big notebook, and every byte we did not change is
     written back as it was. Other ContentsManagers (S3, databases...) get a normal ``get``/``save``.
+    ``versions``: also say which file versions the write went from and to (costs a hash of the file).
     """
     os_path = _local_path(contents_manager, path)
     if os_path is not None:
-        return await _tolerating_saves(_merge_into_local_file, os_path, contents_manager.root_dir, conversation, turn)
+        algorithm = _hash_algorithm(contents_manager) if versions else None
+        return await _tolerating_saves(
+            _merge_into_local_file, os_path, contents_manager.root_dir, conversation, turn, algorithm
+        )
+    before = await _version_of(contents_manager, path) if versions else None
     notebook = await _get_notebook(contents_manager, path)
     section = merged_streamchat(dict(notebook.metadata), conversation, turn)
     if section is None:
-        return False
+        return FileWrite(False, before, before)
     notebook.metadata["streamchat"] = section
     model = {"type": "notebook", "format": "json", "content": notebook}
     await ensure_async(contents_manager.save(model, path))
-    return True
+    return FileWrite(True, before, await _version_of(contents_manager, path) if versions else None)
+
+
+async def _version_of(contents_manager: Any, path: str) -> dict[str, Any] | None:
+    try:
+        model = await ensure_async(contents_manager.get(path, content=False, require_hash=True))
+    except Exception:  # a manager without hashes or a file gone: the page just will not take the version
+        return None
+    modified = model.get("last_modified")
+    return {
+        "hash": model.get("hash"),
+        "hash_algorithm": model.get("hash_algorithm"),
+        "last_modified": modified.isoformat() if isinstance(modified, datetime) else modified,
+    }
+
+
+def _hash_algorithm(contents_manager: Any) -> str | None:
+    algorithm = getattr(contents_manager, "hash_algorithm", None)
+    return algorithm if isinstance(algorithm, str) and algorithm in hashlib.algorithms_available else None
+
+
+def _local_version(os_path: str, content: bytes, algorithm: str) -> dict[str, Any]:
+    """The version of a local file as jupyter_server's FileContentsManager reports it (``lstat``'s mtime)."""
+    modified = datetime.fromtimestamp(os.lstat(os_path).st_mtime, tz=UTC)
+    return {
+        "hash": hashlib.new(algorithm, content).hexdigest(),
+        "hash_algorithm": algorithm,
+        "last_modified": modified.isoformat(),
+    }
 
 
 async def read_metadata(contents_manager: Any, path: str) -> dict[str, Any] | None:
@@ -199,18 +250,23 @@ def _is_notebook(value: Any) -> bool:
     return isinstance(value.get("cells" if version >= 4 else "worksheets"), list)
 
 
-def _merge_into_local_file(os_path: str, root: str, conversation: str, turn: dict[str, Any]) -> bool:
+def _merge_into_local_file(
+    os_path: str, root: str, conversation: str, turn: dict[str, Any], algorithm: str | None
+) -> FileWrite:
     target = _target(os_path, root)
     for _ in range(CHANGED_WHILE_MERGING_ATTEMPTS):
         with open(target, "rb") as handle:
             read = os.fstat(handle.fileno())
             raw = handle.read()
+        before = _local_version(os_path, raw, algorithm) if algorithm else None
         change = _merged(raw, os_path, conversation, turn)
         if change is None:  # the run is already recorded
-            return False
+            return FileWrite(False, before, before)
         if _same_version(read, os.stat(target)):
-            _write_in_place(target, raw, *change)
-            return True
+            offset, tail = change
+            _write_in_place(target, raw, offset, tail)
+            after = _local_version(os_path, raw[:offset] + tail, algorithm) if algorithm else None
+            return FileWrite(True, before, after)
     # Saved again and again under us: as for a torn read, the caller waits a little and tries again.
     raise ValueError(f"{os_path} kept changing while a turn was merged into it")
 
