@@ -1,22 +1,24 @@
 /**
  * Open-document hand-off (browser side).
  *
- * When a run that names a notebook ends, the server offers its turn to the documents that have
- * that notebook open (README, "Where conversations are stored"). For all notebooks open in this
- * JupyterLab page -- whether or not the StreamChat panel is shown -- this module keeps ONE
- * subscription: `GET {baseUrl}streamchat/documents/events?path=<a>&path=<b>...` (SSE). On a
- * `turn` event for one of them it claims the offer (`POST streamchat/documents/claim`) and, only
- * if the claim is accepted, merges the turn into that open document's `metadata.streamchat`. A
- * document without unsaved changes is saved right away; a dirty one keeps the turn until the
- * user's next save. The server then never writes the file under an open document, so JupyterLab
- * never shows "File Changed" and no unsaved edit is lost.
+ * When a run that names a notebook ends, the server writes its turn into the notebook FILE at once
+ * (so a reload, "Discard" or a browser crash loses nothing) and tells every page that has the
+ * notebook open (README, "Where conversations are stored"). For all notebooks open in this page --
+ * whether or not the StreamChat panel is shown -- this module keeps ONE subscription:
+ * `GET {baseUrl}streamchat/documents/events?path=<a>&path=<b>...` (SSE). On a `turn` event it
+ * merges the turn into that open document's `metadata.streamchat` (idempotent by run id), so that
+ * whichever page saves keeps it, and takes the file version the server wrote as the one it knows
+ * when it knew the version before the write: its next save then neither asks "File Changed" nor
+ * drops the turn, and a document without unsaved changes stays clean. A clean document whose file
+ * was also changed by someone else reloads it (it has nothing to lose); a document with unsaved
+ * edits keeps them, with the turn.
  *
  * A stream holds an HTTP connection, of which a browser has only 6 per host (HTTP/1.1) for all its
  * tabs: so one stream per page, whatever the number of notebooks, holding one of the origin's
  * `STREAM_SLOTS` (slots.ts). When the set of open notebooks changes (open, close, rename), the page
- * opens a stream for the new set and closes the old one once the new one is ready, so no offer
- * finds the page without a subscriber meanwhile. If no slot is free, the documents are "parked"
- * and the server writes their files as if they were not open.
+ * opens a stream for the new set and closes the old one once the new one is ready, so no turn
+ * finds the page without a subscriber meanwhile. If no slot is free, the documents are "parked":
+ * the file still gets every turn, and the page learns of it when it next loads the notebook.
  */
 
 import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
@@ -25,9 +27,10 @@ import { INotebookModel, INotebookTracker, NotebookPanel } from '@jupyterlab/not
 import { Contents, ServerConnection } from '@jupyterlab/services';
 import { JSONExt, JSONObject, JSONValue } from '@lumino/coreutils';
 
-import { fetchAPI, requestAPI } from './api';
+import { fetchAPI } from './api';
 import { ReleaseSlot, tryAcquireStreamSlot } from './slots';
 import { readSSE } from './sse';
+import { IFileVersion, sameVersion } from './versions';
 
 const PLUGIN_ID = 'jupyter-streamchat:handoff';
 
@@ -43,13 +46,13 @@ export const SCHEMA_VERSION = 1;
  *
  * - `connecting`: the page's stream is being (re)opened to include this document (first time,
  *   or after the set of open notebooks changed, e.g. this one was opened or renamed);
- * - `ready`: the page's stream includes this document's path: the server offers it its turns;
+ * - `ready`: the page's stream includes this document's path: the server tells it its turns;
  * - `retrying`: the stream ended or failed (or the server refused this path), waiting before
  *   reconnecting;
  * - `parked`: not subscribed because no stream slot of the origin is free (all taken by this and
  *   other tabs, see slots.ts), or more than `MAX_STREAM_PATHS` notebooks are open in this page
- *   (the most recently active ones are subscribed). The server writes a parked document's file,
- *   as if it was not open;
+ *   (the most recently active ones are subscribed). A parked document is not told of turns (the
+ *   file still gets them);
  * - `off`: not subscribed (document not on the server's drive, read-only, or not loaded).
  */
 export type HandoffState = 'connecting' | 'ready' | 'retrying' | 'parked' | 'off';
@@ -59,18 +62,14 @@ export interface ITurn extends JSONObject {
   run: string;
 }
 
-/** Data of an `event: turn` on the document stream. */
-export interface ITurnOffer {
-  offer: string;
+/** Data of an `event: turn` on the document stream: a turn the server wrote into the file. */
+export interface ITurnWritten {
   path: string;
   conversation: string;
   turn: ITurn;
-}
-
-/** Body of `POST streamchat/documents/claim`. */
-interface IClaimReply {
-  offer?: string;
-  accepted?: boolean;
+  /** The file's version before and after the write (null when the server could not tell). */
+  before: IFileVersion | null;
+  after: IFileVersion | null;
 }
 
 /** Timing knobs (milliseconds); exported for tests and for tuning. */
@@ -151,8 +150,12 @@ export function mergeTurn(section: unknown, conversation: string, turn: ITurn): 
   return merged;
 }
 
-/** Validate the data of a `turn` event; null if it is not a usable offer. */
-export function parseOffer(data: string): ITurnOffer | null {
+function isVersion(value: unknown): value is IFileVersion | null {
+  return value === null || isObject(value);
+}
+
+/** Validate the data of a `turn` event; null if it is not usable. */
+export function parseTurnWritten(data: string): ITurnWritten | null {
   let value: unknown;
   try {
     value = JSON.parse(data);
@@ -161,15 +164,22 @@ export function parseOffer(data: string): ITurnOffer | null {
   }
   if (
     !isObject(value) ||
-    typeof value.offer !== 'string' ||
     typeof value.path !== 'string' ||
     typeof value.conversation !== 'string' ||
     !isObject(value.turn) ||
-    typeof value.turn.run !== 'string'
+    typeof value.turn.run !== 'string' ||
+    !isVersion(value.before ?? null) ||
+    !isVersion(value.after ?? null)
   ) {
     return null;
   }
-  return value as unknown as ITurnOffer;
+  return {
+    path: value.path,
+    conversation: value.conversation,
+    turn: value.turn as ITurn,
+    before: (value.before ?? null) as IFileVersion | null,
+    after: (value.after ?? null) as IFileVersion | null
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -179,7 +189,7 @@ type NotebookContext = DocumentRegistry.IContext<INotebookModel>;
 
 /**
  * The hand-off of one open notebook (one document context, shared by all its views): it takes the
- * offers that the page's stream (`HandoffManager`) receives for the context's current path, for as
+ * turns that the page's stream (`HandoffManager`) is told for the context's current path, for as
  * long as the context lives.
  */
 export class DocumentHandoff {
@@ -190,7 +200,6 @@ export class DocumentHandoff {
   constructor(
     readonly context: NotebookContext,
     private readonly _contents: Contents.IManager,
-    private readonly _settings: ServerConnection.ISettings,
     private readonly _onChange: () => void
   ) {
     context.pathChanged.connect(this._onPathChanged, this);
@@ -258,49 +267,75 @@ export class DocumentHandoff {
   }
 
   /**
-   * Claim an offer at once (the server waits `handoff_timeout`, 2 s by default), then apply the
-   * turn, but only if the claim was accepted: otherwise the server writes the file itself.
-   * `path` is the path the page's stream subscribed for this document.
+   * Take a turn the server wrote into this document's file. `path` is the path the page's stream
+   * subscribed for this document. While a save is in flight, wait for it: the version the page
+   * knows is the one that save writes.
    */
-  async offer(offer: ITurnOffer, path: string): Promise<void> {
-    // Never claim for a document that is gone or now lives elsewhere: the file must get it.
-    if (this._disposed || offer.path !== path || this.serverPath() !== path) {
+  take(written: ITurnWritten, path: string): void {
+    // Never for a document that is gone or now lives elsewhere (the file has the turn anyway).
+    if (this._disposed || written.path !== path || this.serverPath() !== path) {
       return;
     }
-    let reply: IClaimReply | undefined;
-    try {
-      reply = await requestAPI<IClaimReply>(
-        'documents/claim',
-        { method: 'POST', body: JSON.stringify({ offer: offer.offer }) },
-        this._settings
-      );
-    } catch (error) {
-      // Not claimed (as far as we know): the server writes the file after its timeout.
-      console.warn(`StreamChat: could not claim turn ${offer.turn.run} for ${path}`, error);
-      return;
+    this._pending.push(written);
+    if (!this._saving) {
+      void this._takePending();
     }
-    if (reply?.accepted !== true) {
-      return;
-    }
-    if (this._disposed) {
-      // Closed between the claim and its answer (milliseconds): nothing can hold the turn now.
-      console.error(
-        `StreamChat: ${path} was closed before turn ${offer.turn.run} could be applied`
-      );
-      return;
-    }
-    this._apply(offer);
   }
 
-  /** Merge an accepted turn into the open document; save it if it had no unsaved changes. */
-  private _apply(offer: ITurnOffer): void {
+  private async _takePending(): Promise<void> {
+    if (this._taking) {
+      return; // the running loop takes what was added meanwhile
+    }
+    this._taking = true;
+    try {
+      while (this._pending.length > 0 && !this._saving && !this._disposed) {
+        await this._takeOne(this._pending.shift()!);
+      }
+    } finally {
+      this._taking = false;
+    }
+  }
+
+  private async _takeOne(written: ITurnWritten): Promise<void> {
+    const context = this.context;
+    const model = context.model;
+    // Unsaved changes that are only turns we merged do not count: nothing of the user's is at stake.
+    const clean = !model.dirty || this._onlyOurs;
+    if (sameVersion(context.contentsModel, written.before) && written.after !== null) {
+      // Only our turn changed the file since this page last loaded or saved it: hold the turn too,
+      // and know the new version, so the next save neither asks "File Changed" nor drops it.
+      this._merge(written);
+      adoptVersion(context, written.after);
+      if (clean) {
+        model.dirty = false;
+        this._onlyOurs = false;
+      }
+      return;
+    }
+    if (clean && !sameVersion(context.contentsModel, written.after)) {
+      // The file also changed in other ways (another page saved it): with nothing unsaved here,
+      // load it -- it holds the turn and everything else.
+      try {
+        await context.revert();
+        this._onlyOurs = false;
+        return;
+      } catch (error) {
+        console.warn(`StreamChat: could not reload ${context.path}`, error);
+      }
+    }
+    // Unsaved edits here and a file changed by someone else: keep the edits and the turn; the
+    // user's next save is JupyterLab's to reconcile, as for any file changed on disk.
+    if (this._merge(written) && clean) {
+      this._onlyOurs = true;
+    }
+  }
+
+  /** Merge a turn into the open document; false if it was there already. */
+  private _merge(written: ITurnWritten): boolean {
     const model = this.context.model;
-    // Unsaved changes that are only turns we added (e.g. while our own save was in flight) do
-    // not count: the document had nothing of the user's to keep out of the file.
-    const wasDirty = model.dirty && !this._onlyOurs;
-    const merged = mergeTurn(model.getMetadata(METADATA_KEY), offer.conversation, offer.turn);
+    const merged = mergeTurn(model.getMetadata(METADATA_KEY), written.conversation, written.turn);
     if (merged === null) {
-      return; // already recorded
+      return false;
     }
     this._applying = true;
     try {
@@ -308,76 +343,7 @@ export class DocumentHandoff {
     } finally {
       this._applying = false;
     }
-    if (!wasDirty) {
-      this._onlyOurs = true;
-    }
-    if (this._saving) {
-      // A save in flight serialized the model before this change, and marks the model clean
-      // when it ends: mark it dirty again then (see _onSaveState), or the turn would look saved.
-      this._redirty = true;
-    }
-    if (!wasDirty) {
-      this._saveWanted = true;
-      void this._autoSave();
-    }
-    // A dirty document keeps the turn until the user's next save (which writes both).
-  }
-
-  /**
-   * Save the document because a turn was added to it while it had no unsaved changes. Skipped
-   * if the file changed on disk since it was loaded or saved (JupyterLab would ask "File
-   * Changed" -- it must never do that because of us); it then stays dirty with the turn.
-   */
-  private async _autoSave(): Promise<void> {
-    if (this._disposed || this._saving || this._ourSave || !this._saveWanted) {
-      return; // re-run when the save in flight ends
-    }
-    this._saveWanted = false;
-    this._ourSave = true;
-    try {
-      if (!this.context.model.dirty) {
-        return; // someone else saved it already
-      }
-      if (await this._changedOnDisk()) {
-        console.warn(
-          `StreamChat: ${this.context.path} changed on disk; the new turn stays unsaved in the open document`
-        );
-        return;
-      }
-      if (this._saving) {
-        this._saveWanted = true; // a save started meanwhile: check again when it ends
-      } else if (!this._disposed && this.context.model.dirty) {
-        await this.context.save();
-      }
-    } catch (error) {
-      console.warn(`StreamChat: could not save ${this.context.path}`, error);
-    } finally {
-      this._ourSave = false;
-    }
-    if (this._saveWanted) {
-      void this._autoSave();
-    }
-  }
-
-  /** The same test JupyterLab's save makes before it asks "File Changed" (hash, else time). */
-  private async _changedOnDisk(): Promise<boolean> {
-    const known = this.context.contentsModel;
-    if (known === null) {
-      return false;
-    }
-    const disk = await this._contents.get(this.context.path, { content: false, hash: true });
-    if (
-      known.hash !== undefined &&
-      known.hash !== null &&
-      disk.hash !== undefined &&
-      disk.hash !== null
-    ) {
-      return known.hash !== disk.hash;
-    }
-    if (!known.last_modified || !disk.last_modified) {
-      return false;
-    }
-    return new Date(disk.last_modified).getTime() > new Date(known.last_modified).getTime();
+    return true;
   }
 
   private _onSaveState(_: NotebookContext, state: DocumentRegistry.SaveState): void {
@@ -386,13 +352,10 @@ export class DocumentHandoff {
       return;
     }
     this._saving = false;
-    if (this._redirty && !this._disposed) {
-      this._redirty = false;
-      this.context.model.dirty = true;
-    } else if (state === 'completed') {
+    if (state === 'completed') {
       this._onlyOurs = false;
     }
-    void this._autoSave();
+    void this._takePending();
   }
 
   private _onContentChanged(): void {
@@ -432,11 +395,31 @@ export class DocumentHandoff {
   private _failed = false;
   private _panels = new Set<NotebookPanel>();
   private _saving = false;
-  private _redirty = false;
-  private _saveWanted = false;
-  private _ourSave = false;
+  private _taking = false;
+  private _pending: ITurnWritten[] = [];
   private _applying = false;
   private _onlyOurs = false;
+}
+
+/**
+ * Make `version` the file version the document context knows (what its next save compares with
+ * the file on disk). JupyterLab has no public setter: this is the context's own update after a
+ * save, which also tells its listeners the file changed.
+ */
+function adoptVersion(context: NotebookContext, version: IFileVersion): void {
+  const known = context.contentsModel;
+  const update = (context as unknown as { _updateContentsModel?: (model: Contents.IModel) => void })
+    ._updateContentsModel;
+  if (known === null || typeof update !== 'function') {
+    console.warn(`StreamChat: cannot update the known version of ${context.path}`);
+    return;
+  }
+  update.call(context, {
+    ...known,
+    hash: version.hash ?? undefined,
+    hash_algorithm: version.hash_algorithm ?? undefined,
+    last_modified: version.last_modified ?? known.last_modified
+  } as Contents.IModel);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -462,7 +445,7 @@ class DocumentStream {
     readonly paths: ReadonlySet<string>,
     settings: ServerConnection.ISettings,
     release: ReleaseSlot,
-    onOffer: (offer: ITurnOffer) => void
+    onTurn: (written: ITurnWritten) => void
   ) {
     let opened: () => void = () => undefined;
     const ready = new Promise<void>(resolve => (opened = resolve));
@@ -472,7 +455,7 @@ class DocumentStream {
         this._ready = true;
         opened();
       },
-      onOffer
+      onTurn
     ).then(end => {
       release();
       this._ended = true;
@@ -487,7 +470,7 @@ class DocumentStream {
   /** Settles when the server's `ready` arrived, or the stream ended before. */
   readonly settled: Promise<unknown>;
 
-  /** Whether the server's `ready` arrived: from then on it offers this stream the turns of `paths`. */
+  /** Whether the server's `ready` arrived: from then on it tells this stream the turns of `paths`. */
   get ready(): boolean {
     return this._ready;
   }
@@ -503,7 +486,7 @@ class DocumentStream {
   private async _read(
     settings: ServerConnection.ISettings,
     onReady: () => void,
-    onOffer: (offer: ITurnOffer) => void
+    onTurn: (written: ITurnWritten) => void
   ): Promise<StreamEnd> {
     const query = new URLSearchParams([...this.paths].map(path => ['path', path]));
     try {
@@ -536,11 +519,11 @@ class DocumentStream {
           if (message.event === 'ready') {
             onReady();
           } else if (message.event === 'turn') {
-            const offer = parseOffer(message.data);
-            if (offer === null) {
-              console.warn('StreamChat: ignoring a malformed turn offer', message.data);
+            const written = parseTurnWritten(message.data);
+            if (written === null) {
+              console.warn('StreamChat: ignoring a malformed turn event', message.data);
             } else {
-              onOffer(offer);
+              onTurn(written);
             }
           }
           return true;
@@ -573,7 +556,7 @@ function jitter(ms: number): number {
  *
  * The stream follows the set of paths: when it changes (a notebook opened, closed or renamed),
  * a stream for the new set is opened, and the old one is closed only once the new one is ready,
- * so that an offer always finds a subscriber. That takes a second slot for a moment; if none is
+ * so that a turn always finds a subscriber. That takes a second slot for a moment; if none is
  * free, the old stream is closed first.
  */
 export class HandoffManager {
@@ -600,7 +583,7 @@ export class HandoffManager {
     const context = panel.context;
     let handoff = this._handoffs.find(h => h.context === context);
     if (handoff === undefined) {
-      handoff = new DocumentHandoff(context, this._contents, this._settings, () => this._changed());
+      handoff = new DocumentHandoff(context, this._contents, () => this._changed());
       const created = handoff;
       context.disposed.connect(() => {
         this._handoffs = this._handoffs.filter(h => h !== created);
@@ -659,8 +642,8 @@ export class HandoffManager {
       // its paths until the new one is ready.
       let release = await tryAcquireStreamSlot();
       if (release === null && this._live !== null) {
-        // No second slot: close, then open. Offers in between find no subscriber (the server
-        // writes those files), but this page still gets its stream.
+        // No second slot: close, then open. Turns in between are not told to this page (the
+        // files have them), but this page still gets its stream.
         const old = this._live;
         this._live = null;
         old.abort();
@@ -680,14 +663,14 @@ export class HandoffManager {
       }
       this._phase = failures === 0 ? 'connecting' : 'retrying';
       this._showStates();
-      const stream: DocumentStream = new DocumentStream(wanted, this._settings, release, offer =>
-        this._dispatch(stream, offer)
+      const stream: DocumentStream = new DocumentStream(wanted, this._settings, release, written =>
+        this._dispatch(stream, written)
       );
       while (!stream.ready && !stream.ended && samePaths(wanted, this._wantedPaths())) {
         await this._wait(stream.settled);
       }
       if (stream.ready) {
-        // The server now offers the new stream the turns of all wanted paths: the old one can go.
+        // The server now tells the new stream the turns of all wanted paths: the old one can go.
         const old = this._live;
         this._live = stream;
         old?.abort();
@@ -728,14 +711,14 @@ export class HandoffManager {
     }
   }
 
-  /** Hand an offer to the open documents of its path. */
-  private _dispatch(stream: DocumentStream, offer: ITurnOffer): void {
-    if (!stream.paths.has(offer.path)) {
-      return; // not a path this stream subscribed to: not ours to claim
+  /** Hand a written turn to the open documents of its path. */
+  private _dispatch(stream: DocumentStream, written: ITurnWritten): void {
+    if (!stream.paths.has(written.path)) {
+      return; // not a path this stream subscribed to
     }
     for (const handoff of this._handoffs) {
-      if (handoff.serverPath() === offer.path) {
-        void handoff.offer(offer, offer.path);
+      if (handoff.serverPath() === written.path) {
+        handoff.take(written, written.path);
       }
     }
   }
@@ -834,7 +817,7 @@ export class HandoffManager {
 export const handoffPlugin: JupyterFrontEndPlugin<void> = {
   id: PLUGIN_ID,
   description:
-    'Open-document hand-off: finished StreamChat turns land in the open notebook, not in the file under it.',
+    'Open-document hand-off: open notebooks take the StreamChat turns the server writes into their files.',
   autoStart: true,
   requires: [INotebookTracker],
   activate: (app: JupyterFrontEnd, tracker: INotebookTracker) => {
