@@ -319,7 +319,7 @@ class LabProcess:
                 pass  # already gone
 
     def recorded_how(self, run_id: str) -> str | None:
-        """How the server says it recorded a run (shared, open-document, file, duplicate), from its log."""
+        """How the server says it recorded a run (shared, file, duplicate), from its log."""
         match = re.search(rf"streamchat run {re.escape(run_id)} recorded in .* \(([a-z-]+)\)", self.log_text())
         return match.group(1) if match else None
 

@@ -1,14 +1,13 @@
 """The open-document hand-off in a real JupyterLab and a real browser.
 
-A detached run that names a notebook open in JupyterLab must land in the OPEN document (the labextension claims
-the server's offer and merges the turn into the document's metadata), never in the file under it: otherwise the
-user's next save, or JupyterLab's "File Changed" dialog, would lose it or their edits. A clean document is saved at
-once; a document with unsaved edits keeps the turn until the user saves, and then the file has both.
+A detached run that names a notebook lands in its FILE at once (so nothing a page does can lose it), and every page
+that has the notebook open takes the turn into its document and the file's new version as the one it knows: the
+user's next save keeps the turn and asks nothing ("File Changed" would be our fault), a clean document stays clean,
+and unsaved edits stay.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -185,16 +184,16 @@ def all_ready(page: Any, paths: list[str]) -> bool:
 
 
 def wait_recorded(lab: LabProcess, run_id: str) -> str:
-    """Until the server logs how it recorded the run; returns how (open-document, file, ...)."""
+    """Until the server logs how it recorded the run; returns how (file, shared, duplicate)."""
     return wait_for(lambda: lab.recorded_how(run_id), 15, message=lambda: f"run {run_id} recorded\n{lab.log_tail()}")
 
 
 # ----- tests -----------------------------------------------------------------------------------------------------
 
 
-def test_clean_open_notebook_takes_the_turn_and_saves_it(lab: LabProcess, page_for: Any) -> None:
-    """When a run ends for a notebook open without unsaved changes, then the open document gets the turn exactly
-    once and is saved right away (the file has it too, once), and no dialog appears."""
+def test_clean_open_notebook_takes_the_turn_and_stays_clean(lab: LabProcess, page_for: Any) -> None:
+    """When a run ends for a notebook open without unsaved changes, then the file has the turn once, the open
+    document has it too (the same section as the file) and is still clean, and no dialog appears."""
     nb = "clean.ipynb"
     lab.write_notebook(nb, "print('clean')")
     page = page_for(nb)
@@ -202,8 +201,8 @@ def test_clean_open_notebook_takes_the_turn_and_saves_it(lab: LabProcess, page_f
 
     run_id, record = finished_run(lab, nb, "c1")
 
+    assert wait_recorded(lab, run_id) == "file"
     wait_for(lambda: model_has_run(page, "c1", run_id), 15, message="the turn in the open document")
-    wait_for(lambda: run_id in run_ids(disk_section(lab, nb), "c1"), 15, message="the saved turn in the file")
     state = wait_for(lambda: (s := document_state(page))["dirty"] is False and s, 10, message="a clean document")
 
     turns = turns_of(state["streamchat"], "c1")
@@ -216,17 +215,24 @@ def test_clean_open_notebook_takes_the_turn_and_saves_it(lab: LabProcess, page_f
     assert run_ids(on_disk, "c1") == [run_id]
     assert on_disk == state["streamchat"]
     assert source_on_disk(lab, nb) == "print('clean')"
-    assert wait_recorded(lab, run_id) == "open-document"
+
+    # And a save now asks nothing: the page knows the version the server wrote
+    written = (lab.root / nb).stat().st_mtime_ns
+    page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+    wait_for(lambda: (lab.root / nb).stat().st_mtime_ns != written, 15, message="the save")
+    assert run_ids(disk_section(lab, nb), "c1") == [run_id]
     assert dialogs_seen(page) == []
 
     shot = screenshot(page, "handoff-clean-notebook.png")
     assert shot.stat().st_size > 10_000
 
 
-def test_dirty_open_notebook_keeps_the_turn_until_the_user_saves(lab: LabProcess, page_for: Any) -> None:
-    """When a run ends for a notebook open with unsaved edits, then the turn is in the open document but not on
-    disk, the edit is still there; when the user saves, then the file has both, the turn exactly once, and no
-    "File Changed" (or any other) dialog appeared."""
+def test_dirty_open_notebook_gets_the_turn_in_file_and_document_and_saves_without_asking(
+    lab: LabProcess, page_for: Any
+) -> None:
+    """When a run ends for a notebook open with unsaved edits, then the file holds the turn at once, the open
+    document holds it too, still dirty, with the user's edit; when the user saves, then the file has both, the turn
+    exactly once, and no "File Changed" (or any other) dialog appeared."""
     nb = "dirty.ipynb"
     lab.write_notebook(nb)
     page = page_for(nb)
@@ -235,45 +241,19 @@ def test_dirty_open_notebook_keeps_the_turn_until_the_user_saves(lab: LabProcess
 
     run_id, _ = finished_run(lab, nb, "c1")
 
-    wait_for(lambda: model_has_run(page, "c1", run_id), 15, message="the turn in the open document")
-    assert wait_recorded(lab, run_id) == "open-document"
-    state = document_state(page)
-    assert state["dirty"] is True, "the document must stay dirty: the turn goes out with the user's save"
-    assert state["cells"] == ["x = 42"], "the user's unsaved edit must still be in the document"
-    on_disk = lab.read_notebook(nb)
-    assert on_disk["metadata"].get("streamchat") is None, "the server must not write the file under a dirty document"
+    assert wait_recorded(lab, run_id) == "file"
+    assert run_ids(disk_section(lab, nb), "c1") == [run_id]
     assert source_on_disk(lab, nb) == ""
+    wait_for(lambda: model_has_run(page, "c1", run_id), 15, message="the turn in the open document")
+    state = document_state(page)
+    assert state["dirty"] is True, "the user's edit is not saved yet"
+    assert state["cells"] == ["x = 42"], "the user's unsaved edit must still be in the document"
 
     page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
 
-    saved = wait_for(
-        lambda: run_id in run_ids(disk_section(lab, nb), "c1") and lab.read_notebook(nb), 15, message="the save"
-    )
-    assert source_on_disk(lab, nb) == "x = 42"
-    assert run_ids(saved["metadata"]["streamchat"], "c1") == [run_id]
+    wait_for(lambda: source_on_disk(lab, nb) == "x = 42", 15, message="the save")
+    assert run_ids(disk_section(lab, nb), "c1") == [run_id]
     wait_for(lambda: document_state(page)["dirty"] is False, 10, message="a clean document after the save")
-    assert dialogs_seen(page) == []
-
-
-def test_server_does_not_touch_the_file_under_a_dirty_open_document(lab: LabProcess, page_for: Any) -> None:
-    """When a run ends for a notebook open with unsaved edits, then the server reports the run completed, its
-    recorder went through the open document, and the file stays byte for byte (and mtime) what it was, well past
-    the hand-off timeout after which the server would have written it itself."""
-    nb = "sub/untouched.ipynb"
-    path = lab.write_notebook(nb, "before")
-    page = page_for(nb)
-    type_into_first_cell(page, "# edited ")
-    wait_for(lambda: document_state(page)["dirty"], 10, message="unsaved edits")
-    before = (path.read_bytes(), path.stat().st_mtime_ns)
-
-    run_id, _ = finished_run(lab, nb, "c2", prompt="second")
-
-    assert lab.run_record(run_id)["status"] == "completed"
-    wait_for(lambda: model_has_run(page, "c2", run_id), 15, message="the turn in the open document")
-    assert wait_recorded(lab, run_id) == "open-document"
-    time.sleep(2.5)  # longer than the server's hand-off timeout (2 s)
-    assert (path.read_bytes(), path.stat().st_mtime_ns) == before
-    assert document_state(page)["dirty"] is True
     assert dialogs_seen(page) == []
 
 
@@ -315,7 +295,7 @@ def test_concurrent_runs_land_once_each_in_order(lab: LabProcess, page_for: Any)
     for run_id in run_ids_started:
         assert lab.wait_run_finished(run_id)["status"] == "completed"
     for run_id in run_ids_started:
-        assert wait_recorded(lab, run_id) == "open-document"
+        assert wait_recorded(lab, run_id) == "file"
 
     def all_saved() -> dict[str, Any] | None:
         state = document_state(page)
@@ -334,7 +314,7 @@ def test_concurrent_runs_land_once_each_in_order(lab: LabProcess, page_for: Any)
 
 def test_renamed_notebook_takes_turns_under_its_new_path(lab: LabProcess, page_for: Any) -> None:
     """When an open notebook is renamed, then its hand-off follows the new path: a run for the new path lands in
-    the open document (and, the document being clean, in the renamed file)."""
+    the renamed file and in the open document."""
     lab.write_notebook("before-rename.ipynb")
     page = page_for("before-rename.ipynb")
 
@@ -346,7 +326,7 @@ def test_renamed_notebook_takes_turns_under_its_new_path(lab: LabProcess, page_f
     )
     run_id, _ = finished_run(lab, "after-rename.ipynb", "c4")
 
-    assert wait_recorded(lab, run_id) == "open-document"
+    assert wait_recorded(lab, run_id) == "file"
     wait_for(lambda: model_has_run(page, "c4", run_id), 15, message="the turn in the open document")
     wait_for(
         lambda: run_id in run_ids(disk_section(lab, "after-rename.ipynb"), "c4"), 15, message="the turn in the file"
@@ -375,7 +355,7 @@ def test_subscription_recovers_after_failed_connections(lab: LabProcess, page_fo
     assert len(attempts) >= 3
 
     run_id, _ = finished_run(lab, "flaky.ipynb", "c5")
-    assert wait_recorded(lab, run_id) == "open-document"
+    assert wait_recorded(lab, run_id) == "file"
     wait_for(lambda: model_has_run(page, "c5", run_id), 15, message="the turn in the open document")
     assert dialogs_seen(page) == []
 
@@ -383,9 +363,9 @@ def test_subscription_recovers_after_failed_connections(lab: LabProcess, page_fo
 def test_one_stream_serves_all_notebooks_of_a_page(lab: LabProcess, page_for: Any) -> None:
     """When 6 notebooks are open in one page (one stream each would take every connection the browser has for the
     host: 6 over HTTP/1.1, for all tabs), then the page holds exactly one documents/events stream, for all 6 paths;
-    runs that end for all 6 while each has unsaved edits land in the open documents, not in the files; saving them
-    brings up no "File Changed" dialog and writes edits and turns; a second tab holds one stream of its own, and
-    JupyterLab still answers in both tabs."""
+    runs that end for all 6 while each has unsaved edits land in the files and in the open documents, with the
+    edits; saving them brings up no "File Changed" dialog and writes edits and turns; a second tab holds one stream
+    of its own, and JupyterLab still answers in both tabs."""
     names = [f"many-{i}.ipynb" for i in range(6)]
     for name in names:
         lab.write_notebook(name)
@@ -410,18 +390,17 @@ def test_one_stream_serves_all_notebooks_of_a_page(lab: LabProcess, page_for: An
     for run_id in started.values():
         assert lab.wait_run_finished(run_id)["status"] == "completed"
     for name, run_id in started.items():
-        assert wait_recorded(lab, run_id) == "open-document", name
+        assert wait_recorded(lab, run_id) == "file", name
+        assert run_ids(disk_section(lab, name), "c6") == [run_id]
         wait_in_document(page, name, "c6", run_id)
         state = document_of(page, name)
         assert state["dirty"] is True and state["cells"] == [f"edit of {name}"], state
-        assert disk_section(lab, name) is None, f"the server wrote {name} under its open document"
     assert lab.document_streams() == [sorted(names)]
 
     page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save-all')")
     for name, run_id in started.items():
-        wait_for(lambda name=name: run_ids(disk_section(lab, name), "c6"), 15, message=f"{name} saved")
+        wait_for(lambda name=name: source_on_disk(lab, name) == f"edit of {name}", 15, message=f"{name} saved")
         assert run_ids(disk_section(lab, name), "c6") == [run_id]
-        assert source_on_disk(lab, name) == f"edit of {name}"
     assert dialogs_seen(page) == []
 
     # A second tab of the same browser (shared connections and stream slots): one stream of its own.
@@ -454,7 +433,7 @@ def test_one_stream_serves_all_notebooks_of_a_page(lab: LabProcess, page_for: An
         assert answer == "ok"
 
     run_id, _ = finished_run(lab, "second-tab.ipynb", "c6")
-    assert wait_recorded(lab, run_id) == "open-document"
+    assert wait_recorded(lab, run_id) == "file"
     wait_in_document(other, "second-tab.ipynb", "c6", run_id)
     assert dialogs_seen(other) == []
 
@@ -497,13 +476,13 @@ def test_rename_resubscribes_without_a_gap(lab: LabProcess, page_for: Any) -> No
     edit_document(page, "new-name.ipynb", "renamed = True")
     wait_for(lambda: document_state(page)["dirty"], 10, message="unsaved edits")
     run_id, _ = finished_run(lab, "new-name.ipynb", "c8")
-    assert wait_recorded(lab, run_id) == "open-document"
+    assert wait_recorded(lab, run_id) == "file"
     wait_for(lambda: model_has_run(page, "c8", run_id), 15, message="the turn in the renamed document")
     assert document_state(page)["cells"] == ["renamed = True"]
     assert disk_section(lab, "new-name.ipynb") is None
 
     other_run, _ = finished_run(lab, "stays.ipynb", "c8")
-    assert wait_recorded(lab, other_run) == "open-document"
+    assert wait_recorded(lab, other_run) == "file"
     wait_in_document(page, "stays.ipynb", "c8", other_run)
     assert not (lab.root / "old-name.ipynb").exists()
     assert dialogs_seen(page) == []
@@ -547,7 +526,7 @@ def test_without_a_free_slot_the_page_parks_then_subscribes(lab: LabProcess, pag
     wait_for(lambda: lab.document_streams() == [["parked-2.ipynb", "parked.ipynb"]], 10, message=lab.document_streams)
     for name in ("parked.ipynb", "parked-2.ipynb"):
         run_id, _ = finished_run(lab, name, "c9")
-        assert wait_recorded(lab, run_id) == "open-document"
+        assert wait_recorded(lab, run_id) == "file"
         wait_in_document(page, name, "c9", run_id)
     assert dialogs_seen(page) == []
     holder.close()
