@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +11,14 @@ from ._errors import BadRequest, PayloadTooLarge
 
 ROLES = ("system", "user", "assistant")
 MAX_ID_CHARS = 200
+MAX_CONVERSATION_CHARS = 128
+# A chat body is an object of lists of objects (of parts): a handful of levels. Far more is an attack, and
+# past ~1000 levels Python's JSON parser gives up with a RecursionError.
+MAX_JSON_DEPTH = 32
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+# Lone surrogates: json.loads takes them from "\ud800" escapes (and raw CESU bytes), UTF-8 cannot store them.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +46,22 @@ def _optional_str(body: dict[str, Any], key: str, max_chars: int = MAX_ID_CHARS)
         raise BadRequest(f"'{key}' must be a non-empty string")
     if len(value) > max_chars:
         raise BadRequest(f"'{key}' is longer than {max_chars} characters")
+    return value
+
+
+def _conversation(value: Any) -> str | None:
+    """A conversation id is a user's name for a thread: free text, but never a prototype-like key."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise BadRequest("'conversation' must be a non-empty string")
+    if len(value) > MAX_CONVERSATION_CHARS:
+        raise BadRequest(f"'conversation' is longer than {MAX_CONVERSATION_CHARS} characters")
+    if _CONTROL.search(value):
+        raise BadRequest("'conversation' must not hold a control character")
+    if value.startswith("__"):
+        # Clients key objects by it: "__proto__" would reach Object.prototype in a browser.
+        raise BadRequest("'conversation' must not start with '__'")
     return value
 
 
@@ -93,9 +118,50 @@ def parse_json_object(raw: bytes, max_bytes: int) -> dict[str, Any]:
         body = json.loads(raw or b"null")
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("request body is not valid JSON") from None
+    except RecursionError:
+        raise BadRequest(f"request body is nested deeper than {MAX_JSON_DEPTH} levels") from None
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
+    _check_storable(body)
     return body
+
+
+def _check_storable(body: dict[str, Any]) -> None:
+    """Refuse a body that could not be taken whole: nesting past ``MAX_JSON_DEPTH``, or a lone surrogate in
+    any string (a notebook, the journal and the provider's JSON all need UTF-8), wherever it is.
+
+    Iterative, so no nesting can exhaust the stack; only containers and strings cost anything.
+    """
+    stack: list[tuple[Any, int, tuple[Any, ...]]] = [(body, 1, ())]
+    while stack:
+        value, depth, trail = stack.pop()
+        if isinstance(value, str):
+            if _SURROGATE.search(value):
+                raise BadRequest(f"{_where(trail)} holds text that cannot be stored as UTF-8 (a lone surrogate)")
+            continue
+        if depth > MAX_JSON_DEPTH:
+            raise BadRequest(f"request body is nested deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if _SURROGATE.search(key):
+                    raise BadRequest(
+                        f"a key in {_where(trail)} holds text that cannot be stored as UTF-8 (a lone surrogate)"
+                    )
+                if isinstance(item, str | dict | list):
+                    stack.append((item, depth + 1, (trail, key)))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                if isinstance(item, str | dict | list):
+                    stack.append((item, depth + 1, (trail, index)))
+
+
+def _where(trail: tuple[Any, ...]) -> str:
+    """``messages[0].content`` from the linked trail ``(((), "messages"), 0), "content")``."""
+    parts: list[str] = []
+    while trail:
+        trail, step = trail
+        parts.append(f"[{step}]" if isinstance(step, int) else f".{step}")
+    return "".join(reversed(parts)).lstrip(".") or "the request body"
 
 
 def parse_chat_body(raw: bytes, limits: BodyLimits) -> ChatBody:
@@ -115,6 +181,6 @@ def parse_chat_body(raw: bytes, limits: BodyLimits) -> ChatBody:
         messages=_messages(body["messages"], limits) if has_messages else None,
         prompt=prompt,
         notebook=_optional_str(body, "notebook", 4096),
-        conversation=_optional_str(body, "conversation"),
+        conversation=_conversation(body.get("conversation")),
         options=_options(body.get("options")),
     )
