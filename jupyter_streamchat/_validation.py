@@ -17,8 +17,6 @@ MAX_CONVERSATION_CHARS = 128
 MAX_JSON_DEPTH = 32
 
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
-# Lone surrogates: json.loads takes them from "\ud800" escapes (and raw CESU bytes), UTF-8 cannot store them.
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,14 +134,14 @@ def _check_storable(body: dict[str, Any]) -> None:
     while stack:
         value, depth, trail = stack.pop()
         if isinstance(value, str):
-            if _SURROGATE.search(value):
+            if not _storable(value):
                 raise BadRequest(f"{_where(trail)} holds text that cannot be stored as UTF-8 (a lone surrogate)")
             continue
         if depth > MAX_JSON_DEPTH:
             raise BadRequest(f"request body is nested deeper than {MAX_JSON_DEPTH} levels")
         if isinstance(value, dict):
             for key, item in value.items():
-                if _SURROGATE.search(key):
+                if not _storable(key):
                     raise BadRequest(
                         f"a key in {_where(trail)} holds text that cannot be stored as UTF-8 (a lone surrogate)"
                     )
@@ -153,6 +151,19 @@ def _check_storable(body: dict[str, Any]) -> None:
             for index, item in enumerate(value):
                 if isinstance(item, str | dict | list):
                     stack.append((item, depth + 1, (trail, index)))
+
+
+def _storable(text: str) -> bool:
+    """False for text with a lone surrogate: json.loads takes one from a "\\ud800" escape (or raw CESU bytes),
+    and no UTF-8 file, journal or provider request can hold it. (ASCII is answered in O(1); encoding the rest
+    is several times faster than a regex over it.)"""
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _where(trail: tuple[Any, ...]) -> str:
