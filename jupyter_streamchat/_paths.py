@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import posixpath
+from typing import Any
 
-from ._errors import BadRequest, Forbidden
+from jupyter_core.utils import ensure_async
+
+from ._errors import BadRequest, Forbidden, NotFound
 
 
 def confine(root_dir: str, path: str) -> str:
@@ -28,3 +31,19 @@ def confine(root_dir: str, path: str) -> str:
     if resolved != root and not resolved.startswith(root + os.sep):
         raise Forbidden(f"notebook path leaves the server root: {path!r}")
     return relative
+
+
+async def refuse_hidden(contents_manager: Any, path: str) -> None:
+    """A path Jupyter's contents API hides does not exist here either: its 404, in its words.
+
+    The contents manager decides (``allow_hidden``, ``is_hidden``): the same rule as ``/api/contents``
+    (dot-files, dot-folders anywhere in the path, ``.ipynb_checkpoints``, the OS's hidden flag).
+    """
+    if contents_manager.allow_hidden:
+        return
+    try:
+        hidden = await ensure_async(contents_manager.is_hidden(path))
+    except NotImplementedError:  # a ContentsManager with no notion of hidden files
+        return
+    if hidden:
+        raise NotFound(f"file or directory {path!r} does not exist")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +11,12 @@ from ._errors import BadRequest, PayloadTooLarge
 
 ROLES = ("system", "user", "assistant")
 MAX_ID_CHARS = 200
+MAX_CONVERSATION_CHARS = 128
+# A chat body is an object of lists of objects (of parts): a handful of levels. Far more is an attack, and
+# past ~1000 levels Python's JSON parser gives up with a RecursionError.
+MAX_JSON_DEPTH = 32
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +44,22 @@ def _optional_str(body: dict[str, Any], key: str, max_chars: int = MAX_ID_CHARS)
         raise BadRequest(f"'{key}' must be a non-empty string")
     if len(value) > max_chars:
         raise BadRequest(f"'{key}' is longer than {max_chars} characters")
+    return value
+
+
+def _conversation(value: Any) -> str | None:
+    """A conversation id is a user's name for a thread: free text, but never a prototype-like key."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise BadRequest("'conversation' must be a non-empty string")
+    if len(value) > MAX_CONVERSATION_CHARS:
+        raise BadRequest(f"'conversation' is longer than {MAX_CONVERSATION_CHARS} characters")
+    if _CONTROL.search(value):
+        raise BadRequest("'conversation' must not hold a control character")
+    if value.startswith("__"):
+        # Clients key objects by it: "__proto__" would reach Object.prototype in a browser.
+        raise BadRequest("'conversation' must not start with '__'")
     return value
 
 
@@ -93,9 +116,63 @@ def parse_json_object(raw: bytes, max_bytes: int) -> dict[str, Any]:
         body = json.loads(raw or b"null")
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("request body is not valid JSON") from None
+    except RecursionError:
+        raise BadRequest(f"request body is nested deeper than {MAX_JSON_DEPTH} levels") from None
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
+    _check_storable(body)
     return body
+
+
+def _check_storable(body: dict[str, Any]) -> None:
+    """Refuse a body that could not be taken whole: nesting past ``MAX_JSON_DEPTH``, or a lone surrogate in
+    any string (a notebook, the journal and the provider's JSON all need UTF-8), wherever it is.
+
+    Iterative, so no nesting can exhaust the stack; only containers and strings cost anything.
+    """
+    stack: list[tuple[Any, int, tuple[Any, ...]]] = [(body, 1, ())]
+    while stack:
+        value, depth, trail = stack.pop()
+        if isinstance(value, str):
+            if not _storable(value):
+                raise BadRequest(f"{_where(trail)} holds text that cannot be stored as UTF-8 (a lone surrogate)")
+            continue
+        if depth > MAX_JSON_DEPTH:
+            raise BadRequest(f"request body is nested deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not _storable(key):
+                    raise BadRequest(
+                        f"a key in {_where(trail)} holds text that cannot be stored as UTF-8 (a lone surrogate)"
+                    )
+                if isinstance(item, str | dict | list):
+                    stack.append((item, depth + 1, (trail, key)))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                if isinstance(item, str | dict | list):
+                    stack.append((item, depth + 1, (trail, index)))
+
+
+def _storable(text: str) -> bool:
+    """False for text with a lone surrogate: json.loads takes one from a "\\ud800" escape (or raw CESU bytes),
+    and no UTF-8 file, journal or provider request can hold it. (ASCII is answered in O(1); encoding the rest
+    is several times faster than a regex over it.)"""
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _where(trail: tuple[Any, ...]) -> str:
+    """``messages[0].content`` from the linked trail ``(((), "messages"), 0), "content")``."""
+    parts: list[str] = []
+    while trail:
+        trail, step = trail
+        parts.append(f"[{step}]" if isinstance(step, int) else f".{step}")
+    return "".join(reversed(parts)).lstrip(".") or "the request body"
 
 
 def parse_chat_body(raw: bytes, limits: BodyLimits) -> ChatBody:
@@ -115,6 +192,6 @@ def parse_chat_body(raw: bytes, limits: BodyLimits) -> ChatBody:
         messages=_messages(body["messages"], limits) if has_messages else None,
         prompt=prompt,
         notebook=_optional_str(body, "notebook", 4096),
-        conversation=_optional_str(body, "conversation"),
+        conversation=_conversation(body.get("conversation")),
         options=_options(body.get("options")),
     )

@@ -139,6 +139,13 @@ class StreamChat(ExtensionApp):
     finished_run_retention = Float(3600.0, config=True, help="Seconds a finished run stays queryable.")
     max_retained_runs = Int(1000, config=True, help="Most finished runs kept in memory.")
     run_time_limit = Float(1800.0, config=True, help="Wall-clock limit of one run in seconds (0: none).")
+    max_reply_chars = Int(
+        1_000_000,
+        config=True,
+        help="Longest reply kept, in characters (its text and, apart, its reasoning): a run whose reply goes "
+        "past it ends as failed with error code 'reply_too_large', its text kept up to the limit, and its "
+        "provider call is hung up on. 0: no limit.",
+    )
     keepalive_interval = Float(15.0, config=True, help="Seconds between ': ping' comments on idle streams.")
     shutdown_timeout = Float(5.0, config=True, help="Seconds to record interrupted runs at shutdown.")
     activity_interval = Float(
@@ -290,6 +297,7 @@ class StreamChat(ExtensionApp):
             finished_run_retention=self.finished_run_retention,
             max_retained_runs=self.max_retained_runs,
             run_time_limit=self.run_time_limit,
+            max_reply_chars=self.max_reply_chars,
         )
         runs = RunManager(limits)
         # Before the service adds its own hook: the line is logged when the run ends, not after persistence.

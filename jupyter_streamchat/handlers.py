@@ -19,7 +19,7 @@ from tornado.iostream import StreamClosedError
 
 from ._errors import BadRequest, Forbidden, NotFound, StreamChatError
 from ._kernel_access import KERNEL_USERNAME, TOKEN_HEADER, KernelAccess
-from ._paths import confine
+from ._paths import confine, refuse_hidden
 from ._sse import PING, encode_event
 from ._validation import parse_chat_body
 from .persistence import HandoffHub
@@ -118,6 +118,10 @@ class BaseHandler(APIHandler):
         allowed = await ensure_async(self.authorizer.is_authorized(self, self.current_user, "write", "contents"))
         if not allowed:
             raise Forbidden("this needs permission to write contents (a notebook named here is written to)")
+
+    async def require_visible_notebook(self, path: str) -> None:
+        """A notebook the contents API hides (``allow_hidden`` off) is not there for streamchat either."""
+        await refuse_hidden(self.contents_manager, confine(self.service.root_dir, path))
 
     def check_xsrf_cookie(self) -> None:
         # A header the browser never sends on its own cannot be forged cross-site.
@@ -244,6 +248,7 @@ class RunsHandler(BaseHandler):
         body = parse_chat_body(self.request.body, self.service.body_limits)
         if body.notebook is not None:
             await self.require_contents_write()
+            await self.require_visible_notebook(body.notebook)
         run = await self.service.start_run(body, mode="detached", owner=self.run_owner)
         self.set_status(201)
         self.set_header("Location", url_path_join(self.base_url, "streamchat", "runs", run.id))
@@ -273,12 +278,12 @@ class RunEventsHandler(SSEHandler):
     @authorized
     async def get(self, run_id: str) -> None:
         run = self.get_run(run_id)
-        after = self._resume_point()
+        after = self._resume_point(run)
         batch = self._batch_interval()  # a bad value is a 400 before the stream starts
         self.start_sse()
         self.end_sse(await self.relay(run.subscribe(after), batch))
 
-    def _resume_point(self) -> int:
+    def _resume_point(self, run: Run) -> int:
         raw = self.request.headers.get("Last-Event-ID") or self.get_query_argument("after", "0")
         try:
             after = int(raw)
@@ -286,6 +291,9 @@ class RunEventsHandler(SSEHandler):
             raise BadRequest(f"the resume point must be an event id, got {raw!r}") from None
         if after < 0:
             raise BadRequest("the resume point must not be negative")
+        # An id this run never issued (yet): waiting for it would hang, and end without `done` if it never comes.
+        if after > run.last_seq:
+            raise BadRequest(f"the resume point {after} is beyond the run's last event ({run.last_seq})")
         return after
 
 
@@ -301,6 +309,7 @@ class DirectStreamHandler(SSEHandler):
         batch = self._batch_interval()  # a bad value is a 400 before any run starts
         if body.notebook is not None:
             await self.require_contents_write()
+            await self.require_visible_notebook(body.notebook)
         self._run = run = await self.service.start_run(body, mode="direct", owner=self.run_owner)
         if self.request.connection.stream.closed():  # type: ignore[union-attr]
             run.request_end(DISCONNECT)
@@ -339,13 +348,15 @@ class DocumentEventsHandler(BaseHandler):
         paths: list[str] = []
         for path in requested:
             try:
-                paths.append(confine(self.service.root_dir, path))
+                relative = confine(self.service.root_dir, path)
+                await refuse_hidden(self.contents_manager, relative)
             except StreamChatError as error:
                 # Name the refused path: the page then subscribes its other notebooks at once, without it.
                 self.log.info("streamchat GET %s -> %s: %s", self.request.path, error.status, error.message)
                 self.set_status(error.status)
                 self.finish({"message": error.message, "path": path})
                 return
+            paths.append(relative)
         self._subscriber = subscriber = handoff.subscribe(paths)
         try:
             self.start_sse()

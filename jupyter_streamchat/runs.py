@@ -18,11 +18,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from ._errors import TooManyRuns
 from ._sse import encode_event, encode_text_event
@@ -58,6 +59,7 @@ class RunLimits:
     finished_run_retention: float = 3600.0
     max_retained_runs: int = 1000
     run_time_limit: float = 1800.0
+    max_reply_chars: int = 1_000_000
 
 
 @dataclass(slots=True)
@@ -73,8 +75,16 @@ class RunRequest:
 FinishHook = Callable[["Run"], Awaitable[None]]
 
 
+class ReplyTooLarge(Exception):
+    """Raised from the event path when a reply's text (or its reasoning) goes past ``max_reply_chars``."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the reply is longer than {limit} characters (max_reply_chars); it was cut there")
+        self.error = {"code": "reply_too_large", "message": str(self)}
+
+
 class Run:
-    def __init__(self, request: RunRequest, mode: str, replay_limit: int) -> None:
+    def __init__(self, request: RunRequest, mode: str, replay_limit: int, max_reply_chars: int = 0) -> None:
         self.id = secrets.token_urlsafe(18)
         self.request = request
         self.model = request.model
@@ -95,6 +105,9 @@ class Run:
 
         self._text: list[str] = []
         self._reasoning: list[str] = []
+        # Characters streamed so far, so the cap costs one addition per event (0 or less: no cap).
+        self._reply_cap = max_reply_chars if max_reply_chars > 0 else sys.maxsize
+        self._text_chars = self._reasoning_chars = 0
         self._terminal_seen = False
         self._task: asyncio.Task[None] | None = None
         self._deadline: asyncio.TimerHandle | None = None
@@ -214,9 +227,10 @@ class Run:
 
     async def _drive(self, provider: Provider, model: str, hooks: list[FinishHook]) -> None:
         outcome: tuple[str, dict[str, Any] | None]
+        stream = provider.stream(model, self.request.messages, self.request.options)
         try:
             on_event = self._on_event
-            async for batch in provider.stream(model, self.request.messages, self.request.options):
+            async for batch in stream:
                 for event in batch:
                     on_event(event)
             if self._terminal_seen:
@@ -232,10 +246,13 @@ class Run:
                 outcome = (FAILED, {"code": "time_limit", "message": "the run exceeded its time limit"})
         except UpstreamError as exc:
             outcome = (COMPLETED, None) if self._terminal_seen else (FAILED, exc.as_dict())
+        except ReplyTooLarge as exc:
+            outcome = (FAILED, exc.error)
         except Exception as exc:
             log.exception("run %s: unexpected error", self.id)
             outcome = (FAILED, {"code": "internal_error", "message": f"internal error: {type(exc).__name__}"})
         self._conclude(*outcome)
+        await _close_stream(self.id, stream)
         for hook in hooks:
             try:
                 await hook(self)
@@ -258,12 +275,18 @@ class Run:
             text = event.text  # type: ignore[attr-defined]
             if self.first_token is None:
                 self.first_token = utc_now()
+            self._text_chars += len(text)
+            if self._text_chars > self._reply_cap:
+                self._too_large(self._text, _DELTA, "delta", text, self._text_chars)
             self._text.append(text)
             self._emit_text(_DELTA, "delta", text)
         elif kind is Reasoning:
             text = event.text  # type: ignore[attr-defined]
             if self.first_token is None:
                 self.first_token = utc_now()
+            self._reasoning_chars += len(text)
+            if self._reasoning_chars > self._reply_cap:
+                self._too_large(self._reasoning, _REASONING, "reasoning", text, self._reasoning_chars)
             self._reasoning.append(text)
             self._emit_text(_REASONING, "reasoning", text)
         elif kind is Usage:
@@ -278,6 +301,15 @@ class Run:
             self._terminal_seen = True
             if event.reason is not None or self.finish_reason is None:  # type: ignore[attr-defined]
                 self.finish_reason = event.reason or self.finish_reason  # type: ignore[attr-defined]
+
+    def _too_large(self, parts: list[str], kind: int, name: str, text: str, total: int) -> NoReturn:
+        """Keep and send the part of ``text`` that fits under the cap (what is recorded is what was streamed),
+        then end the run: ``_drive`` concludes it as failed and hangs up on the provider."""
+        kept = text[: len(text) - (total - self._reply_cap)]
+        if kept:
+            parts.append(kept)
+            self._emit_text(kind, name, kept)
+        raise ReplyTooLarge(self._reply_cap)
 
     def _conclude(self, status: str, error: dict[str, Any] | None) -> None:
         """The single place a run ends: status, timestamps, and the final ``done`` event."""
@@ -453,7 +485,7 @@ class RunManager:
         if len(self._running) >= self.limits.max_concurrent_runs:
             raise TooManyRuns(f"too many concurrent runs (limit {self.limits.max_concurrent_runs})")
         self._prune()
-        run = Run(request, mode, self.limits.replay_buffer_events)
+        run = Run(request, mode, self.limits.replay_buffer_events, self.limits.max_reply_chars)
         self._running.add(run.id)
         return run
 
@@ -530,3 +562,15 @@ class RunManager:
             )
             if pending:
                 log.warning("%d runs were not recorded within %.1fs of shutdown", len(pending), timeout)
+
+
+async def _close_stream(run_id: str, stream: object) -> None:
+    """End the provider's stream with its run: one cut at ``max_reply_chars`` is still suspended mid-reply,
+    and closing it hangs up the upstream call now. (A stream that ended or was cancelled is already closed.)"""
+    close = getattr(stream, "aclose", None)
+    if close is None:
+        return
+    try:
+        await close()
+    except Exception:
+        log.debug("run %s: closing the provider stream failed", run_id, exc_info=True)
