@@ -209,11 +209,6 @@ async def test_a_body_nested_too_deep_is_400_not_a_recursion_error(streamchat_cl
     assert (await streamchat_client.models())["models"]
 
 
-async def test_a_claim_nested_too_deep_is_400(streamchat_client):
-    response = await streamchat_client._http.post("documents/claim", content=b'{"offer": ' + b"[" * 100_000)
-    assert response.status_code == 400 and "nested deeper than" in response.json()["message"]
-
-
 async def test_a_request_as_deep_as_real_ones_is_accepted(streamchat_client, upstream):
     upstream.script("ok", Script.reply(["fine"]))
     # A message, inside the list, inside the body, with options: the shape every client sends
