@@ -42,6 +42,7 @@ class Backend(Protocol):
     def stream(self, body: dict[str, Any]) -> AsyncIterator[SSEMessage]: ...
     async def stop(self, run_id: str) -> dict[str, Any]: ...
     async def get_run(self, run_id: str) -> dict[str, Any]: ...
+    async def wait_recorded(self, run_id: str) -> dict[str, Any]: ...
     async def aclose(self) -> None: ...
 
 
@@ -51,8 +52,11 @@ class ServerBackend:
     def __init__(self, client: StreamChatClient, notebook: str | None) -> None:
         self._client = client
         self.notebook = notebook
+        # What happens to runs, not a confirmation: a widget says "Recorded in" once the server confirms it.
         self.note = (
-            f"Recorded in {notebook}" if notebook else "Not recorded in a notebook: this kernel has no notebook."
+            f"Runs are recorded in {notebook} when they end."
+            if notebook
+            else "Not recorded in a notebook: this kernel has no notebook."
         )
 
     async def models(self) -> dict[str, Any]:
@@ -72,6 +76,9 @@ class ServerBackend:
 
     async def get_run(self, run_id: str) -> dict[str, Any]:
         return await self._client.get_run(run_id)
+
+    async def wait_recorded(self, run_id: str) -> dict[str, Any]:
+        return await self._client.get_run(run_id, wait="recorded")
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -130,6 +137,9 @@ class InProcessBackend:
 
     async def get_run(self, run_id: str) -> dict[str, Any]:
         return self._run(run_id).record()
+
+    async def wait_recorded(self, run_id: str) -> dict[str, Any]:
+        return await self.get_run(run_id)  # no notebook here: nothing to wait for
 
     async def aclose(self) -> None:
         await self.service.aclose(timeout=5.0)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import html
 import shlex
 import threading
 from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
-from IPython.display import Markdown, display
+from IPython.display import display
 
 from ._backends import discover
 from ._widgets import MAX_PANES, MIN_PANES, chat, compare
@@ -84,7 +85,7 @@ class StreamChatMagics(Magics):
             listing = _models_now()
         except Exception as exc:  # one line, like every other failure
             raise UsageError(f"could not list models: {exc}") from None
-        display(_models_table(listing))
+        display(_models_table(listing), raw=True)
 
 
 def _models_now() -> dict[str, Any]:
@@ -118,9 +119,46 @@ def _models_now() -> dict[str, Any]:
     return result["listing"]
 
 
-def _models_table(listing: dict[str, Any]) -> Markdown:
+MODEL_COLUMNS = ("model id", "name", "provider", "default")
+
+
+def _models_table(listing: dict[str, Any]) -> dict[str, str]:
+    """The listing as an HTML table (what notebooks, nbconvert and nbviewer render), with Markdown and
+    aligned text for front ends that show only those."""
+    default = listing.get("default")
     rows = [
-        f"| `{m['id']}` | {m['name']} | {m['provider']} |{' default' if m['id'] == listing.get('default') else ''}"
+        (str(m["id"]), str(m["name"]), str(m["provider"]), "yes" if m["id"] == default else "")
         for m in listing["models"]
     ]
-    return Markdown("| model id | name | provider | |\n|---|---|---|---|\n" + "\n".join(rows))
+    return {
+        "text/html": _html_table(rows),
+        "text/markdown": _markdown_table(rows),
+        "text/plain": _text_table(rows),
+    }
+
+
+def _html_table(rows: list[tuple[str, ...]]) -> str:
+    head = "".join(f"<th>{html.escape(title)}</th>" for title in MODEL_COLUMNS)
+    body = "".join(
+        f"<tr><td><code>{html.escape(row[0])}</code></td>"
+        + "".join(f"<td>{html.escape(v)}</td>" for v in row[1:])
+        + "</tr>"
+        for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _markdown_table(rows: list[tuple[str, ...]]) -> str:
+    def line(cells: tuple[str, ...]) -> str:
+        return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+
+    separator = "|" + "---|" * len(MODEL_COLUMNS)
+    return "\n".join([line(MODEL_COLUMNS), separator, *(line((f"`{row[0]}`", *row[1:])) for row in rows)])
+
+
+def _text_table(rows: list[tuple[str, ...]]) -> str:
+    table = [MODEL_COLUMNS, *rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(MODEL_COLUMNS))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in table
+    )

@@ -19,6 +19,7 @@ from functools import lru_cache
 from typing import Any
 
 from markdown_it import MarkdownIt
+from markdown_it.rules_block import StateBlock
 from pygments.lexers import get_lexer_by_name
 from pygments.token import Comment, Keyword, Name, Number, String, _TokenType
 from pygments.util import ClassNotFound
@@ -28,6 +29,13 @@ from pygments.util import ClassNotFound
 CODE_SEGMENT_LINES = 16
 
 _FENCE_OPEN = re.compile(r"^( {0,3})(`{3,}|~{3,})(.*)$")
+
+# markdown-it's recursion guard drops every line below its nesting limit (20 token levels in the
+# CommonMark preset: about 10 nested lists). Ours is lower, and below it the rest of the container
+# shows as preformatted text instead: a reply nested that deep (lists in lists, quotes in quotes)
+# keeps every word, and the recursion stays far from Python's own limit.
+MAX_NESTING = 100
+DEEPEST_LEVEL = 40  # two token levels per list (list + item): about 20 nested lists lay out as lists
 
 # Only these token kinds are coloured (Pygments' short class names, styled in _static.STYLE). Names,
 # operators and punctuation stay plain text: wrapping every token in a span would make code several
@@ -90,11 +98,32 @@ def _lexer(name: str) -> Any:
         return None
 
 
+def _too_deep(state: StateBlock, start: int, end: int, silent: bool) -> bool:
+    """Below ``DEEPEST_LEVEL``: the rest of this container (the lines markdown-it would have dropped), as
+    preformatted text."""
+    if state.level < DEEPEST_LEVEL:
+        return False
+    last = start
+    for line in range(start, end):
+        if state.isEmpty(line):
+            continue
+        if state.sCount[line] < state.blkIndent:
+            break  # the containing block ends: its parent lays out what follows
+        last = line + 1
+    if not silent:
+        token = state.push("code_block", "code", 0)
+        token.content = state.getLines(start, last, state.blkIndent, True)
+        token.map = [start, last]
+    state.line = last
+    return True
+
+
 def _parser(highlighted: bool) -> MarkdownIt:
-    options: dict[str, Any] = {"html": False}
+    options: dict[str, Any] = {"html": False, "maxNesting": MAX_NESTING}
     if highlighted:
         options["highlight"] = _highlight
     parser = MarkdownIt("commonmark", options).enable(["table", "strikethrough"]).disable("image")
+    parser.block.ruler.before("table", "too_deep", _too_deep)
     return parser
 
 

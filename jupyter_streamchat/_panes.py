@@ -21,7 +21,7 @@ import ipywidgets as widgets
 from . import _markdown, _static
 from . import _slim as slim
 from ._sse import SSEMessage
-from .runs import joined
+from .runs import TERMINAL_STATUSES, joined
 
 MIN_INTERVAL = 0.05  # at most 20 renders per second per pane
 MAX_INTERVAL = 0.5  # ...and at least 2 while text keeps arriving
@@ -33,8 +33,6 @@ BLOCKS_PER_GROUP = 8  # sealed blocks per container, so no update re-lists every
 # sealed piece is a widget of its own, whose opening costs a few hundred bytes.
 MIN_SEAL_CHARS = 400
 SEAL_INTERVAL = 1.0
-
-TERMINAL = ("completed", "stopped", "failed", "interrupted")
 
 
 @dataclass
@@ -55,6 +53,10 @@ class PaneState:
     ended_at: float | None = None
     deltas: int = 0
     last_event_id: int = 0
+    # Where the run is recorded (its current path) and whether the server says it is: None (no
+    # notebook), "pending", "recorded", "gone" (deleted), "refused" (nothing started), "unknown".
+    notebook: str | None = None
+    recorded: str | None = None
 
     @property
     def text(self) -> str:
@@ -66,7 +68,7 @@ class PaneState:
 
     @property
     def finished(self) -> bool:
-        return self.status in TERMINAL
+        return self.status in TERMINAL_STATUSES
 
     def apply(self, message: SSEMessage) -> None:
         if message.id and message.id.isdigit():
@@ -133,6 +135,8 @@ class PaneState:
             "finish_reason": self.finish_reason,
             "error": self.error,
             "conversation": self.conversation,
+            "notebook": self.notebook,
+            "recorded": self.recorded,
             "ttft": ttft,
             "tokens_per_second": rate,
             "output_tokens": tokens,

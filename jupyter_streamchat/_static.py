@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import _markdown
+from .runs import TERMINAL_STATUSES
 
 # JupyterLab variables with fallbacks, so the same rules work in Lab (light or dark) and elsewhere.
 STYLE = """
@@ -138,6 +139,35 @@ def compare_html(results: Sequence[dict[str, Any]], note: str) -> str:
         f'{STYLE_TAG}<div class="jsc-root"><div class="jsc-panes">{panes}</div>{summary_html(results)}'
         f'<div class="jsc-note">{html.escape(note)}</div></div>'
     )
+
+
+def record_phrase(result: dict[str, Any]) -> str | None:
+    """Whether one run is recorded in its notebook, as the server said it (None: it names no notebook)."""
+    recorded, notebook = result.get("recorded"), result.get("notebook")
+    if recorded is None:
+        return None
+    if recorded == "recorded":
+        return f"Recorded in {notebook}"
+    if recorded == "gone":
+        return f"Not recorded: {notebook} was deleted (the run can still be read from the server)"
+    if recorded == "refused":
+        return "Not recorded: the request was refused, nothing was started"
+    if recorded == "unknown":
+        return f"Not confirmed: the server could not say whether {notebook} holds this turn"
+    if result.get("status") not in TERMINAL_STATUSES:
+        return f"Not recorded yet: the turn goes to {notebook} when the reply ends"
+    return f"Not recorded in {notebook} yet: the server has not confirmed it"
+
+
+def record_note(results: Sequence[dict[str, Any]], fallback: str) -> str:
+    """One line for a widget's footer: one phrase if every pane is in the same case, else one per model;
+    ``fallback`` (where runs go) when no run names a notebook."""
+    phrases = [record_phrase(result) for result in results]
+    if all(phrase is None for phrase in phrases):
+        return fallback
+    if len(set(phrases)) == 1:
+        return str(phrases[0])
+    return " · ".join(f"{result['model']}: {phrase}" for result, phrase in zip(results, phrases, strict=True))
 
 
 def outcome(result: dict[str, Any]) -> str:

@@ -6,7 +6,11 @@ holds one direct stream per pane: a pane's Stop closes its stream, which ends th
 
 Streaming runs as tasks on the kernel's event loop (the cell returns at once). When every pane has
 ended, the cell's output is replaced by a static rendering of the final state, so a saved notebook
-reads well without a kernel.
+reads well without a kernel. Where nothing renders a live view (nbclient, a terminal) the call waits
+for the end instead (see ``_blocking``).
+
+The footer says "Recorded in <notebook>" only once the server confirms that the notebook holds the
+turn (``GET runs/{id}?wait=recorded``), and otherwise what happened: refused, deleted, still pending.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from IPython.display import DisplayHandle, display
 from . import _slim as slim
 from . import _static
 from ._backends import Backend, current_backend
+from ._blocking import current_cell, headless, loop_is_running, run_headless, run_in_terminal
 from ._panes import Pane
 from .client import StreamChatAPIError
 
@@ -77,12 +82,16 @@ class _StreamWidget(slim.VBox):
         self.backend = backend
         self._finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._record_known: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._handle: DisplayHandle | None = None
+        self._shown_in: str | None = None  # the cell whose output shows this widget
         self._final_published = False
         self._static_cache: tuple[tuple[Any, ...], dict[str, Any]] | None = None
+        for pane in self.panes:
+            pane.state.notebook = backend.notebook
+            pane.state.recorded = "pending" if backend.notebook else None
         layout, html_style = slim.Layout(), slim.HTMLStyleSlim()
-        note = html.escape(backend.note)  # it names the notebook: a file name is not markup
-        self.note = slim.HTML(f'<div class="jsc-note">{note}</div>', layout=layout, style=html_style)
+        self.note = slim.HTML(self._note_html(), layout=layout, style=html_style)
         style = slim.HTML(_static.STYLE_TAG, layout=layout, style=html_style)
         style.add_class("jsc-style")
         super().__init__([style, *controls, self.note], layout=layout)
@@ -98,6 +107,17 @@ class _StreamWidget(slim.VBox):
     def done(self) -> Awaitable[list[dict[str, Any]]]:
         return _Done(self)
 
+    @property
+    def record_note(self) -> str:
+        """The footer: where the runs are recorded, said only once the server confirmed it."""
+        return _static.record_note(self.results, self.backend.note)
+
+    async def settled(self) -> str:
+        """Every pane has ended and the server has said whether each run is recorded; the footer then."""
+        await asyncio.shield(self._finished)
+        await asyncio.shield(self._record_known)
+        return self.record_note
+
     def stop(self, model: str | int | None = None) -> None:
         """Stop one pane (by model id or index) or, with no argument, every pane still running."""
         for index, pane in enumerate(self.panes):
@@ -106,12 +126,20 @@ class _StreamWidget(slim.VBox):
 
     # ----- display -----------------------------------------------------------------------------------
     def _ipython_display_(self) -> None:
-        if self._handle is not None and not self._final_published:
+        cell = current_cell()
+        if self._handle is not None and (not self._final_published or cell == self._shown_in):
             return  # already on screen, e.g. chat() displayed it and the cell also returned it
+        self._shown_in = cell
         if self._final_published:
             display(self._static_bundle(), raw=True)
             return
         self._handle = display(self._widget_bundle(), raw=True, display_id=True)
+
+    def _show_final(self) -> None:
+        """Display the final static output in the executing cell (nothing showed a live view)."""
+        self._final_published = True
+        self._shown_in = current_cell()
+        self._handle = display(self._static_bundle(), raw=True, display_id=True)
 
     def _widget_bundle(self) -> dict[str, Any]:
         bundle = dict(super()._repr_mimebundle_() or {})
@@ -120,7 +148,7 @@ class _StreamWidget(slim.VBox):
 
     def _static_bundle(self) -> dict[str, Any]:
         results = self.results
-        key = tuple((r["run"], r["status"], len(r["text"]), len(r["reasoning"])) for r in results)
+        key = tuple((r["run"], r["status"], len(r["text"]), len(r["reasoning"]), r["recorded"]) for r in results)
         if self._static_cache is None or self._static_cache[0] != key:  # rendering a reply is not free
             self._static_cache = (key, {"text/html": self._static_html(), "text/plain": _static.plain_text(results)})
         return self._static_cache[1]
@@ -144,7 +172,39 @@ class _StreamWidget(slim.VBox):
             return
         self._on_all_ended()
         self._finished.set_result(None)
+        self.note.value = self._note_html()
         self._publish_final()
+        self._spawn(self._confirm_records())
+
+    def _note_html(self) -> str:
+        return f'<div class="jsc-note">{html.escape(self.record_note)}</div>'  # it names a notebook: not markup
+
+    async def _confirm_records(self) -> None:
+        """Ask the server whether each run's notebook holds it (it answers once that is settled)."""
+        try:
+            await asyncio.gather(*(self._confirm_record(pane) for pane in self.panes))
+        finally:
+            self.note.value = self._note_html()
+            self._record_known.set_result(None)
+            if self._final_published:
+                self._publish_final()
+
+    async def _confirm_record(self, pane: Pane) -> None:
+        state = pane.state
+        if state.recorded is None:
+            return  # no notebook: nothing to confirm
+        if state.run is None:
+            state.recorded = "refused"  # the server refused the request, or it was never sent
+            return
+        try:
+            record = await self.backend.wait_recorded(state.run)
+        except (StreamChatAPIError, httpx.TransportError) as exc:
+            log.info("streamchat: could not ask whether run %s is recorded: %s", state.run, exc)
+            state.recorded = "unknown"
+            return
+        state.notebook = record.get("notebook") or state.notebook  # it follows a rename
+        recorded = record.get("recorded")
+        state.recorded = recorded if recorded in ("pending", "recorded", "gone") else "unknown"
 
     def _on_all_ended(self) -> None:
         return None
@@ -185,7 +245,7 @@ class ChatWidget(_StreamWidget):
         self._spawn(self._guarded(pane, self._run(pane)))
 
     def _static_html(self) -> str:
-        return _static.chat_html(self.results[0], self.backend.note)
+        return _static.chat_html(self.results[0], self.record_note)
 
     async def _run(self, pane: Pane) -> None:
         if not self.prompt.strip():
@@ -258,7 +318,7 @@ class CompareWidget(_StreamWidget):
             self._spawn(self._guarded(pane, self._run_pane(pane)))
 
     def _static_html(self) -> str:
-        return _static.compare_html(self.results, self.backend.note)
+        return _static.compare_html(self.results, self.record_note)
 
     async def _run_pane(self, pane: Pane) -> None:
         reader = asyncio.get_running_loop().create_task(self._stream(pane))
@@ -318,64 +378,25 @@ def chat(prompt: str, model: str | None = None, conversation: str | None = None)
     the notebook's record) unless ``conversation`` names another.
     """
     conversation = conversation or DEFAULT_CONVERSATION
-    if not _loop_is_running():
-        return _in_terminal(lambda: ChatWidget(prompt, model, conversation, current_backend()))
-    widget = ChatWidget(prompt, model, conversation, current_backend())
-    display(widget)
-    return widget
+    return _shown(lambda: ChatWidget(prompt, model, conversation, current_backend()))
 
 
 def compare(prompt: str, models: Sequence[str]) -> CompareWidget:
     """Send one prompt to 2-4 models side by side; each pane has its own Stop, plus Stop all."""
     if isinstance(models, str) or not MIN_PANES <= len(models) <= MAX_PANES:
         raise ValueError(f"compare needs {MIN_PANES} to {MAX_PANES} model ids, e.g. ['demo:chat', 'demo:fast']")
-    if not _loop_is_running():
-        return _in_terminal(lambda: CompareWidget(prompt, list(models), current_backend()))
-    widget = CompareWidget(prompt, list(models), current_backend())
+    return _shown(lambda: CompareWidget(prompt, list(models), current_backend()))
+
+
+def _shown(make: Callable[[], W]) -> W:
+    """A live widget in the cell, which returns at once; where nothing would render it live, the final
+    static output once the runs have ended (see ``_blocking``)."""
+    if not loop_is_running():
+        return run_in_terminal(make)
+    if headless():
+        widget = run_headless(make)
+        widget._show_final()
+        return widget
+    widget = make()
     display(widget)
     return widget
-
-
-def _loop_is_running() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
-_terminal_loop: asyncio.AbstractEventLoop | None = None
-
-
-def _in_terminal(make: Callable[[], W]) -> W:
-    """No event loop runs between inputs (plain IPython, a script): stream to stdout until the end.
-
-    One loop serves every call, so the in-process engine (and a conversation's history) persists.
-    Ctrl+C stops the reply and keeps the partial, as the Stop button does.
-    """
-    global _terminal_loop
-    loop = _terminal_loop = _terminal_loop or asyncio.new_event_loop()
-    widget = loop.run_until_complete(_construct(make))
-    try:
-        loop.run_until_complete(_echo(widget))
-    except KeyboardInterrupt:
-        widget.stop()
-        loop.run_until_complete(_echo(widget))
-    print(_static.plain_text(widget.results) if len(widget.panes) > 1 else f"\n[{_static.outcome(widget.results[0])}]")
-    print(widget.backend.note)
-    return widget
-
-
-async def _construct(make: Callable[[], W]) -> W:
-    return make()  # widgets need a running loop to start their tasks
-
-
-async def _echo(widget: _StreamWidget) -> None:
-    """Print a single pane's text as it grows; wait for the end."""
-    shown = len(widget.panes[0].state.text) if len(widget.panes) == 1 else 0
-    while not widget._finished.done():
-        await asyncio.wait([widget._finished], timeout=0.1)
-        if len(widget.panes) == 1:
-            text = widget.panes[0].state.text
-            print(text[shown:], end="", flush=True)
-            shown = len(text)

@@ -78,8 +78,10 @@ class StreamChatClient:
     async def start_run(self, body: dict[str, Any]) -> dict[str, Any]:
         return await self._json("POST", "runs", json=body)
 
-    async def get_run(self, run_id: str) -> dict[str, Any]:
-        return await self._json("GET", f"runs/{run_id}")
+    async def get_run(self, run_id: str, *, wait: str | None = None) -> dict[str, Any]:
+        """The run's record; ``wait="recorded"``: once it has ended and its notebook record is settled
+        (the server waits a bounded time, then answers ``"recorded": "pending"``)."""
+        return await self._json("GET", f"runs/{run_id}", params={"wait": wait} if wait else None)
 
     async def list_runs(self, **filters: str) -> list[dict[str, Any]]:
         return (await self._json("GET", "runs", params=filters))["runs"]

@@ -294,8 +294,12 @@ class Kernel(ABC):
         store_history: bool = True,
         stop_on_error: bool = True,
         user_expressions: Mapping[str, str] | None = None,
+        allow_stdin: bool = True,
     ) -> str:
-        """Start running ``code`` without waiting, so a test can act while the cell is busy; returns the msg_id."""
+        """Start running ``code`` without waiting, so a test can act while the cell is busy; returns the msg_id.
+
+        ``allow_stdin`` is true as JupyterLab, Notebook 7 and VS Code send it; nbclient (nbconvert, papermill)
+        sends false, and the widgets then take the cell for one that renders no live view."""
         return self.send(
             "execute_request",
             {
@@ -303,7 +307,7 @@ class Kernel(ABC):
                 "silent": silent,
                 "store_history": store_history,
                 "user_expressions": dict(user_expressions or {}),
-                "allow_stdin": False,
+                "allow_stdin": allow_stdin,
                 "stop_on_error": stop_on_error,
             },
         )
