@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import getpass
 import json
 import os
@@ -260,15 +259,7 @@ class RunHandler(BaseHandler):
     @web.authenticated
     @authorized
     async def get(self, run_id: str) -> None:
-        run = self.get_run(run_id)
-        # TEMP server side of "recorded" (the lead implements the real one on main)
-        if self.get_query_argument("wait", "") == "recorded" and run.notebook:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(run.wait_recorded(), 30)
-        record = public_record(run)
-        if run.notebook:
-            record["recorded"] = "recorded" if run.id in self.service.recorded_via else "pending"
-        self.finish(record)
+        self.finish(public_record(self.get_run(run_id)))
 
 
 class RunStopHandler(BaseHandler):
