@@ -156,7 +156,7 @@ class ChatService:
         if how is None:
             # Logged once per run: the journal keeps it unpersisted, and its next recovery writes it.
             log.warning(
-                "streamchat run %s: %s could not be written for %.0f s; left to the journal's next recovery",
+                "streamchat run %s: %s could not be written for %g s; left to the journal's next recovery",
                 run.id,
                 run.notebook,
                 self.notebooks.retry_timeout,
