@@ -11,13 +11,16 @@ import asyncio
 import contextlib
 import json
 import sqlite3
+from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import nbformat
 import pytest
 from tornado.httpclient import HTTPClientError
 
-from jupyter_streamchat.client import StreamChatAPIError
+from jupyter_streamchat.client import StreamChatAPIError, StreamChatClient
+from tests._server_process import ServerProcess
 from tests.helpers import chat, collect, service_of
 from tests.upstream import Script, Stall, Text
 
@@ -224,3 +227,56 @@ async def test_wait_accepts_only_recorded(streamchat_client, upstream, jp_fetch,
     assert refused.value.code == 400
     assert "recorded" in json.loads(refused.value.response.body)["message"]
     await streamchat_client.stop(run_id)
+
+
+@pytest.fixture
+def server(tmp_path, upstream) -> Iterator[ServerProcess]:
+    process = ServerProcess(tmp_path / "server", upstream.openai_base_url)
+    nbformat.write(nbformat.v4.new_notebook(), process.root / NOTEBOOK)
+    try:
+        yield process
+    finally:
+        process.close()
+
+
+async def test_a_run_killed_after_its_notebook_was_renamed_is_recovered_into_the_renamed_notebook(
+    server: ServerProcess, upstream
+):
+    server.start()
+    headers = {"Authorization": f"token {server.token}"}
+    async with StreamChatClient(server.base_url, server.token, timeout=10) as client:
+        run_id = await streaming(client, upstream, "killed", NOTEBOOK)
+        # When the notebook is renamed mid-run, and the server is then killed (its journal row followed the rename)
+        async with httpx.AsyncClient(base_url=server.base_url, headers=headers) as http:
+            renamed = await http.patch(f"api/contents/{NOTEBOOK}", json={"path": "kept.ipynb"})
+            assert renamed.status_code == 200
+        assert await journaled_notebook(str(server.journal), run_id, "kept.ipynb") == "kept.ipynb"
+    server.kill()
+    server.start()
+    # Then the restarted server records the interrupted run in the renamed notebook, once
+    async with StreamChatClient(server.base_url, server.token, timeout=10) as client:
+        record = await client._json("GET", f"runs/{run_id}", params={"wait": "recorded"})
+    assert record["status"] == "interrupted" and record["recorded"] == "recorded"
+    assert record["notebook"] == "kept.ipynb"
+    (turn,) = turns(server.root, "kept.ipynb")
+    assert turn["run"] == run_id and turn["reply"]["content"] == "Half"
+    assert not (server.root / NOTEBOOK).exists()
+
+
+async def test_a_run_whose_notebook_was_deleted_still_says_gone_after_a_restart(server: ServerProcess, upstream):
+    server.start()
+    headers = {"Authorization": f"token {server.token}"}
+    async with StreamChatClient(server.base_url, server.token, timeout=10) as client:
+        run_id = await streaming(client, upstream, "gone", NOTEBOOK)
+        async with httpx.AsyncClient(base_url=server.base_url, headers=headers) as http:
+            assert (await http.delete(f"api/contents/{NOTEBOOK}")).status_code == 204
+        await client.stop(run_id)
+        assert (await client._json("GET", f"runs/{run_id}", params={"wait": "recorded"}))["recorded"] == "gone"
+    # When the server restarts
+    server.terminate()
+    server.start()
+    # Then the run is still listed, still gone, and its notebook was not created again
+    async with StreamChatClient(server.base_url, server.token, timeout=10) as client:
+        record = await client.get_run(run_id)
+    assert record["recorded"] == "gone" and record["text"] == "Half" and record["status"] == "stopped"
+    assert not (server.root / NOTEBOOK).exists()
