@@ -166,10 +166,10 @@ class ChatService:
 
     async def _landed(self, run: Run, how: str) -> None:
         """The run is in its notebook (``how`` it got there), or will never be (gone): say so, and journal it."""
-        self.recorded_via[run.id] = how
         if how == GONE:
             log.warning("streamchat run %s: its notebook %s is gone; the run stays readable", run.id, run.notebook)
         else:
+            self.recorded_via[run.id] = how
             log.info("streamchat run %s recorded in %s (%s)", run.id, run.notebook, how)
         if self.journal is not None:
             if how == GONE and run.notebook:
