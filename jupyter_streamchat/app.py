@@ -18,7 +18,8 @@ from ._kernel_access import KernelAccess
 from ._lifecycle import UNLIMITED_RUN_ACTIVITY, SigintStop, mark_activity, runs_activity, utcnow
 from ._validation import BodyLimits
 from .handlers import route_table
-from .persistence import HandoffHub, NotebookRecorder, RunJournal
+from .persistence import HandoffHub, NotebookFollower, NotebookRecorder, RunJournal
+from .persistence._notebooks import RECORD_RETRY_TIMEOUT
 from .providers import ProviderConfig, ProviderRegistry, UpstreamSettings, _environ
 from .runs import FAILED, Run, RunLimits, RunManager
 from .service import ChatService
@@ -186,6 +187,13 @@ class StreamChat(ExtensionApp):
         help="Seconds after a turn is written into a notebook during which a save of that notebook that dropped "
         "it (a page that saved a copy taken before it learned the turn) gets it written back. 0 turns it off.",
     )
+    record_retry_timeout = Float(
+        RECORD_RETRY_TIMEOUT,
+        config=True,
+        help="Seconds a notebook that cannot be written just now (torn by another writer, or being moved) is "
+        "retried, with backoff from 0.1 s doubling to 5 s; after that the journal's next recovery (at the next "
+        "start) writes the turn. An unreadable notebook is never written over.",
+    )
 
     @default("openai_api_key")
     def _default_openai_api_key(self) -> str | None:
@@ -309,9 +317,16 @@ class StreamChat(ExtensionApp):
             root_dir=self.serverapp.root_dir,
             keepalive_interval=self.keepalive_interval,
             journal=RunJournal(self._journal_file(), self.journal_flush_interval),
-            notebooks=NotebookRecorder(self.serverapp, HandoffHub(), self.record_guard_period),
+            notebooks=NotebookRecorder(
+                self.serverapp,
+                HandoffHub(),
+                NotebookFollower(self.serverapp),
+                self.record_retry_timeout,
+                self.record_guard_period,
+            ),
         )
         self.service.journal.open()  # type: ignore[union-attr]
+        self.service.notebooks.follower.start()  # type: ignore[union-attr]
         self._kernel_access = KernelAccess() if self.kernel_access else None
         self.handlers.extend(route_table(self.service, self._kernel_access))
         self._stopping: asyncio.Future[None] | None = None

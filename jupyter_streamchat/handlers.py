@@ -32,6 +32,8 @@ MAX_BATCH_SECONDS = 1.0
 # Paths one documents/events stream may name: more notebooks than a page plausibly has open, and a URL that
 # stays well under the server's header size limit.
 MAX_DOCUMENT_PATHS = 64
+# Longest ``GET runs/{id}?wait=recorded`` long-poll: under the usual proxy idle timeouts; a client asks again.
+MAX_RECORDED_WAIT = 30.0
 
 
 # jupyter_server's own identity providers: whoever holds the server's token or password gets a made-up
@@ -68,9 +70,13 @@ _KERNEL_AUTHORIZER = _KernelAuthorizer()
 
 def public_record(run: Run) -> dict[str, Any]:
     """A run's record as the API answers it: with the prompt it answers, so a client that attaches
-    to a run it did not start (after a reload, or one started from a cell) can show the question."""
+    to a run it did not start (after a reload, or one started from a cell) can show the question;
+    and, for a run that names a notebook, whether it is ``recorded`` there (SPEC 6)."""
     prompt = run.prompt
-    return {**run.record(), "prompt": prompt["content"] if prompt else None}
+    record = {**run.record(), "prompt": prompt["content"] if prompt else None}
+    if run.notebook_state is not None:
+        record["recorded"] = run.notebook_state
+    return record
 
 
 class BaseHandler(APIHandler):
@@ -259,7 +265,14 @@ class RunHandler(BaseHandler):
     @web.authenticated
     @authorized
     async def get(self, run_id: str) -> None:
-        self.finish(public_record(self.get_run(run_id)))
+        """``?wait=recorded``: answer once the run ended and is in its notebook or never will be (bounded)."""
+        run = self.get_run(run_id)
+        wait = self.get_query_argument("wait", "")
+        if wait not in ("", "recorded"):
+            raise BadRequest(f"'wait' can only be 'recorded', got {wait!r}")
+        if wait:
+            await self.service.wait_notebook_settled(run, MAX_RECORDED_WAIT)
+        self.finish(public_record(run))
 
 
 class RunStopHandler(BaseHandler):

@@ -102,6 +102,9 @@ class Run:
         self.usage: dict[str, int] = {}
         self.end_cause: str | None = None
         self.recorded = asyncio.Event()  # set once the terminal record has been persisted
+        # Whether the run is in its notebook: pending, recorded or gone (the service keeps it; None: no notebook).
+        self.notebook_state: str | None = None
+        self.notebook_settled = asyncio.Event()  # set once notebook_state is no longer pending
 
         self._text: list[str] = []
         self._reasoning: list[str] = []

@@ -12,8 +12,18 @@ from typing import Any
 from ._errors import Conflict, StreamChatError
 from ._paths import confine
 from ._validation import BodyLimits, ChatBody
-from .persistence import NotebookRecorder, RunJournal, history_messages, make_turn
+from .persistence import (
+    GONE,
+    PENDING,
+    RECORDED,
+    NotebookRecorder,
+    NotRecordedYet,
+    RunJournal,
+    history_messages,
+    make_turn,
+)
 from .persistence._schema import DEFAULT_CONVERSATION
+from .persistence._writers import NotANotebook
 from .providers import ProviderRegistry
 from .runs import TERMINAL_STATUSES, Run, RunManager, RunRequest, utc_now
 
@@ -37,14 +47,19 @@ class ChatService:
     notebooks: NotebookRecorder | None = None
     recorded_via: dict[str, str] = field(default_factory=dict)  # run id -> how it reached its notebook
     _maintenance: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
+    _retries: set[asyncio.Task[None]] = field(default_factory=set, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.runs.add_finish_hook(self._record_finished)
+        if self.notebooks is not None:
+            self.notebooks.follower.on_move = self._notebook_moved
 
     async def start_run(self, body: ChatBody, mode: str, owner: str | None = None) -> Run:
         """Start a run for ``owner`` (a Jupyter username); a named notebook must exist and be a notebook."""
         model_id, provider, model = await self.registry.resolve(body.model)
         notebook = confine(self.root_dir, body.notebook) if body.notebook is not None else None
+        # Renames heard from here on apply to the run: its notebook is checked now, and followed once it exists.
+        renames_since = self.notebooks.follower.mark() if self.notebooks is not None else None
         if notebook is not None and self.notebooks is not None:
             await self.notebooks.require_notebook(notebook)
         if body.messages is not None:
@@ -54,6 +69,10 @@ class ChatService:
             messages = [*history, {"role": "user", "content": body.prompt or ""}]
         request = RunRequest(model_id, messages, body.options, notebook, body.conversation, owner)
         run = self.runs.create(request, mode)
+        if notebook is not None:
+            run.notebook_state = PENDING
+            if self.notebooks is not None:
+                self.notebooks.follower.follow(run, renames_since)
         if self.journal is not None:
             # Journaled before it starts: a run that could not be recorded after a crash is not started
             # at all, and its slot is given back (it would otherwise be an unrecorded orphan).
@@ -61,6 +80,8 @@ class ChatService:
                 await self.journal.started(run, run.prompt)
             except Exception as exc:
                 self.runs.abandon(run)
+                if self.notebooks is not None:
+                    self.notebooks.follower.forget(run.id)
                 log.error("streamchat: run not started, the journal could not be written: %s", exc, exc_info=True)
                 raise JournalUnavailable(
                     f"the run journal could not be written ({type(exc).__name__}); nothing was started"
@@ -95,25 +116,93 @@ class ChatService:
                 await self.journal.finished(run)
             except Exception:
                 log.exception("streamchat run %s: its final record could not be journaled yet (retried)", run.id)
-        await self.record_in_notebook(run.record(), run.prompt)
+        await self.record_in_notebook(run)
 
-    async def record_in_notebook(self, record: dict[str, Any], prompt: dict[str, str] | None) -> None:
-        if record.get("notebook") and self.notebooks is not None:
+    async def record_in_notebook(self, run: Run) -> None:
+        """One attempt now; a notebook that cannot be written just now is retried in the background."""
+        if run.notebook and self.notebooks is not None:
             try:
-                how = await self.notebooks.record(record, prompt)
+                how = await self.notebooks.record(run.record(), run.prompt)
+            except NotRecordedYet as failed:
+                log.info("streamchat run %s: not recorded in %s yet (%s); retrying", run.id, run.notebook, failed)
+                retry = asyncio.get_running_loop().create_task(
+                    self._retry_record(run, failed), name=f"streamchat-record-{run.id}"
+                )
+                self._retries.add(retry)
+                retry.add_done_callback(self._retries.discard)
+                return
+            except NotANotebook as error:
+                # Renamed to something that is not a notebook (or journaled by an old version): never written.
+                log.warning("streamchat run %s: not recorded, %s", run.id, error)
+                how = GONE
             except Exception:
                 # The journal still holds the run; it is retried at the next start.
-                log.exception("streamchat: could not record run %s in %s", record["id"], record["notebook"])
+                log.exception("streamchat: could not record run %s in %s", run.id, run.notebook)
                 return
-            self.recorded_via[record["id"]] = how
-            log.info("streamchat run %s recorded in %s (%s)", record["id"], record["notebook"], how)
+            await self._landed(run, how)
+        elif self.journal is not None:
+            await self._mark_persisted(run.id)
+
+    async def _retry_record(self, run: Run, failed: NotRecordedYet) -> None:
+        assert self.notebooks is not None
+        try:
+            how = await self.notebooks.retry(run.record(), run.prompt, failed)
+        except NotANotebook as error:
+            log.warning("streamchat run %s: not recorded, %s", run.id, error)
+            how = GONE
+        except Exception:
+            log.exception("streamchat: could not record run %s in %s", run.id, run.notebook)
+            return
+        if how is None:
+            # Logged once per run: the journal keeps it unpersisted, and its next recovery writes it.
+            log.warning(
+                "streamchat run %s: %s could not be written for %g s; left to the journal's next recovery",
+                run.id,
+                run.notebook,
+                self.notebooks.retry_timeout,
+            )
+            return
+        await self._landed(run, how)
+
+    async def _landed(self, run: Run, how: str) -> None:
+        """The run is in its notebook (``how`` it got there), or will never be (gone): say so, and journal it."""
+        if how == GONE:
+            log.warning("streamchat run %s: its notebook %s is gone; the run stays readable", run.id, run.notebook)
+        else:
+            self.recorded_via[run.id] = how
+            log.info("streamchat run %s recorded in %s (%s)", run.id, run.notebook, how)
         if self.journal is not None:
-            try:
-                await self.journal.mark_persisted(record["id"])
-            except Exception:
-                # Recorded in its notebook, but the journal still says not: a later recovery writes it
-                # again, which the notebook merge (idempotent by run id) turns into nothing.
-                log.exception("streamchat run %s: could not note in the journal that it is recorded", record["id"])
+            if how == GONE and run.notebook:
+                try:
+                    await self.journal.follow_notebook(run.id, run.notebook, GONE)
+                except Exception:
+                    log.exception("streamchat run %s: could not note in the journal that its notebook is gone", run.id)
+            await self._mark_persisted(run.id)
+        if self.notebooks is not None:
+            self.notebooks.follower.forget(run.id)
+        run.notebook_state = GONE if how == GONE else RECORDED
+        run.notebook_settled.set()
+
+    async def _mark_persisted(self, run_id: str) -> None:
+        assert self.journal is not None
+        try:
+            await self.journal.mark_persisted(run_id)
+        except Exception:
+            # Recorded in its notebook, but the journal still says not: a later recovery writes it
+            # again, which the notebook merge (idempotent by run id) turns into nothing.
+            log.exception("streamchat run %s: could not note in the journal that it is recorded", run_id)
+
+    async def _notebook_moved(self, run: Any) -> None:
+        """A run's notebook was renamed: its journal row follows, so a recovery writes into the new path."""
+        if self.journal is not None and run.notebook:
+            await self.journal.follow_notebook(run.id, run.notebook)
+
+    async def wait_notebook_settled(self, run: Run, timeout: float) -> None:
+        """Until the run is in its notebook or never will be (at most ``timeout`` seconds); at once without one."""
+        if run.notebook_state is None or run.notebook_state != PENDING:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(run.notebook_settled.wait()), timeout)
 
     async def recover(self, everything: bool = True) -> None:
         """Runs of servers that are gone (this one before a crash or restart, or another server on the same
@@ -128,10 +217,20 @@ class ChatService:
         recovery = await self.journal.recover(utc_now(), everything)
         for journaled in recovery.runs:
             record = journaled.record
-            if self.runs.get(record["id"]) is None:
-                self.runs.adopt(record, journaled.prompt)
+            run = self.runs.get(record["id"])
+            if run is None:
+                run = self.runs.adopt(record, journaled.prompt)
+                if run.notebook:
+                    if record.get("recorded") == GONE:
+                        run.notebook_state = GONE
+                    else:
+                        run.notebook_state = RECORDED if journaled.persisted else PENDING
+                    if run.notebook_state != PENDING:
+                        run.notebook_settled.set()
             if record["id"] in recovery.claimed:
-                await self.record_in_notebook(record, journaled.prompt)
+                if self.notebooks is not None:
+                    self.notebooks.follower.follow(run)
+                await self.record_in_notebook(run)
 
     async def maintain(self) -> None:
         """Periodic upkeep: retention of the journal and of finished runs in memory, and recovery of the
@@ -168,7 +267,13 @@ class ChatService:
                 await self._maintenance
             self._maintenance = None
         await self.runs.shutdown(timeout)
+        # Records still being retried stay in the journal (not persisted): the next start writes them.
+        for retry in list(self._retries):
+            retry.cancel()
+        if self._retries:
+            await asyncio.wait(list(self._retries))
         if self.notebooks is not None:
+            self.notebooks.follower.stop()
             self.notebooks.close()
         await self.registry.aclose()
         if self.journal is not None:

@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+from ._follow import NotebookFollower
 from ._handoff import HandoffHub
-from ._notebooks import NotebookRecorder
+from ._notebooks import GONE, PENDING, RECORDED, NotebookRecorder, NotRecordedYet
 from ._schema import history_messages, make_turn, turns_of
 from .journal import RunJournal
 
-__all__ = ["HandoffHub", "NotebookRecorder", "RunJournal", "history_messages", "make_turn", "turns_of"]
+__all__ = [
+    "GONE",
+    "PENDING",
+    "RECORDED",
+    "HandoffHub",
+    "NotRecordedYet",
+    "NotebookFollower",
+    "NotebookRecorder",
+    "RunJournal",
+    "history_messages",
+    "make_turn",
+    "turns_of",
+]

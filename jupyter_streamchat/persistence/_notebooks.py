@@ -8,12 +8,14 @@ copy serialized before it learned the turn) gets it written back: the file, not 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import time
 from collections import defaultdict
 from typing import Any
 
 from .._errors import BadRequest, Conflict, Forbidden, NotFound
+from ._follow import NotebookFollower
 from ._handoff import HandoffHub
 from ._schema import conversation_key, has_turn, make_turn, turns_of
 from ._writers import (
@@ -21,6 +23,7 @@ from ._writers import (
     FileWrite,
     NotANotebook,
     check_notebook,
+    notebook_exists,
     read_metadata,
     write_file,
     write_shared_document,
@@ -29,12 +32,36 @@ from ._writers import (
 log = logging.getLogger("jupyter_streamchat.persistence")
 
 CONTENTS_EVENTS = "https://events.jupyter.org/jupyter_server/contents_service/v1"
+# Whether a run is in its notebook (SPEC 6, ``recorded`` in a run record). Gone: the notebook was deleted,
+# nothing was written and nothing ever will be.
+PENDING, RECORDED, GONE = "pending", "recorded", "gone"
+RETRY_FIRST_DELAY = 0.1  # seconds before the first retry of a notebook that could not be written
+RETRY_MAX_DELAY = 5.0
+MISSING_GRACE = 2.0  # seconds a notebook may be missing before it counts as deleted (see ``retry``)
+RECORD_RETRY_TIMEOUT = 30.0  # default of ``c.StreamChat.record_retry_timeout``
+
+
+class NotRecordedYet(Exception):
+    """The notebook could not be written just now: unreadable (torn by another writer), or not where it was."""
+
+    def __init__(self, message: str, missing: bool = False) -> None:
+        super().__init__(message)
+        self.missing = missing
 
 
 class NotebookRecorder:
-    def __init__(self, serverapp: Any, handoff: HandoffHub, guard_period: float = 600.0) -> None:
+    def __init__(
+        self,
+        serverapp: Any,
+        handoff: HandoffHub,
+        follower: NotebookFollower | None = None,
+        retry_timeout: float = RECORD_RETRY_TIMEOUT,
+        guard_period: float = 600.0,
+    ) -> None:
         self._serverapp = serverapp
         self.handoff = handoff
+        self.follower = follower if follower is not None else NotebookFollower(serverapp)
+        self.retry_timeout = retry_timeout
         self.guard_period = guard_period
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.writes: dict[str, int] = defaultdict(int)  # path -> file writes (observability, benchmarks)
@@ -65,9 +92,8 @@ class NotebookRecorder:
     async def require_notebook(self, path: str) -> None:
         """Refuse, before a run starts, a path that is not an existing notebook (SPEC 4).
 
-        Without the path's lock: that is held while a finished turn is offered to an open document (up to
-        ``handoff_timeout``), and a request must not wait for it. A read that meets a turn being written
-        is retried like one that meets a save.
+        Without the path's lock: that is held while a finished turn is written, and a request need not wait
+        for it. A read that meets a turn being written is retried like one that meets a save.
         """
         try:
             await check_notebook(self.contents_manager, path)
@@ -81,12 +107,35 @@ class NotebookRecorder:
             raise Conflict(f"{path} could not be read as a notebook; nothing was started") from None
 
     async def record(self, record: dict[str, Any], prompt: dict[str, str] | None) -> str:
-        """Land one finished run in its notebook; returns how: shared, file or duplicate."""
-        path = record["notebook"]
-        if not path.endswith(NOTEBOOK_SUFFIX):  # a run adopted from an old journal: not a notebook, never written
-            raise NotANotebook(f"{path} is not named like a notebook")
+        """Land one finished run in its notebook, where that notebook is now; returns how: shared, file,
+        duplicate, or gone (deleted: nothing was written, and nothing ever will be).
+
+        Raises ``NotRecordedYet`` when the notebook cannot be written just now (see ``retry``).
+        """
+        run_id = record["id"]
         conversation = conversation_key(record)
         turn = make_turn(record, prompt)
+        while True:
+            if self.follower.is_gone(run_id):
+                return GONE
+            path = self.follower.path_of(run_id, record["notebook"])
+            if not path.endswith(NOTEBOOK_SUFFIX):  # adopted from an old journal, or renamed to a non-notebook
+                raise NotANotebook(f"{path} is not named like a notebook")
+            try:
+                # Before the shared room: it may still hold a notebook whose file is gone.
+                if not await notebook_exists(self.contents_manager, path):
+                    raise FileNotFoundError(errno.ENOENT, "no such notebook", path)
+                return await self._record_at(path, conversation, turn)
+            except FileNotFoundError as error:
+                if await self.follower.relocate(run_id):
+                    continue  # moved outside Jupyter, and the file ID service knows where to
+                raise NotRecordedYet(f"{path} is not there", missing=True) from error
+            except NotANotebook:
+                raise
+            except ValueError as error:  # torn by another writer: never written over, tried again
+                raise NotRecordedYet(str(error)) from error
+
+    async def _record_at(self, path: str, conversation: str, turn: dict[str, Any]) -> str:
         async with self._locks[path]:
             if await write_shared_document(self._serverapp, path, conversation, turn):
                 return "shared"
@@ -138,6 +187,29 @@ class NotebookRecorder:
                         await self._write_and_tell(path, conversation, turn)
         except Exception:
             log.exception("streamchat: could not check the turns of %s after a save", path)
+
+    async def retry(self, record: dict[str, Any], prompt: dict[str, str] | None, failed: NotRecordedYet) -> str | None:
+        """After ``record`` raised ``failed``: try again with backoff (0.1 s doubling to 5 s) for up to
+        ``retry_timeout`` seconds; how it landed, or None if it still could not be written.
+
+        A notebook that stays missing for ``MISSING_GRACE`` seconds with no rename heard of (a rename's event
+        comes within milliseconds of the move) is taken as deleted: ``gone``.
+        """
+        loop = asyncio.get_running_loop()
+        first_failure = loop.time()
+        delay = RETRY_FIRST_DELAY
+        while True:
+            waited = loop.time() - first_failure
+            if failed.missing and waited >= MISSING_GRACE:
+                return GONE
+            if waited + delay > self.retry_timeout:
+                return None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_DELAY)
+            try:
+                return await self.record(record, prompt)
+            except NotRecordedYet as error:
+                failed = error
 
     async def conversation_turns(self, path: str, conversation: str) -> list[dict[str, Any]]:
         async with self._locks[path]:

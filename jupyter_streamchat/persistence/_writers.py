@@ -83,6 +83,14 @@ async def check_notebook(contents_manager: Any, path: str) -> None:
         await _get_notebook(contents_manager, path)
 
 
+async def notebook_exists(contents_manager: Any, path: str) -> bool:
+    """A cheap look (no read) whether the notebook is there: through a symlink, as it would be written."""
+    os_path = _local_path(contents_manager, path)
+    if os_path is not None:
+        return await asyncio.to_thread(os.path.isfile, os_path)
+    return bool(await ensure_async(contents_manager.file_exists(path)))
+
+
 @dataclass(frozen=True, slots=True)
 class FileWrite:
     """What writing a turn did: ``changed`` is False when the run was already recorded.

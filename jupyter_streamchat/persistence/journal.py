@@ -293,6 +293,24 @@ class RunJournal:
         with self._transaction() as db:
             db.execute("UPDATE runs SET persisted = 1 WHERE id = ?", (run_id,))
 
+    async def follow_notebook(self, run_id: str, notebook: str, recorded: str | None = None) -> None:
+        """Where a run's notebook is now (renamed since it started), and, once it is final, whether the run
+        was recorded there: a recovery after a crash then writes into the renamed file, and a run whose
+        notebook was deleted still says so after a restart."""
+        await self._call(self._follow_notebook, run_id, notebook, recorded)
+
+    def _follow_notebook(self, run_id: str, notebook: str, recorded: str | None) -> None:
+        with self._transaction() as db:
+            if recorded is None:
+                db.execute(
+                    "UPDATE runs SET record = json_set(record, '$.notebook', ?) WHERE id = ?", (notebook, run_id)
+                )
+            else:
+                db.execute(
+                    "UPDATE runs SET record = json_set(record, '$.notebook', ?, '$.recorded', ?) WHERE id = ?",
+                    (notebook, recorded, run_id),
+                )
+
     def _new_chunks(self, run: Any, rows: list[tuple[str, int, str]], marks: list[tuple[_Progress, int, int]]) -> None:
         progress = self._progress.get(run.id)
         if progress is None:
