@@ -225,8 +225,8 @@ async def test_a_provider_echoing_another_providers_key_or_an_unknown_bearer_tok
 
 
 def test_credentials_in_a_base_url_stay_out_of_the_retry_log(tmp_path: Path, key_upstream: FakeUpstream):
-    # Given a provider configured with credentials in its URL (a proxy's user and password, a query key)
-    secret_url = key_upstream.openai_base_url.replace("://", f"://user:{OPENAI_KEY}@") + f"?key={ANTHROPIC_KEY}"
+    # Given a provider configured with credentials in its URL (a proxy's user and password)
+    secret_url = key_upstream.openai_base_url.replace("://", f"://user:{OPENAI_KEY}@")
     process = ServerProcess(
         tmp_path / "server",
         secret_url,

@@ -17,6 +17,7 @@ import nbformat
 import pytest
 
 from jupyter_streamchat.client import StreamChatClient
+from jupyter_streamchat.persistence.journal import TEXT
 from tests._server_process import ServerProcess
 from tests.helpers import chat, collect, text_of
 from tests.test_logging import wait_for_line
@@ -45,10 +46,13 @@ def turns_in_file(server: ServerProcess, run_id: str) -> list[dict]:
     return [turn for conv in conversations.values() for turn in conv["turns"] if turn["run"] == run_id]
 
 
-def journaled(server: ServerProcess, run_id: str) -> tuple[dict, bool]:
+def journaled(server: ServerProcess, run_id: str) -> tuple[str, bool]:
+    """The run's text as its journal file holds it, and whether the journal says it is recorded."""
     with sqlite3.connect(f"file:{server.journal}?mode=ro", uri=True) as db:
-        raw, persisted = db.execute("SELECT record, persisted FROM runs WHERE id = ?", (run_id,)).fetchone()
-    return json.loads(raw), bool(persisted)
+        (persisted,) = db.execute("SELECT persisted FROM runs WHERE id = ?", (run_id,)).fetchone()
+        chunks = db.execute("SELECT text FROM chunks WHERE run_id = ? AND kind = ? ORDER BY seq", (run_id, TEXT))
+        text = "".join(chunk for (chunk,) in chunks)
+    return text, bool(persisted)
 
 
 def recorded(server: ServerProcess, run_id: str) -> None:
@@ -59,46 +63,43 @@ def recorded(server: ServerProcess, run_id: str) -> None:
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
-@pytest.mark.parametrize("mode", ["detached", "direct"])
 async def test_a_reply_with_lone_surrogates_is_streamed_journaled_and_recorded_with_fffd(
-    server: ServerProcess, upstream: FakeUpstream, provider: str, mode: str
+    server: ServerProcess, upstream: FakeUpstream, provider: str
 ):
     # Given an upstream whose thought and reply hold lone surrogates (JSON "\ud800" escapes)
-    name = f"surrogate-{mode}"
     steps = [Think("t\udfffx"), Text("a\ud800b"), Text(" \udbff"), Text(" end"), Finish(), Usage(), Done()]
-    upstream.script(name, Script(steps))
-    body = chat(f"{provider}:{name}", "hello", notebook=NOTEBOOK)
-    async with StreamChatClient(server.base_url, server.token, timeout=10) as client:
-        # When a run streams it
-        if mode == "detached":
-            run_id = (await client.start_run(body))["id"]
-            events = await collect(client.events(run_id))
-        else:
-            events = await collect(client.stream(body))
-            run_id = events[0].json()["id"]
-        record = await client.get_run(run_id)
-    # Then it completed, and each surrogate became U+FFFD in what was streamed and in the record
+    upstream.script("surrogates", Script(steps))
+    body = chat(f"{provider}:surrogates", "hello", notebook=NOTEBOOK)
     want_text, want_thought = f"a{FFFD}b {FFFD} end", f"t{FFFD}x"
-    assert events[-1].json()["status"] == "completed" and record["status"] == "completed"
-    assert text_of(events) == record["text"] == want_text
-    assert record["reasoning"] == want_thought
-    # And the notebook file holds the turn once, as streamed
-    recorded(server, run_id)
-    (turn,) = turns_in_file(server, run_id)
-    assert turn["reply"]["content"] == want_text and turn["reply"]["reasoning"] == want_thought
-    # And the journal holds the run, recorded (so no restart retries it)
-    journal_record, persisted = journaled(server, run_id)
-    assert journal_record["text"] == want_text and persisted
+    async with StreamChatClient(server.base_url, server.token, timeout=10) as client:
+        # When a detached run and a direct stream read it
+        detached = (await client.start_run(body))["id"]
+        streamed = {detached: await collect(client.events(detached))}
+        direct = await collect(client.stream(body))
+        streamed[direct[0].json()["id"]] = direct
+        for run_id, events in streamed.items():
+            record = await client.get_run(run_id)
+            # Then each completed, with U+FFFD for each surrogate in what was streamed and in the record
+            assert events[-1].json()["status"] == "completed" and record["status"] == "completed"
+            assert text_of(events) == record["text"] == want_text
+            assert record["reasoning"] == want_thought
+            # And the notebook file holds the turn once, as streamed
+            recorded(server, run_id)
+            (turn,) = turns_in_file(server, run_id)
+            assert turn["reply"]["content"] == want_text and turn["reply"]["reasoning"] == want_thought
+            # And the journal holds the run, noted as recorded (so no restart retries it)
+            assert journaled(server, run_id) == (want_text, True)
 
     # When the server restarts
     server.kill()
     server.start()
     async with StreamChatClient(server.base_url, server.token, timeout=10) as client:
-        # Then the run is still there as it was, and nothing failed to be recorded
-        again = await client.get_run(run_id)
-    assert again["status"] == "completed" and again["text"] == want_text
+        for run_id in streamed:
+            # Then the runs are still there as they were, and nothing failed to be recorded
+            again = await client.get_run(run_id)
+            assert again["status"] == "completed" and again["text"] == want_text
+            assert len(turns_in_file(server, run_id)) == 1
     assert "could not record" not in server.log_path.read_text(errors="replace")
-    assert len(turns_in_file(server, run_id)) == 1
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
