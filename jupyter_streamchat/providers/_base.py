@@ -26,7 +26,6 @@ from ._asyncio_backend import AsyncioTransport
 from ._redact import (
     ERROR_BODY_READ_LIMIT,
     Redactor,
-    may_hold_surrogate,
     scrub_json,
     secrets_of_headers,
     secrets_of_url,
@@ -231,9 +230,8 @@ class HTTPTransport:
             pass
         finally:
             await response.aclose()
-        capped = len(raw) >= ERROR_BODY_READ_LIMIT
         # Redacted whole before anything is picked out of it or cut: no cut can split a key.
-        body = self.redactor.redact(bytes(raw[:ERROR_BODY_READ_LIMIT]).decode("utf-8", "replace"), capped)
+        body = self.redactor.redact(bytes(raw[:ERROR_BODY_READ_LIMIT]).decode("utf-8", "replace"))
         message = _error_message(body) or response.reason_phrase or "error"
         status = response.status_code
         error = UpstreamError("upstream_http_error", self.clean(f"provider answered {status}: {message}"), status)
@@ -332,7 +330,7 @@ def decode_events(
 def parse_json_chunk(data: str, transport: HTTPTransport) -> Any:
     """One upstream SSE data field as JSON; every string in it is storable (lone surrogates become U+FFFD).
 
-    This is where all provider text enters: the check for a ``\\ud`` escape is the only per-chunk cost.
+    This is where all provider text enters, so it is the one place reply text is made storable.
     """
     try:
         value = json.loads(data)
@@ -340,7 +338,10 @@ def parse_json_chunk(data: str, transport: HTTPTransport) -> Any:
         # Redacted before it is cut: the quote can never hold part of a key.
         snippet = transport.redactor.clean(data, MALFORMED_SNIPPET_CHARS)
         raise UpstreamError("upstream_malformed", f"{transport.name} sent malformed stream data: {snippet!r}") from None
-    return scrub_json(value) if may_hold_surrogate(data) else value
+    # Only a \ud… escape can decode to a surrogate: one substring scan in C is all most chunks cost.
+    if "\\u" in data and ("\\ud" in data or "\\uD" in data):
+        return scrub_json(value)
+    return value
 
 
 def upstream_label(transport: HTTPTransport, value: Any, limit: int = 64) -> str | None:

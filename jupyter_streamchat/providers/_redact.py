@@ -5,7 +5,8 @@ string may echo the request, and with it the API key. Every such text goes throu
 ``Redactor.clean`` before it is put in an error, a log line or a record: secrets are replaced
 *first*, over the whole text, and only then is the text cut short, so a cut can never leave part
 of a key behind. Lone surrogates (from a JSON ``\\ud800`` escape) cannot be stored as UTF-8, so they
-become U+FFFD here too; ``scrub_surrogates`` does the same for reply and reasoning text.
+become U+FFFD here too; ``scrub_json`` does the same for every upstream chunk that may hold one (reply,
+reasoning, everything), where ``_base.parse_json_chunk`` decodes it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from urllib.parse import parse_qsl, urlsplit
 REDACTED = "***"
 # Characters of upstream text kept in one error message (after redaction).
 ERROR_TEXT_LIMIT = 1000
-# Bytes of an upstream error body read at most: the rest could only be cut away.
+# Bytes of an upstream error body read at most: the rest could only be cut away. Far above
+# ERROR_TEXT_LIMIT, so a key split by this read limit can never reach the kept text.
 ERROR_BODY_READ_LIMIT = 65536
 # A secret shorter than this is only redacted where it stands as a whole token: replacing every
 # occurrence of a one-letter key would garble every message and protect nothing.
@@ -27,7 +29,7 @@ _TOKEN_CHARS = r"A-Za-z0-9._~+/=-"
 # Credentials an upstream may echo that were never configured here (a proxy's own key, a header dump).
 _CREDENTIAL = re.compile(
     r"(?i)(\b(?:bearer|basic)\s+|\b(?:x-api-key|api[-_]?key|authorization|access[-_]token)[\"']?\s*[:=]\s*[\"']?"
-    rf"(?:(?:bearer|basic)\s+)?)[{_TOKEN_CHARS}]{{6,}}"
+    rf"(?:(?:bearer|basic)\s+)?)(?!(?:bearer|basic)\b)[{_TOKEN_CHARS}]{{6,}}"
 )
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _SECRET_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "proxy-authorization"})
@@ -47,14 +49,6 @@ def scrub_json(value: Any) -> Any:
     if isinstance(value, dict):
         return {scrub_surrogates(key): scrub_json(item) for key, item in value.items()}
     return value
-
-
-def may_hold_surrogate(data: str) -> bool:
-    """Whether JSON text could decode to a surrogate: only a ``\\ud…`` escape can make one.
-
-    Two substring scans in C per upstream chunk; the per-token path pays nothing more.
-    """
-    return "\\ud" in data or "\\uD" in data
 
 
 def secrets_of_url(url: str | None) -> list[str]:
@@ -102,25 +96,14 @@ class Redactor:
         """A redactor that also knows ``secrets``."""
         return Redactor([*self._secrets, *secrets])
 
-    def redact(self, text: str, cut_at_end: bool = False) -> str:
-        """``text`` without secrets. ``cut_at_end``: ``text`` was already cut, so a secret's beginning
-        at its very end is dropped as well."""
+    def redact(self, text: str) -> str:
+        """``text`` without secrets."""
         for secret in self._long:
             if secret in text:
                 text = text.replace(secret, REDACTED)
         if self._short is not None:
             text = self._short.sub(REDACTED, text)
-        text = _CREDENTIAL.sub(lambda match: match.group(1) + REDACTED, text)
-        if cut_at_end:
-            text = self._drop_partial_tail(text)
-        return text
-
-    def _drop_partial_tail(self, text: str) -> str:
-        for secret in self._long:
-            for size in range(min(len(secret) - 1, len(text)), 0, -1):
-                if text.endswith(secret[:size]):
-                    return text[:-size]
-        return text
+        return _CREDENTIAL.sub(lambda match: match.group(1) + REDACTED, text)
 
     def clean(self, text: str, limit: int = ERROR_TEXT_LIMIT) -> str:
         """What may be kept of an upstream text: redacted, then storable, then cut to ``limit``."""
