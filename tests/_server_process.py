@@ -55,6 +55,7 @@ class ServerProcess:
         base_url: str = "/",
         extra_args: list[str] | None = None,
         demo_speed: float | None = None,
+        openai_api_key: str = "k",
     ) -> None:
         self.workdir = workdir
         self.root = workdir / "root"
@@ -65,6 +66,7 @@ class ServerProcess:
         self.base_path = "/" + "".join(f"{part}/" for part in base_url.split("/") if part)
         self.extra_args = list(extra_args or [])
         self.demo_speed = demo_speed
+        self.openai_api_key = openai_api_key
         self.token = secrets.token_hex(16)
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
@@ -103,7 +105,7 @@ class ServerProcess:
             "--allow-root",
             f"--ServerApp.root_dir={self.root}",
             f"--StreamChat.openai_base_url={self.upstream_url}",
-            "--StreamChat.openai_api_key=k",
+            f"--StreamChat.openai_api_key={self.openai_api_key}",
             "--StreamChat.ollama_enabled=False",
             f"--StreamChat.journal_path={self.journal}",
             f"--StreamChat.journal_flush_interval={self.flush_interval}",

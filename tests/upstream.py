@@ -356,7 +356,13 @@ def _chunk(payload: bytes) -> bytes:
 
 def _json(obj: Any) -> bytes:
     # ensure_ascii=False puts real UTF-8 on the wire, so multi-byte characters can straddle TCP reads.
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        # A lone surrogate (Text("a\ud800b")) has no UTF-8 form: JSON carries it as a \ud800 escape,
+        # as a provider that escapes non-ASCII text sends it.
+        return json.dumps(obj, separators=(",", ":")).encode()
 
 
 def _reason_phrase(code: int) -> str:

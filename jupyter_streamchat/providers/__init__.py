@@ -12,6 +12,7 @@ from typing import Any
 from .._errors import NotFound
 from . import _environ
 from ._base import Delta, EventBatch, Finish, Provider, Reasoning, StreamEvent, UpstreamError, UpstreamSettings, Usage
+from ._redact import Redactor, secrets_of_url
 from .anthropic import AnthropicProvider
 from .demo import DemoProvider
 from .openai import OpenAIProvider
@@ -77,6 +78,17 @@ class ProviderRegistry:
     def __init__(self, config: ProviderConfig) -> None:
         self._config = config
         self._providers: dict[str, Provider] = {}
+        # Every provider redacts every configured secret: an upstream (or a proxy shared by two
+        # providers) may echo another provider's key as well as its own.
+        redactor = Redactor(
+            [
+                config.openai_api_key,
+                config.anthropic_api_key,
+                *secrets_of_url(config.openai_base_url),
+                *secrets_of_url(config.anthropic_base_url),
+                *secrets_of_url(config.ollama_url),
+            ]
+        )
         if config.demo_enabled:
             self._providers["demo"] = DemoProvider(config.demo_speed)
         if config.openai_api_key or config.openai_base_url:
@@ -88,6 +100,7 @@ class ProviderRegistry:
                 config.upstream,
                 # api.openai.com lists hundreds of models; a configured list is friendlier there.
                 discover_models=bool(config.openai_base_url),
+                redactor=redactor,
             )
         if config.anthropic_api_key or config.anthropic_base_url:
             self._providers["anthropic"] = AnthropicProvider(
@@ -96,10 +109,13 @@ class ProviderRegistry:
                 config.anthropic_api_key,
                 config.anthropic_models,
                 config.upstream,
+                redactor=redactor,
             )
         self._ollama: OpenAIProvider | None = None
         if config.ollama_enabled is not False:
-            self._ollama = OpenAIProvider("ollama", config.ollama_url.rstrip("/") + "/v1", None, None, config.upstream)
+            self._ollama = OpenAIProvider(
+                "ollama", config.ollama_url.rstrip("/") + "/v1", None, None, config.upstream, redactor=redactor
+            )
         self._ollama_seen = config.ollama_enabled is True
         self._ollama_checked = float("-inf")
         self._ollama_lock = asyncio.Lock()

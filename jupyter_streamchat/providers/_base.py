@@ -23,10 +23,19 @@ import httpx
 
 from .._sse import SSEMessage, iter_sse_batches
 from ._asyncio_backend import AsyncioTransport
+from ._redact import (
+    ERROR_BODY_READ_LIMIT,
+    Redactor,
+    scrub_json,
+    secrets_of_headers,
+    secrets_of_url,
+)
 
 log = logging.getLogger("jupyter_streamchat.providers")
 
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524, 529})
+# Characters of a malformed chunk quoted in its error message.
+MALFORMED_SNIPPET_CHARS = 120
 
 
 @dataclass(slots=True)
@@ -100,14 +109,21 @@ class Provider(Protocol):
 
 @dataclass
 class HTTPTransport:
-    """One bounded ``httpx.AsyncClient`` per provider plus the retry rule."""
+    """One bounded ``httpx.AsyncClient`` per provider plus the retry rule.
+
+    Every text this transport or its adapter makes from what the upstream sent goes through
+    ``redactor`` (which also knows this transport's credential headers and URL credentials).
+    """
 
     base_url: str
     name: str = "provider"  # for error messages
     headers: dict[str, str] = field(default_factory=dict)
     settings: UpstreamSettings = field(default_factory=UpstreamSettings)
-    secrets: tuple[str, ...] = ()
+    redactor: Redactor = field(default_factory=Redactor)
     _client: httpx.AsyncClient | None = None
+
+    def __post_init__(self) -> None:
+        self.redactor = self.redactor.including([*secrets_of_headers(self.headers), *secrets_of_url(self.base_url)])
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -133,11 +149,9 @@ class HTTPTransport:
             )
         return self._client
 
-    def redact(self, text: str) -> str:
-        for secret in self.secrets:
-            if secret:
-                text = text.replace(secret, "***")
-        return text
+    def clean(self, text: str) -> str:
+        """What may be kept of a text made from upstream bytes (see ``Redactor.clean``)."""
+        return self.redactor.clean(text)
 
     async def get_json(self, path: str, timeout: float = 2.0) -> Any:
         response = await self.client.get(path.lstrip("/"), timeout=timeout)
@@ -161,15 +175,17 @@ class HTTPTransport:
                 response = await self.client.send(request, stream=True)
             except httpx.TimeoutException as exc:
                 if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
-                    failure = UpstreamError("upstream_unreachable", f"could not connect to the provider: {exc!r}")
+                    failure = UpstreamError(
+                        "upstream_unreachable", self.clean(f"could not connect to the provider: {exc!r}")
+                    )
                 else:
                     failure = UpstreamError("upstream_timeout", "the provider did not answer in time")
                 retryable = isinstance(exc, httpx.ConnectTimeout)
             except httpx.ConnectError as exc:
-                failure = UpstreamError("upstream_unreachable", f"could not connect to the provider: {exc}")
+                failure = UpstreamError("upstream_unreachable", self.clean(f"could not connect to the provider: {exc}"))
                 retryable = True
             except httpx.HTTPError as exc:
-                raise UpstreamError("upstream_error", self.redact(f"upstream request failed: {exc!r}")) from exc
+                raise UpstreamError("upstream_error", self.clean(f"upstream request failed: {exc!r}")) from None
             else:
                 if response.status_code == 200:
                     try:
@@ -178,9 +194,10 @@ class HTTPTransport:
                         raise UpstreamError(
                             "upstream_idle_timeout", f"{self.name} sent nothing for {s.idle_timeout:g} s"
                         ) from None
-                    except (httpx.RemoteProtocolError, httpx.ReadError, httpx.DecodingError) as exc:
+                    except httpx.HTTPError as exc:
+                        # Protocol, read and decoding errors may quote upstream bytes: cleaned like any.
                         raise UpstreamError(
-                            "upstream_connection_lost", f"{self.name} connection broke mid-stream: {exc}"
+                            "upstream_connection_lost", self.clean(f"{self.name} connection broke mid-stream: {exc}")
                         ) from None
                     finally:
                         await response.aclose()
@@ -192,22 +209,32 @@ class HTTPTransport:
             delay = retry_after if retry_after is not None else s.retry_base_delay * 2 ** (attempt - 1)
             if waited + delay > s.retry_max_total_wait:
                 raise failure
-            log.info("upstream %s: %s; retrying in %.2fs (attempt %d)", self.base_url, failure.code, delay, attempt)
+            log.info(
+                "upstream %s: %s; retrying in %.2fs (attempt %d)",
+                self.redactor.redact(self.base_url),
+                failure.code,
+                delay,
+                attempt,
+            )
             waited += delay
             await asyncio.sleep(delay)
 
     async def _read_failure(self, response: httpx.Response) -> tuple[UpstreamError, float | None]:
+        raw = bytearray()
         try:
-            raw = await response.aread()
+            async for chunk in response.aiter_bytes():
+                raw += chunk
+                if len(raw) >= ERROR_BODY_READ_LIMIT:
+                    break
         except httpx.HTTPError:
-            raw = b""
+            pass
         finally:
             await response.aclose()
-        message = _error_message(raw) or response.reason_phrase or "error"
+        # Redacted whole before anything is picked out of it or cut: no cut can split a key.
+        body = self.redactor.redact(bytes(raw[:ERROR_BODY_READ_LIMIT]).decode("utf-8", "replace"))
+        message = _error_message(body) or response.reason_phrase or "error"
         status = response.status_code
-        error = UpstreamError(
-            "upstream_http_error", self.redact(f"provider answered {status}: {message}")[:2000], status
-        )
+        error = UpstreamError("upstream_http_error", self.clean(f"provider answered {status}: {message}"), status)
         return error, _parse_retry_after(response.headers.get("retry-after"))
 
     async def aclose(self) -> None:
@@ -220,19 +247,20 @@ def _proxy_configured() -> bool:
     return any(scheme != "no" for scheme in urllib.request.getproxies())
 
 
-def _error_message(raw: bytes) -> str:
-    text = raw.decode("utf-8", "replace").strip()
+def _error_message(body: str) -> str:
+    """The message of a provider's JSON error body, else the body itself (the caller cuts it)."""
+    text = body.strip()
     try:
         data = json.loads(text)
     except ValueError:
-        return text[:500]
+        return text
     if isinstance(data, dict):
         error = data.get("error", data)
         if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return error["message"]
+            return str(error["message"])
         if isinstance(error, str):
             return error
-    return text[:500]
+    return text
 
 
 def _parse_retry_after(value: str | None) -> float | None:
@@ -289,18 +317,35 @@ async def stream_batches(
 
 
 def decode_events(
-    provider: str, what: str, decode: Callable[..., Iterable[StreamEvent]], *args: Any
+    transport: HTTPTransport, what: str, decode: Callable[..., Iterable[StreamEvent]], *args: Any
 ) -> list[StreamEvent]:
     """Run an adapter's decoder; an unexpected payload shape becomes a clear ``upstream_malformed``."""
     try:
         return list(decode(*args))
-    except (AttributeError, TypeError, KeyError) as exc:
-        raise UpstreamError("upstream_malformed", f"{provider} sent an unexpected {what}: {exc}") from None
+    except (AttributeError, TypeError, KeyError, ValueError) as exc:
+        message = transport.clean(f"{transport.name} sent an unexpected {what}: {exc}")
+        raise UpstreamError("upstream_malformed", message) from None
 
 
-def parse_json_chunk(data: str, provider: str) -> Any:
+def parse_json_chunk(data: str, transport: HTTPTransport) -> Any:
+    """One upstream SSE data field as JSON; every string in it is storable (lone surrogates become U+FFFD).
+
+    This is where all provider text enters, so it is the one place reply text is made storable.
+    """
     try:
-        return json.loads(data)
+        value = json.loads(data)
     except ValueError:
-        snippet = data[:80]
-        raise UpstreamError("upstream_malformed", f"{provider} sent malformed stream data: {snippet!r}") from None
+        # Redacted before it is cut: the quote can never hold part of a key.
+        snippet = transport.redactor.clean(data, MALFORMED_SNIPPET_CHARS)
+        raise UpstreamError("upstream_malformed", f"{transport.name} sent malformed stream data: {snippet!r}") from None
+    # Only a \ud… escape can decode to a surrogate: one substring scan in C is all most chunks cost.
+    if "\\u" in data and ("\\ud" in data or "\\uD" in data):
+        return scrub_json(value)
+    return value
+
+
+def upstream_label(transport: HTTPTransport, value: Any, limit: int = 64) -> str | None:
+    """A short label the upstream names (a finish reason, a model id), cleaned like any upstream text."""
+    if value is None:
+        return None
+    return transport.redactor.clean(value if isinstance(value, str) else json.dumps(value), limit)

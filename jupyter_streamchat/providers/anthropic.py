@@ -19,7 +19,9 @@ from ._base import (
     decode_events,
     parse_json_chunk,
     stream_batches,
+    upstream_label,
 )
+from ._redact import Redactor
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
@@ -33,13 +35,18 @@ class AnthropicProvider:
         api_key: str | None,
         models: list[str],
         settings: UpstreamSettings | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         self.name = name
         headers = {"anthropic-version": API_VERSION}
         if api_key:
             headers["x-api-key"] = api_key
         self._transport = HTTPTransport(
-            base_url, name, headers=headers, settings=settings or UpstreamSettings(), secrets=(api_key or "",)
+            base_url,
+            name,
+            headers=headers,
+            settings=settings or UpstreamSettings(),
+            redactor=(redactor or Redactor()).including([api_key]),
         )
         self._models = list(models)
 
@@ -71,21 +78,22 @@ class AnthropicProvider:
         return stream_batches(self._transport, "v1/messages", body, decode)
 
     def _decode(self, message: SSEMessage) -> tuple[str, list[StreamEvent]]:
-        data = parse_json_chunk(message.data, self.name)
+        transport = self._transport
+        data = parse_json_chunk(message.data, transport)
         if not isinstance(data, dict):
             raise UpstreamError("upstream_malformed", f"{self.name} sent a non-object event")
         kind = data.get("type") or message.event
         if kind == "error":
             error = data.get("error") or {}
             text = error.get("message") if isinstance(error, dict) else str(error)
-            raise UpstreamError("upstream_error", self._transport.redact(f"{self.name}: {text}"))
-        return kind, decode_events(self.name, f"{kind!r} event", _events, kind, data)
+            raise UpstreamError("upstream_error", transport.clean(f"{self.name}: {text}"))
+        return kind, decode_events(transport, f"{kind!r} event", _events, kind, data, transport)
 
     async def aclose(self) -> None:
         await self._transport.aclose()
 
 
-def _events(kind: str, data: dict[str, Any]) -> Iterator[StreamEvent]:
+def _events(kind: str, data: dict[str, Any], transport: HTTPTransport) -> Iterator[StreamEvent]:
     if kind == "content_block_delta":
         delta = data["delta"]
         if delta.get("type") == "text_delta" and delta.get("text"):
@@ -101,6 +109,6 @@ def _events(kind: str, data: dict[str, Any]) -> Iterator[StreamEvent]:
             yield Usage(usage.get("input_tokens"), usage.get("output_tokens"), final=True)
         reason = (data.get("delta") or {}).get("stop_reason")
         if reason:
-            yield Finish(reason)
+            yield Finish(upstream_label(transport, reason))
     elif kind == "message_stop":
         yield Finish(None)

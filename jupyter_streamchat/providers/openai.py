@@ -20,7 +20,9 @@ from ._base import (
     log,
     parse_json_chunk,
     stream_batches,
+    upstream_label,
 )
+from ._redact import Redactor
 from ._think import LeadingThinkSplitter
 
 MODEL_LIST_TTL = 60.0
@@ -35,11 +37,16 @@ class OpenAIProvider:
         models: list[str] | None = None,
         settings: UpstreamSettings | None = None,
         discover_models: bool = True,
+        redactor: Redactor | None = None,
     ) -> None:
         self.name = name
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._transport = HTTPTransport(
-            base_url, name, headers=headers, settings=settings or UpstreamSettings(), secrets=(api_key or "",)
+            base_url,
+            name,
+            headers=headers,
+            settings=settings or UpstreamSettings(),
+            redactor=(redactor or Redactor()).including([api_key]),
         )
         self._configured_models = list(models or [])
         self._discover = discover_models
@@ -61,9 +68,8 @@ class OpenAIProvider:
             self._discovered_at = time.monotonic()
             try:
                 data = await self._transport.get_json("models")
-                self._discovered = sorted(
-                    str(item["id"]) for item in data.get("data", []) if isinstance(item, dict) and "id" in item
-                )
+                listed = (item["id"] for item in data.get("data", []) if isinstance(item, dict) and "id" in item)
+                self._discovered = sorted(upstream_label(self._transport, model, 200) or "" for model in listed)
             except Exception as exc:  # a model list is a convenience; never fail the caller for it
                 log.debug("could not list %s models: %s", self.name, type(exc).__name__)
         return list(self._discovered)
@@ -86,16 +92,17 @@ class OpenAIProvider:
         }
         body.update({k: v for k, v in options.items() if v is not None})
         splitter = LeadingThinkSplitter()
+        transport = self._transport
 
         def decode(message: SSEMessage) -> tuple[list[StreamEvent], bool]:
             if message.data == "[DONE]":
                 return [*splitter.flush(), Finish(None)], True
-            chunk = parse_json_chunk(message.data, self.name)
+            chunk = parse_json_chunk(message.data, transport)
             if not isinstance(chunk, dict):
                 raise UpstreamError("upstream_malformed", f"{self.name} sent a non-object chunk")
             if "error" in chunk:
-                raise UpstreamError("upstream_error", self._transport.redact(_error_text(chunk["error"])))
-            return decode_events(self.name, "chunk shape", _chunk_events, chunk, splitter), False
+                raise UpstreamError("upstream_error", transport.clean(_error_text(chunk["error"])))
+            return decode_events(transport, "chunk shape", _chunk_events, chunk, splitter, transport), False
 
         # A stream cut off inside a leading <think> block still delivers the thought it had.
         return stream_batches(self._transport, "chat/completions", body, decode, at_end=splitter.flush)
@@ -104,7 +111,9 @@ class OpenAIProvider:
         await self._transport.aclose()
 
 
-def _chunk_events(chunk: dict[str, Any], splitter: LeadingThinkSplitter) -> Iterator[StreamEvent]:
+def _chunk_events(
+    chunk: dict[str, Any], splitter: LeadingThinkSplitter, transport: HTTPTransport
+) -> Iterator[StreamEvent]:
     for choice in chunk.get("choices") or ():
         delta = choice.get("delta") or {}
         thought = delta.get("reasoning_content") or delta.get("reasoning")
@@ -115,7 +124,7 @@ def _chunk_events(chunk: dict[str, Any], splitter: LeadingThinkSplitter) -> Iter
             yield from splitter.feed(content)
         if choice.get("finish_reason"):
             yield from splitter.flush()
-            yield Finish(choice["finish_reason"])
+            yield Finish(upstream_label(transport, choice["finish_reason"]))
     usage = chunk.get("usage")
     if usage:
         # The final usage chunk has no choices; some servers also report running usage on content chunks.
