@@ -236,6 +236,13 @@ OUTPUTS_FINAL = """
 """
 
 
+def collaborative(page: Any) -> bool:
+    """Whether the page edits shared documents (jupyter-collaboration on), from the page's own configuration."""
+    return not page.evaluate(
+        "() => JSON.parse(document.getElementById('jupyter-config-data').textContent).disableRTC ?? false"
+    )
+
+
 def open_page(browser: Any, lab: LabProcess, path: str, context: Any, kind: str) -> Any:
     """``kind`` "lab": a JupyterLab page with ``path`` open; "nb7": Notebook 7's page of the notebook."""
     url = lab.notebook7_url(path) if kind == "nb7" else None
@@ -253,6 +260,7 @@ def test_reload_before_save_then_save_keeps_both_panel_turns(
     nb = "reload-before-save.ipynb"
     lab.write_notebook(nb, "x = 1")
     page = open_lab(browser, lab, nb, context=new_context())
+    assert not collaborative(page)
     type_into_cell(page, "  # unsaved")
     run_ids = two_panel_turns(page)
 
@@ -330,6 +338,9 @@ def test_run_all_in_one_of_two_pages_then_save_no_file_changed_every_turn_once(
     context = new_context()
     runner = open_page(browser, lab, nb, context, kinds[0])
     other = open_page(browser, lab, nb, context, kinds[1])
+    assert [page.evaluate("() => window.jupyterapp.name") for page in (runner, other)] == [
+        {"lab": "JupyterLab", "nb7": "Jupyter Notebook"}[kind] for kind in kinds
+    ]
     edit = "  # unsaved in the other tab"
     if other_dirty:
         type_into_cell(other, edit)
@@ -369,6 +380,7 @@ def test_collaborative_reload_before_save_then_save_keeps_both_panel_turns(
     nb = "rtc-reload-before-save.ipynb"
     lab.write_notebook(nb, "x = 1")
     page = open_lab(browser, lab, nb, context=new_context(), subscribed=False)
+    assert collaborative(page)
     type_into_cell(page, "  # unsaved")
     run_ids = two_panel_turns(page)
 
