@@ -114,8 +114,16 @@ def notebook_json(source: str = "", metadata: dict[str, Any] | None = None) -> d
 class LabProcess:
     """One ``jupyter lab`` on 127.0.0.1 (token auth, a JupyterHub-like base URL, a temporary root)."""
 
-    def __init__(self, workdir: Path, *, base_url: str = "/user/tester/", extra_args: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        base_url: str = "/user/tester/",
+        extra_args: list[str] | None = None,
+        collaborative: bool = False,
+    ) -> None:
         self.workdir = workdir
+        self.collaborative = collaborative
         self.root = workdir / "root"
         self.base_path = "/" + "".join(f"{part}/" for part in base_url.split("/") if part)
         self.extra_args = list(extra_args or [])
@@ -143,6 +151,10 @@ class LabProcess:
         layout (and open its documents too)."""
         workspace = workspace or f"test-{secrets.token_hex(6)}"
         return f"{self.base_url}lab/workspaces/{workspace}/tree/{quote(path)}?token={self.token}"
+
+    def notebook7_url(self, path: str) -> str:
+        """The Notebook 7 URL that opens ``path`` (server-relative) in a page of its own, logging in with the token."""
+        return f"{self.base_url}notebooks/{quote(path)}?token={self.token}"
 
     def api(self, method: str, endpoint: str, **kwargs: Any) -> httpx.Response:
         """Call ``{base_url}{endpoint}`` with the token; raises on an error status."""
@@ -210,11 +222,14 @@ class LabProcess:
             f"--ServerApp.root_dir={self.root}",
             f"--ServerApp.base_url={self.base_path}",
             "--LabApp.expose_app_in_browser=True",
+            # Notebook 7 (the ``notebook`` package) serves /tree and /notebooks/<path> from the same server.
+            "--JupyterNotebookApp.expose_app_in_browser=True",
             "--LabApp.news_url=None",
             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
             # jupyter-collaboration (a test dependency) would put open notebooks in a shared room: the server then
-            # writes through the room and never offers a turn to the page. Tests of the hand-off need plain Lab.
-            "--YDocExtension.disable_rtc=True",
+            # writes through the room and never offers a turn to the page. Tests of the hand-off need plain Lab
+            # (what ``pip install jupyterlab`` gives); ``collaborative=True`` keeps the rooms.
+            *([] if self.collaborative else ["--YDocExtension.disable_rtc=True"]),
             "--StreamChat.demo_speed=20",
             "--StreamChat.ollama_enabled=False",
             f"--StreamChat.journal_path={self.workdir / 'journal.sqlite3'}",
@@ -394,12 +409,14 @@ def open_lab(
     before_goto: Callable[[Any], None] | None = None,
     subscribed: bool = True,
     timeout: float = 60.0,
+    url: str | None = None,
 ) -> Any:
     """A new page with ``path`` open in Lab, its document loaded, clean, and its hand-off subscribed (``ready``).
 
     The page gets a browser context of its own unless ``context`` is given (pages of one context share cookies,
     Web Locks and the browser's connection pool, like tabs of one browser); ``before_goto(page)`` runs before the
-    page loads (e.g. to install ``page.route`` handlers); ``subscribed=False`` does not wait for the hand-off."""
+    page loads (e.g. to install ``page.route`` handlers); ``subscribed=False`` does not wait for the hand-off;
+    ``url`` opens another page of the same server instead of Lab (``lab.notebook7_url(path)``: Notebook 7)."""
     if context is None:
         context = browser.new_context(viewport={"width": 1280, "height": 800})
         context.set_default_timeout(timeout * 1000)
@@ -410,7 +427,7 @@ def open_lab(
     page.add_init_script(DIALOG_RECORDER)
     if before_goto is not None:
         before_goto(page)
-    page.goto(lab.url_of(path))
+    page.goto(url or lab.url_of(path))
     page.wait_for_function("() => window.jupyterapp && window.jupyterapp.started", timeout=timeout * 1000)
     page.wait_for_function(
         """path => {
