@@ -3,6 +3,7 @@
  * usage and the stats a reply shows. Pure (unit tested in node).
  */
 
+import { isObject } from './metadata';
 import type { IRunEvent } from './sse';
 
 export type RunStatus = 'running' | 'completed' | 'stopped' | 'failed' | 'interrupted';
@@ -159,8 +160,4 @@ export class RunState {
 
 function str(value: unknown): string | undefined {
   return typeof value === 'string' ? value : undefined;
-}
-
-function isObject(value: unknown): value is { [key: string]: unknown } {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
