@@ -13,6 +13,7 @@ import { IEditorLanguageRegistry } from '@jupyterlab/codemirror';
 import { IRenderMimeRegistry, renderMarkdown } from '@jupyterlab/rendermime';
 
 import { fencedCode, MarkdownBlocks } from './blocks';
+import { blockRemoteResources, inertElement } from './remote';
 import { Slicer, UpdateLoop } from './updates';
 import { IRunEvent } from './sse';
 import { IRunRecord, RunState, RunStatus } from './run';
@@ -213,7 +214,7 @@ export class ReplyView {
       update.reset = split.reset;
       const slicer = new Slicer();
       for (const source of split.sealed) {
-        const block = element(
+        const block = inertElement(
           'div',
           'jp-StreamChat-block jp-RenderedMarkdown jp-RenderedHTMLCommon'
         );
@@ -234,7 +235,7 @@ export class ReplyView {
         pre.textContent = tail.fence.code;
         update.tail = { source: tail.source, nodes: [pre] };
       } else if (tail.source !== this._tailShown || update.reset || update.sealed.length > 0) {
-        const scratch = document.createElement('div');
+        const scratch = inertElement('div');
         await this._renderMarkdown(scratch, tail.source);
         update.tail = { source: tail.source, nodes: Array.from(scratch.childNodes) };
       }
@@ -390,31 +391,35 @@ export function warmUp(rendermime: IRenderMimeRegistry): void {
     '# A\n\n*b* $c$\n\n| d | e |\n|---|---|\n| 1 | 2 |\n\n```python\ndef f(x):\n    return x\n```\n';
   const whenIdle = window.requestIdleCallback ?? ((run: () => void) => setTimeout(run, 500));
   whenIdle(
-    () =>
-      void renderUntrusted(rendermime, document.createElement('div'), sample).catch(
-        () => undefined
-      ),
+    () => void renderUntrusted(rendermime, inertElement('div'), sample).catch(() => undefined),
     { timeout: 2000 }
   );
 }
 
-/** Model output is untrusted: rendered as Markdown through rendermime, with its sanitizer. */
-function renderUntrusted(
+/**
+ * Model output is untrusted: rendered as Markdown through rendermime, with its sanitizer, into
+ * `host`, an element of an inert document (remote.ts); math is typeset there too, and then every URL
+ * that would load something is taken out, before any of it reaches the page.
+ */
+async function renderUntrusted(
   rendermime: IRenderMimeRegistry,
   host: HTMLElement,
   source: string
 ): Promise<void> {
-  return renderMarkdown({
+  await renderMarkdown({
     host,
     source,
     trusted: false,
     sanitizer: rendermime.sanitizer,
     resolver: rendermime.resolver,
     linkHandler: rendermime.linkHandler,
-    shouldTypeset: true,
+    // Typeset below, awaited: left to renderMarkdown it ends after the render, out of our sight.
+    shouldTypeset: false,
     latexTypesetter: rendermime.latexTypesetter,
     markdownParser: rendermime.markdownParser
   });
+  await rendermime.latexTypesetter?.typeset(host);
+  blockRemoteResources(host);
 }
 
 let warmedUp = false;
