@@ -56,6 +56,10 @@ const MEDIA_ELEMENTS = new Set([
   'image'
 ]);
 
+/** Media elements that show nothing without a URL. */
+const EMPTY_MEDIA =
+  'img:not([src]), video:not([src]), audio:not([src]), input[type="image" i]:not([src])';
+
 const SVG_NAMESPACE = 'http://www.w3.org/2000/svg';
 
 /** CSS that may load something, or that is not worth reading closely (an escape could spell one). */
@@ -119,6 +123,13 @@ export function blockRemoteResources(root: Element): number {
       blocked.set(node, urls);
     }
   }
+  // Media left with nothing to load (the sanitizer keeps `<img srcset>` without its srcset, and a
+  // `<video>` without its `<source src>`) would show a broken image or an empty player: a notice too.
+  for (const node of Array.from(root.querySelectorAll(EMPTY_MEDIA))) {
+    if (!blocked.has(node) && node.querySelector('source[src]') === null) {
+      blocked.set(node, []);
+    }
+  }
   showBlocked(blocked);
   return count;
 }
@@ -140,9 +151,8 @@ function showBlocked(blocked: Map<Element, string[]>): void {
     const alt = owner.getAttribute('alt') ?? owner.getAttribute('aria-label') ?? '';
     const label = kind === 'video' ? 'Video' : kind === 'audio' ? 'Audio' : 'Image';
     const inLink = (owner.parentElement?.closest('a') ?? null) !== null;
-    owner.replaceWith(
-      ...[...new Set(urls)].map(url => notice(owner.ownerDocument, label, alt, url, inLink))
-    );
+    const unique = urls.length > 0 ? [...new Set(urls)] : [''];
+    owner.replaceWith(...unique.map(url => notice(owner.ownerDocument, label, alt, url, inLink)));
   }
 }
 
@@ -159,9 +169,12 @@ function notice(
 ): HTMLElement {
   const node = doc.createElement('span');
   node.className = 'jp-StreamChat-remoteResource';
-  node.dataset.remoteUrl = url;
   const named = alt && alt !== 'Image' ? ` "${alt}"` : ''; // rendermime sets alt="Image" when none
-  node.appendChild(doc.createTextNode(`${label}${named} not loaded: `));
+  node.appendChild(doc.createTextNode(`${label}${named} not loaded${url ? ': ' : ''}`));
+  if (url === '') {
+    return node;
+  }
+  node.dataset.remoteUrl = url;
   let target: URL | null = null;
   try {
     target = new URL(url, document.baseURI);
