@@ -13,6 +13,7 @@ import { IEditorLanguageRegistry } from '@jupyterlab/codemirror';
 import { IRenderMimeRegistry, renderMarkdown } from '@jupyterlab/rendermime';
 
 import { fencedCode, MarkdownBlocks } from './blocks';
+import { followRecord, IRecordNote, noteText } from './recorded';
 import { blockRemoteResources, inertElement } from './remote';
 import { Slicer, UpdateLoop } from './updates';
 import { IRunEvent } from './sse';
@@ -85,7 +86,11 @@ export class ReplyView {
     this._errorNode = element('div', 'jp-StreamChat-replyError');
     this._errorNode.hidden = true;
 
-    this.node.append(header, this._reasoning, this._body, this._errorNode);
+    this._recordNode = element('div', 'jp-StreamChat-replyRecord');
+    this._recordNode.setAttribute('role', 'status');
+    this._recordNode.hidden = true;
+
+    this.node.append(header, this._reasoning, this._body, this._errorNode, this._recordNode);
   }
 
   /** Buttons of this reply (compare panes put Stop and Insert here). */
@@ -161,6 +166,34 @@ export class ReplyView {
       this.state.finishedAt = Date.now();
       this._schedule();
     }
+  }
+
+  /**
+   * Once the run ended, ask the server whether its notebook holds it, and say so under the reply
+   * ("Saved in …" only when the server confirms it). Nothing for a run without a notebook.
+   */
+  async confirmRecord(signal: AbortSignal): Promise<void> {
+    const runId = this.runId;
+    if (!runId) {
+      return; // refused: no run, nothing to record
+    }
+    try {
+      await followRecord(runId, note => this._showRecord(note), signal);
+    } catch (error) {
+      if (!signal.aborted) {
+        console.warn(`StreamChat: could not ask whether run ${runId} is recorded`, error);
+      }
+    }
+  }
+
+  private _showRecord(note: IRecordNote): void {
+    if (this._disposed) {
+      return;
+    }
+    this.node.dataset.recorded = note.state;
+    this._recordNode.textContent = noteText(note);
+    this._recordNode.hidden = false;
+    this._recordNode.classList.toggle('jp-StreamChat-warning', note.state === 'gone');
   }
 
   dispose(): void {
@@ -357,6 +390,7 @@ export class ReplyView {
   private _reasoning: HTMLDetailsElement;
   private _reasoningText: HTMLElement;
   private _errorNode: HTMLElement;
+  private _recordNode: HTMLElement;
   private _shownText = '';
   private _shownFinished = false;
   private _shownReasoning = '';

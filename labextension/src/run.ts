@@ -15,6 +15,9 @@ export const TERMINAL_STATUSES: readonly RunStatus[] = [
   'interrupted'
 ];
 
+/** Whether a run that names a notebook is in it (SPEC section 6): see recorded.ts. */
+export type RecordedState = 'pending' | 'recorded' | 'gone';
+
 export interface IRunError {
   code: string;
   message: string;
@@ -43,6 +46,8 @@ export interface IRunRecord {
   first_token: string | null;
   finished: string | null;
   prompt?: string;
+  /** Only for a run that names a notebook. */
+  recorded?: RecordedState;
 }
 
 export class RunState {
