@@ -53,6 +53,8 @@ UPSTREAM_MODELS = [
     "ctx",
     "cell-run",
     "esc-stall",
+    "saved",
+    "gone-stall",
 ]
 # Panel settings under test (test_palette_shortcut_and_settings): neither is what the panel would pick anyway
 # (the server's default is openai:grow, the first option is demo:chat).
@@ -746,6 +748,136 @@ def test_escape_stops_the_running_reply(lab: LabProcess, upstream_for_lab: FakeU
     assert closed_at is not None and closed_at - pressed_at < STOP_BOUND
     reply = wait_status(page, run_id, "stopped", 30)
     assert normalized(reply["text"]) == normalized("".join(PARTIAL))
+
+
+# ----- "Saved in <notebook>": only once the server confirms the record (SPEC section 6) ------------------------------
+
+
+RECORD_NOTE = """
+run => {
+  const article = document.querySelector(`#jp-StreamChat-panel article[data-run-id="${run}"]`);
+  const note = article?.querySelector('.jp-StreamChat-replyRecord');
+  return article ? {state: article.dataset.recorded ?? null, text: note && !note.hidden ? note.textContent : ''} : null;
+}
+"""
+
+
+def record_note(page: Any, run_id: str) -> dict[str, Any]:
+    """What the reply of ``run_id`` says about its record: ``data-recorded`` and the visible note."""
+    return dict(page.evaluate(RECORD_NOTE, run_id) or {})
+
+
+def wait_record_note(page: Any, run_id: str, state: str, timeout: float = 60.0) -> dict[str, Any]:
+    return dict(
+        wait_for(
+            lambda: (note := record_note(page, run_id)).get("state") == state and note,
+            timeout,
+            message=lambda: (
+                f"data-recorded={state} on {run_id}: {record_note(page, run_id)}\n{console_of(page)[-2000:]}"
+            ),
+        )
+    )
+
+
+def test_the_reply_says_saved_once_the_server_confirms_the_record(
+    lab: LabProcess, upstream_for_lab: FakeUpstream, page_for: Any
+) -> None:
+    upstream_for_lab.script("saved", Script.reply(plain_words(6, "s"), pace=0.05))
+    nb = "saved.ipynb"
+    lab.write_notebook(nb)
+    page = page_for(nb)
+    panel = open_panel(page)
+
+    # When a reply completes in a notebook
+    run_id = send_chat(page, "Save me", "openai:saved")
+    wait_status(page, run_id, "completed")
+
+    # Then it says "Saved in saved.ipynb" once the server says the notebook holds the turn
+    note = wait_record_note(page, run_id, "recorded")
+    assert note["text"] == f"Saved in {nb}"
+    record = lab.run_record(run_id)
+    assert record["recorded"] == "recorded" and record["notebook"] == nb
+    # And the note is a status line (read by screen readers), and the turn is in the file once
+    assert panel.get_by_role("status").filter(has_text=f"Saved in {nb}").count() == 1
+    wait_recorded_once(page, lab, nb, [run_id])
+    shoot_panel(page, "panel-saved-note")
+
+
+def test_a_refused_request_shows_the_server_message_and_no_saved_note(lab: LabProcess, page_for: Any) -> None:
+    nb = "refused.ipynb"
+    lab.write_notebook(nb)
+    page = page_for(nb)
+    panel = open_panel(page)
+    # Given the notebook's file was deleted under the open document: the server refuses runs that name it
+    (lab.root / nb).unlink()
+
+    # When the user sends a message
+    panel.get_by_label("Model", exact=True).select_option("demo:fast")
+    panel.get_by_label("Message", exact=True).fill("Will this be saved?")
+    panel.get_by_role("button", name="Send", exact=True).click()
+
+    # Then the reply fails with the server's one-line message, and says nothing about being saved
+    failed = wait_for(
+        lambda: next((r for r in replies(page) if r["status"] == "failed"), None),
+        30,
+        message=lambda: f"a failed reply: {replies(page)}",
+    )
+    assert failed["run"] is None, "a refused request started no run"
+    assert failed["error"].startswith("http_404: ") and "\n" not in failed["error"].strip(), failed["error"]
+    assert nb in failed["error"], failed["error"]
+    notes = page.evaluate(
+        "() => Array.from(document.querySelectorAll('#jp-StreamChat-panel .jp-StreamChat-replyRecord'))"
+        ".filter(n => !n.hidden).map(n => n.textContent)"
+    )
+    assert notes == []
+    assert "Saved" not in (panel.text_content() or "")
+    assert not (lab.root / nb).exists(), "a refused request recreated the notebook"
+
+
+def test_a_notebook_deleted_mid_run_says_the_notebook_is_gone(
+    lab: LabProcess, upstream_for_lab: FakeUpstream, page_for: Any
+) -> None:
+    upstream_for_lab.script("gone-stall", Script([*(Text(chunk) for chunk in PARTIAL), Stall(STALL)]))
+    nb = "gone.ipynb"
+    lab.write_notebook(nb)
+    page = page_for(nb)
+    panel = open_panel(page)
+
+    # Given a reply streaming into a notebook
+    run_id = send_chat(page, "Start and stall", "openai:gone-stall")
+    wait_text(page, run_id, "".join(PARTIAL))
+
+    # When the notebook is deleted (through Jupyter's contents API) and the user stops the reply
+    lab.api("DELETE", f"api/contents/{nb}")
+    shown_stop_button(page, run_id).click()
+    wait_status(page, run_id, "stopped")
+
+    # Then the reply says it was not saved because the notebook is gone, and the file is not recreated
+    note = wait_record_note(page, run_id, "gone")
+    assert note["text"] == f"Not saved: the notebook {nb} was deleted"
+    assert "Saved in" not in (panel.text_content() or "")
+    assert not (lab.root / nb).exists(), "the deleted notebook was recreated"
+    # And the run stays readable from the server
+    record = lab.run_record(run_id)
+    assert record["recorded"] == "gone" and record["text"] == "".join(PARTIAL)
+    shoot_panel(page, "panel-gone-note")
+
+
+def shoot_panel(page: Any, name: str) -> None:
+    """Screenshots of the panel as it is: light and dark, the sidebar as it opens and widened."""
+    page.evaluate("() => window.jupyterapp.shell.collapseLeft()")
+    shots = []
+    try:
+        for size in ("narrow", "wide"):
+            if size == "wide":
+                widen_right_sidebar(page, 760)
+            for theme, suffix in (("JupyterLab Light", "light"), ("JupyterLab Dark", "dark")):
+                set_theme(page, theme)
+                shots.append(screenshot(page, f"{name}-{size}-{suffix}.png"))
+    finally:
+        set_theme(page, "JupyterLab Light")  # the theme is a user setting: later pages would open dark
+    for shot in shots:
+        assert shot.stat().st_size > 20_000, f"{shot} looks empty"
 
 
 def test_palette_shortcut_and_settings(lab: LabProcess, page_for: Any) -> None:

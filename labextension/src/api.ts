@@ -1,6 +1,8 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
+import { own } from './metadata';
+
 /**
  * The one way this extension talks to the server: `{baseUrl}streamchat/<endPoint>` through
  * `ServerConnection.makeRequest`, which adds the token, the XSRF header and the base URL a
@@ -76,12 +78,9 @@ export async function responseError(response: Response): Promise<string> {
  * `message` or `reason` if there is one, else the HTTP status.
  */
 function errorMessage(response: Response, data: unknown): string {
-  if (data !== null && typeof data === 'object') {
-    const body = data as { message?: unknown; reason?: unknown };
-    for (const value of [body.message, body.reason]) {
-      if (typeof value === 'string' && value.length > 0) {
-        return value;
-      }
+  for (const value of [own(data, 'message'), own(data, 'reason')]) {
+    if (typeof value === 'string' && value.length > 0) {
+      return value;
     }
   }
   return `${response.status} ${response.statusText}`.trim();

@@ -5,6 +5,7 @@
  */
 
 import { NotebookPanel } from '@jupyterlab/notebook';
+import { ServerConnection } from '@jupyterlab/services';
 import { UUID } from '@lumino/coreutils';
 
 import { fetchAPI, requestAPI } from './api';
@@ -20,6 +21,8 @@ interface IEntry {
   prompt: string;
   reply: ReplyView;
   node: HTMLElement;
+  /** The notebook the run is recorded in (server-relative), or null. */
+  notebook: string | null;
   /** Set while this page follows the run's events. */
   abort: AbortController | null;
   stopWanted: boolean;
@@ -122,6 +125,7 @@ export class NotebookChat {
   async send(model: string, prompt: string): Promise<void> {
     this._chosen = true;
     const entry = this._add(this._conversation, new Date().toISOString(), prompt, null);
+    entry.notebook = this.path;
     this._stickToBottom = true;
     this.refresh();
     try {
@@ -129,7 +133,7 @@ export class NotebookChat {
         model,
         prompt,
         conversation: entry.conversation,
-        notebook: this.path ?? undefined
+        notebook: entry.notebook ?? undefined
       };
       const started = await requestAPI<{ id: string }>('runs', {
         method: 'POST',
@@ -139,7 +143,12 @@ export class NotebookChat {
       this._changed(); // a running reply: Stop shows
       void this._follow(entry);
     } catch (error) {
-      entry.reply.markEnded('failed', { code: 'request_failed', message: messageOf(error) });
+      // Refused (4xx) or not sent: no run started, so there is nothing to say about a record.
+      const code =
+        error instanceof ServerConnection.ResponseError
+          ? `http_${error.response.status}`
+          : 'request_failed';
+      entry.reply.markEnded('failed', { code, message: firstLine(messageOf(error)) });
       this._changed();
     }
   }
@@ -172,6 +181,7 @@ export class NotebookChat {
         record.prompt ?? '',
         record.id
       );
+      entry.notebook = record.notebook ?? path;
       entry.reply.applyRecord(record);
       void this._follow(entry);
       added = entry;
@@ -240,6 +250,7 @@ export class NotebookChat {
       return;
     }
     this._disposed = true;
+    this._life.abort();
     this.notebook?.context.model.metadataChanged.disconnect(this.refresh, this);
     for (const entry of this._entries.values()) {
       entry.abort?.abort(); // detached runs go on without this view
@@ -274,6 +285,7 @@ export class NotebookChat {
       prompt,
       reply,
       node,
+      notebook: null,
       abort: null,
       stopWanted: false
     };
@@ -315,6 +327,9 @@ export class NotebookChat {
           ),
         () => entry.reply.setWaiting(true)
       );
+      if (entry.notebook !== null && entry.reply.state.finished) {
+        void entry.reply.confirmRecord(this._life.signal);
+      }
     } catch (error) {
       if (!abort.signal.aborted) {
         const code = error instanceof StreamRefusedError ? 'not_found' : 'stream_failed';
@@ -358,12 +373,19 @@ export class NotebookChat {
   private _pending = new Set<IEntry>();
   private _stickToBottom = true;
   private _disposed = false;
+  /** Aborted on dispose: ends the questions about records. */
+  private _life = new AbortController();
   /** The user (or a run they started or attached to) chose the shown conversation. */
   private _chosen = false;
 }
 
 export function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+/** The first line of a (server's) message: a refusal is shown as one line. */
+function firstLine(text: string): string {
+  return text.trim().split(/\r?\n/, 1)[0];
 }
 
 function oneLine(text: string, max: number): string {

@@ -76,6 +76,8 @@ export class CompareView {
   /** Send `prompt` to every picked model, one direct stream each. */
   async compare(prompt: string): Promise<void> {
     this.stopAll();
+    this._records.abort(); // the previous panes are gone: stop asking about their records
+    this._records = new AbortController();
     const conversation = `compare-${UUID.uuid4()}`;
     this._summary.hidden = true;
     this._summary.replaceChildren();
@@ -149,6 +151,7 @@ export class CompareView {
   private async _stream(pane: IPane, prompt: string, conversation: string): Promise<void> {
     const notebook = this._context.notebookPath() ?? undefined;
     const body = JSON.stringify({ model: pane.model, prompt, conversation, notebook });
+    const records = this._records.signal;
     const signal = pane.abort.signal;
     try {
       await withStreamSlot(
@@ -183,6 +186,9 @@ export class CompareView {
     }
     pane.stop.remove();
     this._offerInsert(pane);
+    if (notebook !== undefined && pane.reply.runId) {
+      void pane.reply.confirmRecord(records);
+    }
   }
 
   /** A stream that ended without `done`: show what the server recorded for the run. */
@@ -267,4 +273,6 @@ export class CompareView {
   private _panes: HTMLElement;
   private _summary: HTMLElement;
   private _current: IPane[] = [];
+  /** Aborted when a new comparison replaces the panes. */
+  private _records = new AbortController();
 }

@@ -25,20 +25,14 @@ import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application'
 import { DocumentRegistry } from '@jupyterlab/docregistry';
 import { INotebookModel, INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { Contents, ServerConnection } from '@jupyterlab/services';
-import { JSONExt, JSONObject, JSONValue } from '@lumino/coreutils';
 
 import { fetchAPI } from './api';
+import { isObject, ITurn, METADATA_KEY, mergeTurn } from './metadata';
 import { ReleaseSlot, tryAcquireStreamSlot } from './slots';
 import { readSSE } from './sse';
 import { IFileVersion, sameVersion } from './versions';
 
 const PLUGIN_ID = 'jupyter-streamchat:handoff';
-
-/** Top-level notebook metadata key of the records (SPEC section 6). */
-export const METADATA_KEY = 'streamchat';
-
-/** Version of the `metadata.streamchat` schema written by this extension. */
-export const SCHEMA_VERSION = 1;
 
 /**
  * State of a notebook's hand-off, mirrored in `data-streamchat-handoff` on its panels (and, when
@@ -56,11 +50,6 @@ export const SCHEMA_VERSION = 1;
  * - `off`: not subscribed (document not on the server's drive, read-only, or not loaded).
  */
 export type HandoffState = 'connecting' | 'ready' | 'retrying' | 'parked' | 'off';
-
-/** One turn as recorded in the notebook (SPEC section 6); only `run` and `created` are read here. */
-export interface ITurn extends JSONObject {
-  run: string;
-}
 
 /** Data of an `event: turn` on the document stream: a turn the server wrote into the file. */
 export interface ITurnWritten {
@@ -96,59 +85,6 @@ export const HandoffTimings = {
  * the least recently active notebooks of the page are parked.
  */
 export const MAX_STREAM_PATHS = 64;
-
-// ---------------------------------------------------------------------------------------------
-// Metadata merge (mirrors jupyter_streamchat.persistence._schema.merged_streamchat)
-
-function isObject(value: unknown): value is JSONObject {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-/** Whether `section` (a `metadata.streamchat` value) already records run `runId`, in any conversation. */
-export function hasTurn(section: unknown, runId: string): boolean {
-  if (!isObject(section) || !isObject(section.conversations)) {
-    return false;
-  }
-  for (const conversation of Object.values(section.conversations)) {
-    const turns = isObject(conversation) ? conversation.turns : undefined;
-    if (Array.isArray(turns) && turns.some(t => isObject(t) && t.run === runId)) {
-      return true;
-    }
-  }
-  return false;
-}
-
-/**
- * The new `metadata.streamchat` with `turn` added to `conversation` (turns sorted by `created`),
- * or null if the run is already recorded: applying a turn twice changes nothing.
- */
-export function mergeTurn(section: unknown, conversation: string, turn: ITurn): JSONObject | null {
-  if (hasTurn(section, turn.run)) {
-    return null;
-  }
-  const merged: JSONObject = isObject(section) ? JSONExt.deepCopy(section) : {};
-  merged.version = SCHEMA_VERSION;
-  if (!isObject(merged.conversations)) {
-    merged.conversations = {};
-  }
-  const conversations = merged.conversations as JSONObject;
-  if (!isObject(conversations[conversation])) {
-    conversations[conversation] = {};
-  }
-  const entry = conversations[conversation] as JSONObject;
-  const turns: JSONValue[] = Array.isArray(entry.turns) ? entry.turns : [];
-  turns.push(JSONExt.deepCopy(turn));
-  const created = (t: JSONValue): string =>
-    isObject(t) && typeof t.created === 'string' ? t.created : '';
-  // Array.prototype.sort is stable, like Python's sort: equal keys keep their order.
-  turns.sort((a, b) => {
-    const ka = created(a);
-    const kb = created(b);
-    return ka < kb ? -1 : ka > kb ? 1 : 0;
-  });
-  entry.turns = turns;
-  return merged;
-}
 
 function isVersion(value: unknown): value is IFileVersion | null {
   return value === null || isObject(value);

@@ -6,7 +6,7 @@
 import { ICodeCellModel } from '@jupyterlab/cells';
 import { NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
 
-import { METADATA_KEY } from './handoff';
+import { conversationsOf, isObject, METADATA_KEY, own } from './metadata';
 import { RunStatus } from './run';
 
 /** One recorded turn, as the panel uses it. */
@@ -32,13 +32,14 @@ export interface IConversation {
 
 /** The conversations recorded in a notebook, most recently active first. */
 export function recordedConversations(panel: NotebookPanel): IConversation[] {
-  const section = panel.context.model.getMetadata(METADATA_KEY) as unknown;
-  const conversations =
-    isObject(section) && isObject(section.conversations) ? section.conversations : {};
+  const conversations = conversationsOf(panel.context.model.getMetadata(METADATA_KEY)) ?? {};
   const result: IConversation[] = [];
-  for (const [id, value] of Object.entries(conversations)) {
-    const turns = isObject(value) && Array.isArray(value.turns) ? value.turns : [];
-    const parsed = turns.map(parseTurn).filter((t): t is IRecordedTurn => t !== null);
+  // Own keys only: a conversation id is data (`constructor`, `__proto__`), never a prototype lookup.
+  for (const id of Object.keys(conversations)) {
+    const turns = own(conversations[id], 'turns');
+    const parsed = (Array.isArray(turns) ? turns : [])
+      .map(parseTurn)
+      .filter((t): t is IRecordedTurn => t !== null);
     if (parsed.length > 0) {
       result.push({ id, turns: parsed, latest: parsed[parsed.length - 1].created });
     }
@@ -47,24 +48,26 @@ export function recordedConversations(panel: NotebookPanel): IConversation[] {
 }
 
 function parseTurn(value: unknown): IRecordedTurn | null {
-  if (!isObject(value) || typeof value.run !== 'string') {
+  const run = own(value, 'run');
+  if (typeof run !== 'string') {
     return null;
   }
-  const prompt = isObject(value.prompt) ? value.prompt : {};
-  const reply = isObject(value.reply) ? value.reply : {};
-  const usage = isObject(reply.usage) ? reply.usage : {};
-  const error = isObject(reply.error) ? reply.error : null;
+  const reply = own(value, 'reply');
+  const error = own(reply, 'error');
+  const outputTokens = own(own(reply, 'usage'), 'output_tokens');
   return {
-    run: value.run,
-    model: str(value.model),
-    mode: str(value.mode),
-    prompt: str(prompt.content),
-    reply: str(reply.content),
-    reasoning: str(reply.reasoning),
-    status: (str(reply.status) || 'completed') as RunStatus,
-    error: error === null ? null : { code: str(error.code), message: str(error.message) },
-    outputTokens: typeof usage.output_tokens === 'number' ? usage.output_tokens : undefined,
-    created: str(value.created)
+    run,
+    model: str(own(value, 'model')),
+    mode: str(own(value, 'mode')),
+    prompt: str(own(own(value, 'prompt'), 'content')),
+    reply: str(own(reply, 'content')),
+    reasoning: str(own(reply, 'reasoning')),
+    status: (str(own(reply, 'status')) || 'completed') as RunStatus,
+    error: isObject(error)
+      ? { code: str(own(error, 'code')), message: str(own(error, 'message')) }
+      : null,
+    outputTokens: typeof outputTokens === 'number' ? outputTokens : undefined,
+    created: str(own(value, 'created'))
   };
 }
 
@@ -138,7 +141,7 @@ const ANSI_ESCAPE = /\u001b\[[0-9;]*[A-Za-z]/g;
 
 function languageOf(panel: NotebookPanel): string {
   const info = panel.context.model.getMetadata('language_info') as unknown;
-  return isObject(info) && typeof info.name === 'string' ? info.name : '';
+  return str(own(info, 'name'));
 }
 
 /** A fenced block long enough that the text's own backticks cannot close it. */
@@ -146,10 +149,6 @@ function fenced(text: string, language = ''): string {
   const longest = Math.max(2, ...Array.from(text.matchAll(/`+/g), m => m[0].length));
   const fence = '`'.repeat(longest + 1);
   return `${fence}${language}\n${text}\n${fence}`;
-}
-
-function isObject(value: unknown): value is { [key: string]: unknown } {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 function str(value: unknown): string {

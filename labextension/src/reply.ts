@@ -13,6 +13,8 @@ import { IEditorLanguageRegistry } from '@jupyterlab/codemirror';
 import { IRenderMimeRegistry, renderMarkdown } from '@jupyterlab/rendermime';
 
 import { fencedCode, MarkdownBlocks } from './blocks';
+import { followRecord, IRecordNote, noteText } from './recorded';
+import { blockRemoteResources, inertElement } from './remote';
 import { Slicer, UpdateLoop } from './updates';
 import { IRunEvent } from './sse';
 import { IRunRecord, RunState, RunStatus } from './run';
@@ -84,7 +86,11 @@ export class ReplyView {
     this._errorNode = element('div', 'jp-StreamChat-replyError');
     this._errorNode.hidden = true;
 
-    this.node.append(header, this._reasoning, this._body, this._errorNode);
+    this._recordNode = element('div', 'jp-StreamChat-replyRecord');
+    this._recordNode.setAttribute('role', 'status');
+    this._recordNode.hidden = true;
+
+    this.node.append(header, this._reasoning, this._body, this._errorNode, this._recordNode);
   }
 
   /** Buttons of this reply (compare panes put Stop and Insert here). */
@@ -162,6 +168,34 @@ export class ReplyView {
     }
   }
 
+  /**
+   * Once the run ended, ask the server whether its notebook holds it, and say so under the reply
+   * ("Saved in …" only when the server confirms it). Nothing for a run without a notebook.
+   */
+  async confirmRecord(signal: AbortSignal): Promise<void> {
+    const runId = this.runId;
+    if (!runId) {
+      return; // refused: no run, nothing to record
+    }
+    try {
+      await followRecord(runId, note => this._showRecord(note), signal);
+    } catch (error) {
+      if (!signal.aborted) {
+        console.warn(`StreamChat: could not ask whether run ${runId} is recorded`, error);
+      }
+    }
+  }
+
+  private _showRecord(note: IRecordNote): void {
+    if (this._disposed) {
+      return;
+    }
+    this.node.dataset.recorded = note.state;
+    this._recordNode.textContent = noteText(note);
+    this._recordNode.hidden = false;
+    this._recordNode.classList.toggle('jp-StreamChat-warning', note.state === 'gone');
+  }
+
   dispose(): void {
     updates.cancel(this);
     this._disposed = true;
@@ -213,7 +247,7 @@ export class ReplyView {
       update.reset = split.reset;
       const slicer = new Slicer();
       for (const source of split.sealed) {
-        const block = element(
+        const block = inertElement(
           'div',
           'jp-StreamChat-block jp-RenderedMarkdown jp-RenderedHTMLCommon'
         );
@@ -234,7 +268,7 @@ export class ReplyView {
         pre.textContent = tail.fence.code;
         update.tail = { source: tail.source, nodes: [pre] };
       } else if (tail.source !== this._tailShown || update.reset || update.sealed.length > 0) {
-        const scratch = document.createElement('div');
+        const scratch = inertElement('div');
         await this._renderMarkdown(scratch, tail.source);
         update.tail = { source: tail.source, nodes: Array.from(scratch.childNodes) };
       }
@@ -356,6 +390,7 @@ export class ReplyView {
   private _reasoning: HTMLDetailsElement;
   private _reasoningText: HTMLElement;
   private _errorNode: HTMLElement;
+  private _recordNode: HTMLElement;
   private _shownText = '';
   private _shownFinished = false;
   private _shownReasoning = '';
@@ -390,31 +425,35 @@ export function warmUp(rendermime: IRenderMimeRegistry): void {
     '# A\n\n*b* $c$\n\n| d | e |\n|---|---|\n| 1 | 2 |\n\n```python\ndef f(x):\n    return x\n```\n';
   const whenIdle = window.requestIdleCallback ?? ((run: () => void) => setTimeout(run, 500));
   whenIdle(
-    () =>
-      void renderUntrusted(rendermime, document.createElement('div'), sample).catch(
-        () => undefined
-      ),
+    () => void renderUntrusted(rendermime, inertElement('div'), sample).catch(() => undefined),
     { timeout: 2000 }
   );
 }
 
-/** Model output is untrusted: rendered as Markdown through rendermime, with its sanitizer. */
-function renderUntrusted(
+/**
+ * Model output is untrusted: rendered as Markdown through rendermime, with its sanitizer, into
+ * `host`, an element of an inert document (remote.ts); math is typeset there too, and then every URL
+ * that would load something is taken out, before any of it reaches the page.
+ */
+async function renderUntrusted(
   rendermime: IRenderMimeRegistry,
   host: HTMLElement,
   source: string
 ): Promise<void> {
-  return renderMarkdown({
+  await renderMarkdown({
     host,
     source,
     trusted: false,
     sanitizer: rendermime.sanitizer,
     resolver: rendermime.resolver,
     linkHandler: rendermime.linkHandler,
-    shouldTypeset: true,
+    // Typeset below, awaited: left to renderMarkdown it ends after the render, out of our sight.
+    shouldTypeset: false,
     latexTypesetter: rendermime.latexTypesetter,
     markdownParser: rendermime.markdownParser
   });
+  await rendermime.latexTypesetter?.typeset(host);
+  blockRemoteResources(host);
 }
 
 let warmedUp = false;

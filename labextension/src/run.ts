@@ -3,6 +3,7 @@
  * usage and the stats a reply shows. Pure (unit tested in node).
  */
 
+import { isObject } from './metadata';
 import type { IRunEvent } from './sse';
 
 export type RunStatus = 'running' | 'completed' | 'stopped' | 'failed' | 'interrupted';
@@ -13,6 +14,9 @@ export const TERMINAL_STATUSES: readonly RunStatus[] = [
   'failed',
   'interrupted'
 ];
+
+/** Whether a run that names a notebook is in it (SPEC section 6): see recorded.ts. */
+export type RecordedState = 'pending' | 'recorded' | 'gone';
 
 export interface IRunError {
   code: string;
@@ -42,6 +46,8 @@ export interface IRunRecord {
   first_token: string | null;
   finished: string | null;
   prompt?: string;
+  /** Only for a run that names a notebook. */
+  recorded?: RecordedState;
 }
 
 export class RunState {
@@ -159,8 +165,4 @@ export class RunState {
 
 function str(value: unknown): string | undefined {
   return typeof value === 'string' ? value : undefined;
-}
-
-function isObject(value: unknown): value is { [key: string]: unknown } {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
