@@ -563,11 +563,13 @@ def test_turn_into_a_notebook_with_unsaved_edits(lab: LabProcess, page_for: Any)
     run_id = send_chat(page, "A quick one", "demo:fast")
     wait_status(page, run_id, "completed", 60)
 
-    # Then the turn is in the open document, the edit too, the document still dirty and the file untouched
+    # Then the turn is in the file at once (a reload now would lose nothing) and in the open document, with the
+    # user's edit, the document still dirty and the edit not on disk
     wait_for(lambda: run_id in document_turns(page), 30, message="the turn in the open document")
     state = document_state(page)
     assert state["dirty"] is True and state["cells"] == ["x = 42"]
-    assert run_id not in disk_turns(lab, nb)
+    assert len(disk_turns(lab, nb)[run_id]) == 1
+    assert "x = 42" not in json.dumps(lab.read_notebook(nb)["cells"])
 
     # When the user saves
     page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")

@@ -60,8 +60,6 @@ def lab(tmp_path_factory: pytest.TempPathFactory, upstream_for_lab: FakeUpstream
     process = LabProcess(
         tmp_path_factory.mktemp("lab"),
         extra_args=[
-            # Notebook 7 pages expose their app as window.jupyterapp too (tests read its shell and documents)
-            "--JupyterNotebookApp.expose_app_in_browser=True",
             f"--StreamChat.openai_base_url={upstream_for_lab.openai_base_url}",
             "--StreamChat.openai_api_key=test-key",
             *(f"--StreamChat.openai_models={name}" for name in UPSTREAM_MODELS),
