@@ -13,8 +13,8 @@ from ._errors import Conflict, StreamChatError
 from ._paths import confine
 from ._validation import BodyLimits, ChatBody
 from .persistence import NotebookRecorder, RunJournal, history_messages, make_turn
-from .persistence.journal import JournalFault, JournalFull
 from .persistence._schema import DEFAULT_CONVERSATION
+from .persistence.journal import JournalFault, JournalFull
 from .providers import ProviderRegistry
 from .runs import TERMINAL_STATUSES, Run, RunManager, RunRequest, utc_now
 
