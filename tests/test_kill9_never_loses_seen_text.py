@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import aclosing
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
@@ -33,9 +34,7 @@ def server(tmp_path: Path, upstream: FakeUpstream) -> Iterator[ServerProcess]:
         process.close()
 
 
-async def read_then_kill(
-    client: StreamChatClient, events: object, server: ServerProcess, chars: int
-) -> tuple[str, str]:
+async def read_then_kill(events: Any, server: ServerProcess, chars: int) -> tuple[str, str]:
     """Read ``events`` until at least ``chars`` characters of text arrived, then SIGKILL the server at once
     (before reading on); returns the run id (from the ``run`` event) and the text received."""
     seen, run_id = "", ""
