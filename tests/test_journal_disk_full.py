@@ -137,7 +137,7 @@ async def test_a_full_journal_disk_refuses_new_runs_and_never_changes_a_status_a
 ) -> None:
     nbformat.write(nbformat.v4.new_notebook(), server.root / NOTEBOOK)
     upstream.script("quick", Script.reply(["all ", "done"]))
-    upstream.script("long", Script([Text(f"w{i} ") for i in range(400)], pace=0.01))
+    upstream.script("long", Script.reply([f"w{i} " for i in range(400)], pace=0.01))
     server.start()
     async with client_for(server) as client:
         # Given a direct stream that completed for its client
@@ -262,7 +262,7 @@ async def test_an_immutable_shm_neither_kills_the_server_nor_loses_a_word(
     shm = Path(f"{server.journal}-shm")
     try:
         upstream.script("quick", Script.reply(["fine"]))
-        upstream.script("long", Script([Text(f"w{i} ") for i in range(100)], pace=0.02))
+        upstream.script("long", Script.reply([f"w{i} " for i in range(100)], pace=0.02))
         server.start()
         async with client_for(server) as client:
             started = await client.start_run(chat("openai:quick"))

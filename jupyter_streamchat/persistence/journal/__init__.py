@@ -32,6 +32,7 @@ import json
 import logging
 import os
 import secrets
+import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -357,7 +358,7 @@ class RunJournal:
                 "and new runs are refused (503) meanwhile",
                 type(exc).__name__,
                 exc,
-                exc_info=not isinstance(exc, JournalFault),
+                exc_info=not isinstance(exc, (JournalFault, sqlite3.OperationalError)),  # the disk's, not ours
             )
         elif now - self._failure_logged >= FAILURE_LOG_INTERVAL:
             self._failure_logged = now
