@@ -170,6 +170,8 @@ class ChatService:
                     else:
                         await self.recover()
                         recovered = True
+                except JournalFault as fault:  # the journal's file or disk, already logged where it is seen
+                    log.warning("streamchat: journal upkeep skipped (%s); retried in %.0f s", fault, interval)
                 except Exception:
                     log.exception("streamchat: journal upkeep failed; retried in %.0f s", interval)
                 await asyncio.sleep(interval)
