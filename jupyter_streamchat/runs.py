@@ -199,7 +199,9 @@ class Run:
     # ----- event log (hot path) ------------------------------------------------------------------
     def _append(self, kind: int, chars: int, data: bytes) -> None:
         log_ = self._log
-        if len(log_) - self._head >= self._limit:
+        # The buffer keeps the last ``_limit`` *released* events (and any not released yet): a commit in
+        # flight must not shorten what a reader that keeps up can still read.
+        while len(log_) > self._head and self._released - log_[self._head][0] >= self._limit - 1:
             _, evicted_kind, evicted_chars, _ = log_[self._head]
             if evicted_kind == _DELTA:
                 self._evicted_text += evicted_chars
