@@ -123,6 +123,7 @@ class Run:
         self._evicted_reasoning = 0
         # Release to subscribers (see the module docstring): events up to ``_released`` may be sent.
         self._released = 1
+        self._evictable = 0  # ``_released`` before the latest release
         self._released_text = 0
         self._released_reasoning = 0
         self._text_chars = 0
@@ -199,9 +200,9 @@ class Run:
     # ----- event log (hot path) ------------------------------------------------------------------
     def _append(self, kind: int, chars: int, data: bytes) -> None:
         log_ = self._log
-        # The buffer keeps the last ``_limit`` *released* events (and any not released yet): a commit in
-        # flight must not shorten what a reader that keeps up can still read.
-        while len(log_) > self._head and self._released - log_[self._head][0] >= self._limit - 1:
+        # Only events released before the latest release are evicted: a reader that keeps up has taken
+        # those (it was woken by that release), so a slow commit, then a burst, never costs it a snapshot.
+        while len(log_) - self._head >= self._limit and log_[self._head][0] <= self._evictable:
             _, evicted_kind, evicted_chars, _ = log_[self._head]
             if evicted_kind == _DELTA:
                 self._evicted_text += evicted_chars
@@ -222,6 +223,7 @@ class Run:
         """Let subscribers have the events up to ``seq`` (holding that much text and reasoning)."""
         if seq <= self._released:
             return
+        self._evictable = self._released
         self._released, self._released_text, self._released_reasoning = seq, text_chars, reasoning_chars
         if self._waiters:
             waiters, self._waiters = self._waiters, []

@@ -16,7 +16,7 @@ from .persistence import NotebookRecorder, RunJournal, history_messages, make_tu
 from .persistence._schema import DEFAULT_CONVERSATION
 from .persistence.journal import JournalFault, JournalFull
 from .providers import ProviderRegistry
-from .runs import TERMINAL_STATUSES, Run, RunManager, RunRequest, utc_now
+from .runs import Run, RunManager, RunRequest, utc_now
 
 log = logging.getLogger("jupyter_streamchat")
 
@@ -89,7 +89,7 @@ class ChatService:
             for turn in recorded:
                 turns[turn["run"]] = turn
         for run in self.runs.list({"conversation": conversation}):
-            if run.status in TERMINAL_STATUSES and run.notebook == notebook and run.id not in turns:
+            if run.ended_for_clients and run.notebook == notebook and run.id not in turns:
                 turns[run.id] = make_turn(run.record(), run.prompt)
         return history_messages(list(turns.values()))
 

@@ -310,7 +310,8 @@ class RunJournal:
 
     # ----- rebuilding a removed or replaced journal ------------------------------------------------
     async def _rebuild(self, why: str) -> None:
-        log.error("streamchat journal: %s; rebuilding it with the runs this server knows", why)
+        if self._failing_since is None:  # while rebuilding keeps failing, the committer's failure log speaks
+            log.error("streamchat journal: %s; rebuilding it with the runs this server knows", why)
         runs, chunks = self._rebuild_rows()  # on the event loop: run texts are only read here
         assert self._executor is not None
         await asyncio.get_running_loop().run_in_executor(self._executor, self._store.rebuild, runs, chunks)
