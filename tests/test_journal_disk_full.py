@@ -290,18 +290,27 @@ async def test_an_immutable_shm_neither_kills_the_server_nor_loses_a_word(
             again = await client.start_run(chat("openai:quick"))
             assert (await wait_finished(client, again["id"]))["status"] == "completed"
 
-        # When the -shm is immutable while the server stops
+        # When the -shm is immutable while the server stops, and still when it starts again
         assert chattr("+i", shm)
         try:
             server.terminate()
+            # Then it exits cleanly, not by SIGBUS
+            assert server.process is not None
+            assert server.process.returncode not in (-signal.SIGBUS, 128 + signal.SIGBUS)
+            # And the next server starts, says why its journal is held, and refuses new runs
+            server.start()
+            await logged(server, "cannot be written")
+            async with client_for(server) as client:
+                assert (await refused(client, "openai:quick")).status == 503
+            assert server.process.poll() is None
         finally:
             chattr("-i", shm)
-        # Then it exits cleanly, not by SIGBUS
-        assert server.process is not None and server.process.returncode not in (-signal.SIGBUS, 128 + signal.SIGBUS)
-        # And the next start still knows every run
-        server.start()
+        # When the -shm can be written again
         async with client_for(server) as client:
+            # Then the journal is used again: the runs are recovered as they ended, and new runs accepted
             assert (await recovered_run(client, reader.run_id))["status"] == "completed"
+            again = await client.start_run(chat("openai:quick"))
+            assert (await wait_finished(client, again["id"]))["status"] == "completed"
     finally:
         chattr("-i", shm)
         server.close()
