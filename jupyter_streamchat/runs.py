@@ -164,6 +164,11 @@ class Run:
         """The ``done`` event has been released: the run's end is journaled and may be reported."""
         return self.status != RUNNING and self._released == self._seq
 
+    @property
+    def reported_status(self) -> str:
+        """The status clients are told: ``running`` until the ``done`` event is released."""
+        return self.status if self.ended_for_clients else RUNNING
+
     def record(self) -> dict[str, Any]:
         """The run as clients may know it: only released text, and ``running`` until ``done`` is released."""
         if self.ended_for_clients:
@@ -583,7 +588,8 @@ class RunManager:
     def list(self, filters: Mapping[str, str] | None = None) -> list[Run]:
         self._prune()
         runs = reversed(self._runs.values())  # insertion order is creation order: newest first
-        wanted = {k: v for k, v in (filters or {}).items() if v}
+        # A status filter matches the status clients are told (``running`` until the end is journaled).
+        wanted = {("reported_status" if k == "status" else k): v for k, v in (filters or {}).items() if v}
         return [run for run in runs if all(getattr(run, key) == value for key, value in wanted.items())]
 
     @property

@@ -123,6 +123,8 @@ async def test_events_the_journal_cannot_take_are_held_then_sent_and_recorded_on
     assert row is not None and row["status"] == "running" and row["text"] == seen
     record = await streamchat_client.get_run(started["id"])
     assert record["status"] == "running" and record["text"] == seen
+    assert [r["id"] for r in await streamchat_client.list_runs(status="running")] == [started["id"]]
+    assert await streamchat_client.list_runs(status="completed") == []
     # And new runs are refused while the journal cannot be written
     with pytest.raises(StreamChatAPIError) as refused:
         await streamchat_client.start_run(chat("openai:paced"))
