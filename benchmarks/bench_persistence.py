@@ -293,7 +293,9 @@ async def run(bench: Bench) -> Section:
         per_1k = journal["transactions"] / max(journal["tokens"], 1) * 1000
         per_s = journal["transactions"] / journal["seconds"]
         section.add(info("journal writes per 1k tokens (20 tokens/s)", per_1k))
-        section.add(check("journal writes per second, 1 run", per_s, "/s", "≤ ~10 /s", lambda v: v <= 10))
+        # Events are journaled before they are sent: a paced run commits once per upstream read (its cost per
+        # token is measured by the ``journal`` family), so this is no longer held to a batching target.
+        section.add(info("journal writes per second, 1 run", per_s, "/s"))
         section.notes.append(
             f"journal {Path(journals[0]).name}: {journal['transactions']} commits (write bursts) for "
             f"{journal['tokens']} tokens over {journal['seconds']:.1f} s"

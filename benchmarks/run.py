@@ -26,6 +26,7 @@ from typing import Any
 from . import (
     bench_aggregate,
     bench_hub,
+    bench_journal,
     bench_latency,
     bench_memory,
     bench_panel,
@@ -50,6 +51,7 @@ FAMILIES: dict[str, ModuleType] = {
         bench_resume,
         bench_memory,
         bench_persistence,
+        bench_journal,
         bench_widgets,
         bench_panel,
         bench_hub,

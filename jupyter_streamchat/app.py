@@ -20,6 +20,7 @@ from ._validation import BodyLimits
 from .handlers import route_table
 from .persistence import HandoffHub, NotebookFollower, NotebookRecorder, RunJournal
 from .persistence._notebooks import RECORD_RETRY_TIMEOUT
+from .persistence.journal import DEFAULT_RESERVE_BYTES
 from .providers import ProviderConfig, ProviderRegistry, UpstreamSettings, _environ
 from .runs import FAILED, Run, RunLimits, RunManager
 from .service import ChatService
@@ -173,7 +174,18 @@ class StreamChat(ExtensionApp):
         "server root). Servers started on the same root share it; each recovers only the runs of servers that "
         "are gone. Created readable by its owner only.",
     )
-    journal_flush_interval = Float(0.5, config=True, help="Seconds between batched journal writes.")
+    journal_flush_interval = Float(
+        0.5,
+        config=True,
+        help="Deprecated and ignored: events are journaled before they are sent (group commits, one at a time), "
+        "not every so many seconds.",
+    )
+    journal_reserve_bytes = Int(
+        DEFAULT_RESERVE_BYTES,
+        config=True,
+        help="Free space kept on the journal's disk for the runs already streaming: below it, new runs are "
+        "refused with 503 (logged, and logged again when there is room). 0: no reserve.",
+    )
     journal_maintenance_interval = Float(
         60.0,
         config=True,
@@ -316,7 +328,7 @@ class StreamChat(ExtensionApp):
             body_limits=BodyLimits(self.max_body_bytes, self.max_messages, self.max_message_chars),
             root_dir=self.serverapp.root_dir,
             keepalive_interval=self.keepalive_interval,
-            journal=RunJournal(self._journal_file(), self.journal_flush_interval),
+            journal=RunJournal(self._journal_file(), self.journal_reserve_bytes),
             notebooks=NotebookRecorder(
                 self.serverapp,
                 HandoffHub(),
@@ -340,7 +352,7 @@ class StreamChat(ExtensionApp):
             self._kernel_access.publish(self.serverapp)
         service = self.service
         assert service.journal is not None
-        service.journal.start_flusher(service.runs.running)
+        service.journal.start(service.runs.list)
         if service.notebooks is not None:
             service.notebooks.listen()
         service.start_maintenance(self.journal_maintenance_interval)

@@ -8,6 +8,13 @@ Per-token work is kept to: parse (in the provider), append the encoded event, wa
 Subscribers read the log by sequence number and get whatever accumulated as one joined chunk,
 so a slow client costs one write per wake-up rather than one per token.
 
+Journaled before released: a run started by the server has a journal ``sink``. New events then wait in
+the log (and their text in ``_unjournaled``) until the journal's committer has committed them, and only
+then are they ``_release``d to subscribers, so whatever any client was sent survives a ``kill -9``. The
+run hands itself to the sink once per commit round (``_queued``), not once per token. Without a sink
+(the in-kernel engine) events are released as they come. ``record()`` shows what was released:
+a run is reported ended (status, ``done``) only once its final record is journaled.
+
 A finished run is kept (for ``GET runs`` and late re-attaches) for up to ``finished_run_retention``,
 so it collapses to its text, reasoning and ``done`` event once no reader is left in its log: a
 replay is then ``snapshot`` + ``done``, which the SPEC's resume rule already covers.
@@ -38,6 +45,7 @@ TERMINAL_STATUSES = (COMPLETED, STOPPED, FAILED, INTERRUPTED)
 STOP, DISCONNECT, SHUTDOWN, TIME_LIMIT = "stop", "disconnect", "shutdown", "time_limit"
 
 _OTHER, _DELTA, _REASONING = 0, 1, 2
+TEXT_PART, REASONING_PART = _DELTA, _REASONING  # the kinds of ``take_unjournaled``'s parts
 _COMPACT_AFTER = 1024
 
 
@@ -73,6 +81,7 @@ class RunRequest:
 
 
 FinishHook = Callable[["Run"], Awaitable[None]]
+JournalSink = Callable[["Run"], None]
 
 
 class ReplyTooLarge(Exception):
@@ -128,6 +137,16 @@ class Run:
         # Characters of text/reasoning whose events were evicted: a snapshot is a prefix this long.
         self._evicted_text = 0
         self._evicted_reasoning = 0
+        # Release to subscribers (see the module docstring): events up to ``_released`` may be sent.
+        self._released = 1
+        self._evictable = 0  # ``_released`` before the latest release
+        self._released_text = 0
+        self._released_reasoning = 0
+        self._text_chars = 0
+        self._reasoning_chars = 0
+        self._sink: JournalSink | None = None
+        self._queued = False
+        self._unjournaled: list[tuple[int, str]] = []  # (kind, text) not committed to the journal yet
 
     # ----- state -------------------------------------------------------------------------------
     @property
@@ -151,14 +170,43 @@ class Run:
     def is_running(self) -> bool:
         return self.status == RUNNING
 
+    @property
+    def released_seq(self) -> int:
+        """The last event subscribers may be sent (journaled, when the run has a journal)."""
+        return self._released
+
+    @property
+    def ended_for_clients(self) -> bool:
+        """The ``done`` event has been released: the run's end is journaled and may be reported."""
+        return self.status != RUNNING and self._released == self._seq
+
+    @property
+    def reported_status(self) -> str:
+        """The status clients are told: ``running`` until the ``done`` event is released."""
+        return self.status if self.ended_for_clients else RUNNING
+
     def record(self) -> dict[str, Any]:
+        """The run as clients may know it: only released text, and ``running`` until ``done`` is released."""
+        if self.ended_for_clients:
+            return self._record(self.status, self.text, self.reasoning)
+        record = self._record(RUNNING, self.text[: self._released_text], self.reasoning[: self._released_reasoning])
+        record.update(finish_reason=None, error=None, finished=None)
+        return record
+
+    def journal_record(self) -> dict[str, Any]:
+        """Everything but the text (journaled apart, as chunks), whether released or not."""
+        record = self._record(self.status, "", "")
+        del record["text"], record["reasoning"]
+        return record
+
+    def _record(self, status: str, text: str, reasoning: str) -> dict[str, Any]:
         return {
             "id": self.id,
             "model": self.model,
             "mode": self.mode,
-            "status": self.status,
-            "text": self.text,
-            "reasoning": self.reasoning,
+            "status": status,
+            "text": text,
+            "reasoning": reasoning,
             "usage": dict(self.usage),
             "finish_reason": self.finish_reason,
             "error": self.error,
@@ -173,7 +221,9 @@ class Run:
     # ----- event log (hot path) ------------------------------------------------------------------
     def _append(self, kind: int, chars: int, data: bytes) -> None:
         log_ = self._log
-        if len(log_) - self._head >= self._limit:
+        # Only events released before the latest release are evicted: a reader that keeps up has taken
+        # those (it was woken by that release), so a slow commit, then a burst, never costs it a snapshot.
+        while len(log_) - self._head >= self._limit and log_[self._head][0] <= self._evictable:
             _, evicted_kind, evicted_chars, _ = log_[self._head]
             if evicted_kind == _DELTA:
                 self._evicted_text += evicted_chars
@@ -184,11 +234,40 @@ class Run:
                 del log_[: self._head]
                 self._head = 0
         log_.append((self._seq, kind, chars, data))
+        if self._sink is None:
+            self._release(self._seq, self._text_chars, self._reasoning_chars)
+        elif not self._queued:
+            self._queued = True
+            self._sink(self)
+
+    def _release(self, seq: int, text_chars: int, reasoning_chars: int) -> None:
+        """Let subscribers have the events up to ``seq`` (holding that much text and reasoning)."""
+        if seq <= self._released:
+            return
+        self._evictable = self._released
+        self._released, self._released_text, self._released_reasoning = seq, text_chars, reasoning_chars
         if self._waiters:
             waiters, self._waiters = self._waiters, []
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(True)
+        if not self._readers and self.ended_for_clients:
+            self._collapse()
+
+    # ----- the journal's side (once per commit round, not per token) -------------------------------
+    def journal_with(self, sink: JournalSink) -> None:
+        """From now on, events are released only once ``sink``'s committer has journaled them."""
+        self._sink = sink
+
+    def take_unjournaled(self) -> tuple[int, list[tuple[int, str]], int, int]:
+        """For the committer: the last event so far, the text not journaled yet, and the text lengths."""
+        self._queued = False
+        parts, self._unjournaled = self._unjournaled, []
+        return self._seq, parts, self._text_chars, self._reasoning_chars
+
+    def untake(self, parts: list[tuple[int, str]]) -> None:
+        """A commit failed: its text goes back in front of what came since, to be committed next time."""
+        self._unjournaled[:0] = parts
 
     def _emit_text(self, kind: int, name: str, text: str) -> None:
         self._seq += 1
@@ -204,9 +283,12 @@ class Run:
         if cursor < 1:
             parts.append(self._run_event)
             cursor = 1
-        if cursor >= self._seq:
+        released = self._released
+        if cursor >= released:
             return parts, cursor
         first = self._log[self._head][0]
+        if released < first - 1:
+            return parts, cursor  # the oldest buffered event is not released yet
         if cursor < first - 1:
             snapshot = {
                 "text": self.text[: self._evicted_text],
@@ -215,8 +297,9 @@ class Run:
             parts.append(encode_event(first - 1, "snapshot", snapshot))
             cursor = first - 1
         start = self._head + (cursor + 1 - first)
-        parts.extend(entry[3] for entry in self._log[start:])
-        return parts, self._seq
+        end = self._head + (released + 1 - first)
+        parts.extend(entry[3] for entry in self._log[start:end])
+        return parts, released
 
     def subscribe(self, after: int = 0) -> Subscription:
         return Subscription(self, after)
@@ -282,6 +365,9 @@ class Run:
             if self._text_chars > self._reply_cap:
                 self._too_large(self._text, _DELTA, "delta", text, self._text_chars)
             self._text.append(text)
+            self._text_chars += len(text)
+            if self._sink is not None:
+                self._unjournaled.append((_DELTA, text))
             self._emit_text(_DELTA, "delta", text)
         elif kind is Reasoning:
             text = event.text  # type: ignore[attr-defined]
@@ -291,6 +377,9 @@ class Run:
             if self._reasoning_chars > self._reply_cap:
                 self._too_large(self._reasoning, _REASONING, "reasoning", text, self._reasoning_chars)
             self._reasoning.append(text)
+            self._reasoning_chars += len(text)
+            if self._sink is not None:
+                self._unjournaled.append((_REASONING, text))
             self._emit_text(_REASONING, "reasoning", text)
         elif kind is Usage:
             for key in ("input_tokens", "output_tokens"):
@@ -331,9 +420,7 @@ class Run:
         }
         if error is not None:
             done["error"] = error
-        self._emit("done", done)
-        if not self._readers:
-            self._collapse()
+        self._emit("done", done)  # released (and the run collapsed) once journaled
 
     def _collapse(self) -> None:
         """Keep only what a finished run needs: text, reasoning, ``done`` (and ``run``, kept apart).
@@ -343,7 +430,7 @@ class Run:
         ``snapshot`` + ``done``. Up to ``replay_buffer_events`` encoded events (hundreds of KB) per
         run would otherwise stay for the whole retention time, for up to ``max_retained_runs`` runs.
         """
-        if self.status == RUNNING or self._collapsed:
+        if not self.ended_for_clients or self._collapsed:
             return
         self._collapsed = True
         self._evicted_text = len(self.text)
@@ -398,11 +485,12 @@ class Subscription:
 
     @property
     def exhausted(self) -> bool:
-        return self._closed or (not self._run.is_running and self.cursor >= self._run.last_seq)
+        run = self._run
+        return self._closed or (run.ended_for_clients and self.cursor >= run._released)
 
     def take(self) -> bytes:
-        """Everything new since the last call, as one chunk (empty when nothing is new)."""
-        if self.cursor >= self._run.last_seq and self.cursor >= 1:
+        """Everything released since the last call, as one chunk (empty when nothing is new)."""
+        if self.cursor >= self._run._released and self.cursor >= 1:
             return b""
         parts, self.cursor = self._run._events_after(self.cursor)
         return b"".join(parts)
@@ -411,7 +499,7 @@ class Subscription:
         """Wait for new events or close; False when nothing happened for ``keepalive`` seconds."""
         run = self._run
         loop = asyncio.get_running_loop()
-        if self._closed or self.cursor < run.last_seq or not run.is_running:
+        if self._closed or self.cursor < run._released or run.ended_for_clients:
             self._idle_since = loop.time()
             return True
         if self._timer is None or keepalive != self._keepalive:
@@ -448,8 +536,8 @@ class Subscription:
         if not self._closed:
             run = self._run
             run._readers -= 1
-            if not run._readers and not run.is_running:
-                run._collapse()  # the last reader of a finished run has left
+            if not run._readers:
+                run._collapse()  # the last reader of a finished run has left (no-op while it runs)
         self._closed = True
         if self._timer is not None:
             self._timer.cancel()
@@ -535,7 +623,8 @@ class RunManager:
     def list(self, filters: Mapping[str, str] | None = None) -> list[Run]:
         self._prune()
         runs = reversed(self._runs.values())  # insertion order is creation order: newest first
-        wanted = {k: v for k, v in (filters or {}).items() if v}
+        # A status filter matches the status clients are told (``running`` until the end is journaled).
+        wanted = {("reported_status" if k == "status" else k): v for k, v in (filters or {}).items() if v}
         return [run for run in runs if all(getattr(run, key) == value for key, value in wanted.items())]
 
     @property

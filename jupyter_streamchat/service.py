@@ -24,8 +24,9 @@ from .persistence import (
 )
 from .persistence._schema import DEFAULT_CONVERSATION
 from .persistence._writers import NotANotebook
+from .persistence.journal import JournalFault, JournalFull
 from .providers import ProviderRegistry
-from .runs import TERMINAL_STATUSES, Run, RunManager, RunRequest, utc_now
+from .runs import Run, RunManager, RunRequest, utc_now
 
 log = logging.getLogger("jupyter_streamchat")
 
@@ -82,9 +83,17 @@ class ChatService:
                 self.runs.abandon(run)
                 if self.notebooks is not None:
                     self.notebooks.follower.forget(run.id)
-                log.error("streamchat: run not started, the journal could not be written: %s", exc, exc_info=True)
+                log.error(
+                    "streamchat: run not started, the journal could not be written: %s",
+                    exc,
+                    exc_info=not isinstance(exc, JournalFault),
+                )
+                if isinstance(exc, JournalFull):
+                    reason = "the disk it is on is nearly full"
+                else:
+                    reason = f"it could not be written: {type(exc).__name__}"
                 raise JournalUnavailable(
-                    f"the run journal could not be written ({type(exc).__name__}); nothing was started"
+                    f"the run journal cannot take a new run ({reason}); nothing was started"
                 ) from exc
         self.runs.launch(run, provider, model)
         log.info("streamchat run %s started: %s (%s)", run.id, model_id, mode)
@@ -101,21 +110,26 @@ class ChatService:
             for turn in recorded:
                 turns[turn["run"]] = turn
         for run in self.runs.list({"conversation": conversation}):
-            if run.status in TERMINAL_STATUSES and run.notebook == notebook and run.id not in turns:
+            if run.ended_for_clients and run.notebook == notebook and run.id not in turns:
                 turns[run.id] = make_turn(run.record(), run.prompt)
         return history_messages(list(turns.values()))
 
     async def _record_finished(self, run: Run) -> None:
-        """Finish hook: journal the final record, then land the turn in its notebook exactly once.
+        """Finish hook: wait until the final record is journaled (and ``done`` released), then land the
+        turn in its notebook exactly once.
 
-        A journal that fails here does not keep the turn from its notebook; the journal keeps the
-        final record and its flusher writes it once it can.
+        While the journal cannot be written, this waits with the run's clients: the run has not ended for
+        anyone yet. If the journal closes first (shutdown), the notebook is left to the next start's
+        recovery, which records the run as the journal holds it: as far as any client saw it.
         """
         if self.journal is not None:
             try:
                 await self.journal.finished(run)
-            except Exception:
-                log.exception("streamchat run %s: its final record could not be journaled yet (retried)", run.id)
+            except JournalFault:
+                log.warning(
+                    "streamchat run %s: its end was not journaled before shutdown; the next start recovers it", run.id
+                )
+                return
         await self.record_in_notebook(run)
 
     async def record_in_notebook(self, run: Run) -> None:
@@ -237,6 +251,7 @@ class ChatService:
         runs of servers on the same journal that went away since."""
         self.runs.prune()
         if self.journal is not None:
+            self.journal.check_room()  # logs when the disk fills up or has room again
             forgotten = await self.journal.forget_before(time.time() - self.runs.limits.finished_run_retention)
             if forgotten:
                 log.debug("streamchat journal: %d runs past their retention forgotten", forgotten)
@@ -254,6 +269,8 @@ class ChatService:
                     else:
                         await self.recover()
                         recovered = True
+                except JournalFault as fault:  # the journal's file or disk, already logged where it is seen
+                    log.warning("streamchat: journal upkeep skipped (%s); retried in %.0f s", fault, interval)
                 except Exception:
                     log.exception("streamchat: journal upkeep failed; retried in %.0f s", interval)
                 await asyncio.sleep(interval)

@@ -151,7 +151,7 @@ async def test_sigkill_mid_run_is_interrupted_and_persisted_exactly_once(
     server.start()
     async with client_for(server) as client:
         run_id = await start_stalling_run(client, upstream, "tell me")
-    # And the journal holds the text the client saw (batched flush every 0.1 s)
+    # And the journal holds the text the client saw (journaled before the client was sent it)
     await poll(lambda: journaled_text(server.journal, run_id) == PARTIAL, 5, "the partial text in the journal")
     assert turns_for(valid_notebook(notebook_path), run_id) == []
 

@@ -1,4 +1,4 @@
-"""The run journal: batched writes while streaming, recovery of unfinished runs."""
+"""The run journal: group commits while streaming, recovery of unfinished runs."""
 
 from __future__ import annotations
 
@@ -18,17 +18,21 @@ from tests.helpers import chat, collect, service_of
 from tests.upstream import Script, Stall, Text
 
 
-async def test_streaming_writes_the_journal_in_batches(streamchat_client, upstream, jp_serverapp):
+async def test_an_unpaced_stream_is_journaled_in_group_commits_not_one_per_token(
+    streamchat_client, upstream, jp_serverapp
+):
     journal = service_of(jp_serverapp).journal
-    upstream.script("steady", Script.reply([f"t{i} " for i in range(300)], pace=0.003))
+    # Given a model that sends 3,000 tokens as fast as it can (hundreds per socket write)
+    upstream.script("bulk", Script.bulk(3000, "t "))
     before = journal.transactions
-    started = await streamchat_client.start_run(chat("openai:steady"))
+    # When a client streams it
+    started = await streamchat_client.start_run(chat("openai:bulk"))
     events = await collect(streamchat_client.events(started["id"]))
     writes = journal.transactions - before
     deltas = sum(m.event == "delta" for m in events)
-    # ~1 s of streaming at a 0.5 s flush interval: a handful of transactions, not one per token
-    assert deltas == 300
-    assert writes <= 10, f"{writes} journal transactions for {deltas} tokens"
+    # Then every token was sent, and tokens that arrived while a commit was in flight shared the next one
+    assert deltas == 3000
+    assert writes <= deltas // 10, f"{writes} journal transactions for {deltas} tokens"
 
 
 async def test_the_server_journals_what_it_streams(streamchat_client, upstream, jp_serverapp):
@@ -37,13 +41,8 @@ async def test_the_server_journals_what_it_streams(streamchat_client, upstream, 
     started = await streamchat_client.start_run(chat("openai:partial"))
     await collect(streamchat_client.events(started["id"]), limit=2)
     # While the run waits on its upstream, the server's own journal file (read from outside) holds
-    # the run, as running, with the text clients saw
-    for _ in range(200):  # up to ~10 s; the flush interval is 0.5 s
-        row = journaled(journal_file, started["id"])
-        if row[1] == "abcdef":
-            break
-        await asyncio.sleep(0.05)
-    assert row == ("running", "abcdef")
+    # the run, as running, with the text clients saw: it was journaled before they were sent it
+    assert journaled(journal_file, started["id"]) == ("running", "abcdef")
     # And its final record once it ends
     await streamchat_client.stop(started["id"])
     assert journaled(journal_file, started["id"]) == ("stopped", "abcdef")
@@ -59,18 +58,21 @@ def journaled(path: Path, run_id: str) -> tuple[str | None, str]:
         db.close()
 
 
-def streamed_run(*chunks: str) -> Run:
+async def streamed_run(journal: RunJournal, *chunks: str) -> Run:
+    """A run journaled by ``journal`` that streamed ``chunks``, committed."""
     run = Run(RunRequest("openai:x", [{"role": "user", "content": "hi"}]), "detached", 100)
+    await journal.started(run, run.prompt)
     for chunk in chunks:
         run._on_event(Delta(chunk))
+    await journal.flush()
+    assert run.released_seq == run.last_seq
     return run
 
 
 def crash(journal: RunJournal) -> None:
     """What SIGKILL does to a journal's owner: its lock is gone, its lock file and rows stay."""
-    assert journal._lock_fd is not None
-    os.close(journal._lock_fd)
-    journal._lock_fd = None
+    assert journal._owners.held
+    journal._owners.drop_without_cleanup()
 
 
 async def test_recovery_takes_over_only_runs_whose_server_is_gone(tmp_path):
@@ -78,9 +80,7 @@ async def test_recovery_takes_over_only_runs_whose_server_is_gone(tmp_path):
     # Given a server (journal a) streaming a run, journaled with its text so far
     a = RunJournal(path)
     a.open()
-    run = streamed_run("abc", "def")
-    await a.started(run, run.prompt)
-    await a.flush([run])
+    run = await streamed_run(a, "abc", "def")
     # When a second server (b) opens the same journal and recovers
     b = RunJournal(path)
     b.open()
@@ -109,9 +109,7 @@ async def test_recovery_takes_over_only_runs_whose_server_is_gone(tmp_path):
     recovery = await c.recover("2026-01-03T00:00:00.000Z")
     assert recovery.claimed == set() and [r.persisted for r in recovery.runs] == [True]
     await c.close()
-    assert a._db is not None
-    a._db.close()
-    a._executor.shutdown()  # type: ignore[union-attr]
+    await a.close()
 
 
 def mode(path: Path) -> int:

@@ -11,6 +11,7 @@ import asyncio
 import sqlite3
 import threading
 import time
+from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,6 @@ import pytest
 
 from jupyter_streamchat.client import StreamChatAPIError
 from jupyter_streamchat.persistence import RunJournal
-from jupyter_streamchat.providers import Delta
-from jupyter_streamchat.runs import Run, RunRequest
 from tests.helpers import chat, collect, service_of, text_of, wait_finished
 from tests.upstream import Finish, Malformed, Script, Stall, Text, Usage
 
@@ -54,6 +53,12 @@ async def eventually(check: Any, timeout: float, what: str) -> Any:
     return result
 
 
+def log_lines(caplog: pytest.LogCaptureFixture, words: str) -> set[tuple[str, float]]:
+    """Log calls (not records: the extension's log handler sees each record twice) whose message has ``words``."""
+    records = [r for r in caplog.records if r.name.startswith("jupyter_streamchat") and words in r.getMessage()]
+    return {(r.getMessage(), r.created) for r in records}
+
+
 def logged(caplog: pytest.LogCaptureFixture, words: str) -> list[str]:
     messages = [r.getMessage() for r in caplog.records if r.name.startswith("jupyter_streamchat")]
     return [message for message in messages if words in message]
@@ -61,7 +66,7 @@ def logged(caplog: pytest.LogCaptureFixture, words: str) -> list[str]:
 
 @pytest.fixture
 def streamchat_settings(streamchat_settings: dict[str, Any]) -> dict[str, Any]:
-    return {**streamchat_settings, "max_concurrent_runs": 1, "journal_flush_interval": 0.1}
+    return {**streamchat_settings, "max_concurrent_runs": 1}
 
 
 async def test_a_run_that_cannot_be_journaled_is_not_started_and_holds_no_slot(
@@ -88,41 +93,67 @@ async def test_a_run_that_cannot_be_journaled_is_not_started_and_holds_no_slot(
     assert record["status"] == "completed" and record["text"] == "fine"
 
 
-async def test_a_failing_final_journal_write_still_records_the_notebook(
+async def test_events_the_journal_cannot_take_are_held_then_sent_and_recorded_once_it_can(
     streamchat_client, upstream, jp_serverapp, jp_root_dir, caplog
 ):
     journal = journal_of(jp_serverapp)
     nbformat.write(nbformat.v4.new_notebook(), jp_root_dir / "nb.ipynb")
-    upstream.script("paced", Script.reply([f"w{i} " for i in range(20)], pace=0.05))
-    # Given a run into a notebook, journaled when it started
+    upstream.script("paced", Script.reply([f"w{i} " for i in range(20)], pace=0.02))
+    # Given a run into a notebook, journaled when it started, and a client reading it
     started = await streamchat_client.start_run(chat("openai:paced", notebook="nb.ipynb"))
-    first = await collect(streamchat_client.events(started["id"]), limit=2)
+    received: list[Any] = []
+
+    async def read() -> None:
+        async with aclosing(streamchat_client.events(started["id"])) as events:
+            async for message in events:
+                received.append(message)
+
+    reader = asyncio.ensure_future(read())
+    await eventually(lambda: text_of(received), 10, "the first words")
     # When the journal stops taking writes before the run ends
     set_read_only(journal, True)
-    rest = await collect(streamchat_client.events(started["id"], after=int(first[-1].id)))
-    record = await wait_finished(streamchat_client, started["id"])
-    assert record["status"] == "completed" and text_of(first + rest) == record["text"]
+    run = service_of(jp_serverapp).runs.get(started["id"])
+    await (await upstream.wait_for_request_async("paced")).wait_finished_async(10)
+    await eventually(lambda: run.status != "running", 10, "the run to end upstream")
+    await eventually(lambda: logged(caplog, "write failed"), 10, "the log line saying the journal write failed")
+    # Then no client is sent what the journal does not hold, nor told the run ended
+    assert not reader.done() and "done" not in [m.event for m in received]
+    seen = text_of(received)
+    row = journaled(journal.path, started["id"])
+    assert row is not None and row["status"] == "running" and row["text"] == seen
+    record = await streamchat_client.get_run(started["id"])
+    assert record["status"] == "running" and record["text"] == seen
+    assert [r["id"] for r in await streamchat_client.list_runs(status="running")] == [started["id"]]
+    assert await streamchat_client.list_runs(status="completed") == []
+    # And new runs are refused while the journal cannot be written
+    with pytest.raises(StreamChatAPIError) as refused:
+        await streamchat_client.start_run(chat("openai:paced"))
+    assert refused.value.status == 503
+    # And the notebook does not have the turn yet
+    assert turns_in(jp_root_dir / "nb.ipynb") == []
 
-    # Then the notebook still gets the turn, once, with the whole text
-    def turns() -> list[dict[str, Any]]:
-        notebook = nbformat.read(jp_root_dir / "nb.ipynb", as_version=4)
-        return notebook.metadata.get("streamchat", {}).get("conversations", {}).get("default", {}).get("turns", [])
-
-    (turn,) = await eventually(turns, 10, "the turn in the notebook")
-    assert turn["run"] == started["id"] and turn["reply"]["content"] == record["text"]
-    # And the failure was logged
-    assert logged(caplog, "could not be journaled")
     # When the journal takes writes again
     set_read_only(journal, False)
-    # Then the flusher writes the final record it kept, with all of the text
-    row = await eventually(
-        lambda: (r := journaled(journal.path, started["id"])) and r["status"] == "completed" and r,
-        10,
-        "the final record in the journal",
+    await asyncio.wait_for(reader, 10)
+    # Then the client gets the rest and the end, as the journal holds them
+    record = await wait_finished(streamchat_client, started["id"])
+    assert record["status"] == "completed" and text_of(received) == record["text"] == "".join(
+        f"w{i} " for i in range(20)
     )
-    assert row["text"] == record["text"]
-    # (the flusher logs once its write has returned to the event loop, a moment after the commit seen above)
+    assert received[-1].event == "done" and received[-1].json()["status"] == "completed"
+    row = journaled(journal.path, started["id"])
+    assert row is not None and row["status"] == "completed" and row["text"] == record["text"]
+    # And the notebook gets the turn, once, with the whole text
+    (turn,) = await eventually(lambda: turns_in(jp_root_dir / "nb.ipynb"), 10, "the turn in the notebook")
+    assert turn["run"] == started["id"] and turn["reply"]["content"] == record["text"]
+    # And the failure was logged once (not at each retry), and so was the recovery
     await eventually(lambda: logged(caplog, "writes work again"), 5, "the log line saying writes work again")
+    assert len(log_lines(caplog, "write failed")) == 1
+
+
+def turns_in(path: Path) -> list[dict[str, Any]]:
+    notebook = nbformat.read(path, as_version=4)
+    return notebook.metadata.get("streamchat", {}).get("conversations", {}).get("default", {}).get("turns", [])
 
 
 async def test_journal_work_never_stalls_the_event_loop(streamchat_client, upstream, jp_serverapp):
@@ -144,7 +175,7 @@ async def test_journal_work_never_stalls_the_event_loop(streamchat_client, upstr
     holder = threading.Thread(target=hold_lock)
     holder.start()
     assert await asyncio.to_thread(locked.wait, 5)
-    # When the server flushes the streaming run (every 0.1 s) meanwhile, while a client asks for the
+    # When the server journals the streaming run meanwhile, while a client asks for the
     # models and a timer measures how late the event loop (the server's and this test's) wakes it up
     slowest_request = latest_wakeup = 0.0
     try:
@@ -165,7 +196,7 @@ async def test_journal_work_never_stalls_the_event_loop(streamchat_client, upstr
     await eventually(lambda: (r := journaled(journal.path, started["id"])) and r["text"] == record["text"], 10, "text")
 
 
-async def test_text_that_is_no_utf8_neither_stops_the_flusher_nor_is_lost(streamchat_client, upstream, jp_serverapp):
+async def test_text_that_is_no_utf8_neither_stops_the_committer_nor_is_lost(streamchat_client, upstream, jp_serverapp):
     journal = journal_of(jp_serverapp)
     # Given a model whose JSON holds a lone surrogate (valid JSON, but no UTF-8 once decoded)
     lone = Malformed(b'data: {"choices":[{"index":0,"delta":{"content":"a\\ud800b"},"finish_reason":null}]}\n\n')
@@ -175,39 +206,12 @@ async def test_text_that_is_no_utf8_neither_stops_the_flusher_nor_is_lost(stream
     assert record["status"] == "completed" and record["text"] == "xa\ud800b"
     # Then the journal holds exactly that text
     await eventually(lambda: (r := journaled(journal.path, started["id"])) and r["text"] == record["text"], 5, "text")
-    # And the flusher goes on journaling later runs while they stream
+    # And the committer goes on journaling later runs while they stream
     upstream.script("later", Script([Text("still "), Text("here"), Stall(30)]))
     later = await streamchat_client.start_run(chat("openai:later"))
     await collect(streamchat_client.events(later["id"]), limit=2)
     await eventually(lambda: (r := journaled(journal.path, later["id"])) and r["text"] == "still here", 5, "text")
     await streamchat_client.stop(later["id"])
-
-
-async def test_the_flusher_survives_any_error(tmp_path, caplog):
-    journal = RunJournal(tmp_path / "j.sqlite3", flush_interval=0.02)
-    journal.open()
-    run = Run(RunRequest("openai:x", [{"role": "user", "content": "hi"}]), "detached", 100)
-    await journal.started(run, run.prompt)
-    calls = 0
-
-    def running() -> list[Run]:
-        # Not an SQLite error: anything a bug or the machine may raise
-        nonlocal calls
-        calls += 1
-        if calls <= 3:
-            raise RuntimeError("not sqlite")
-        return [run]
-
-    # Given a flusher whose first flushes fail with a non-SQLite error
-    journal.start_flusher(running)
-    run._on_event(Delta("kept"))
-    # Then it goes on, and journals the run's text
-    await eventually(lambda: journaled(journal.path, run.id)["text"] == "kept", 5, "the text")  # type: ignore[index]
-    # With one log line for the failure, not one per attempt, and one when it works again
-    await eventually(lambda: logged(caplog, "writes work again"), 5, "the log line saying writes work again")
-    assert len(logged(caplog, "journal flush failed")) == 1
-    assert len(logged(caplog, "writes work again")) == 1
-    await journal.close()
 
 
 class TestRetention:

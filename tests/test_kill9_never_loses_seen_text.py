@@ -1,0 +1,89 @@
+"""``kill -9`` while a client reads: the recorded text always holds every word any client was sent.
+
+Events are journaled before they are released to subscribers, so whatever point the kill lands on, the
+restarted server's record (``GET runs/{id}`` and the notebook file's one turn) starts with all the client
+received. The race is run at several points of a fast, paced stream, on detached runs and direct streams.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import aclosing
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+from jupyter_streamchat.client import StreamChatClient
+from tests._server_process import ServerProcess
+from tests.helpers import chat
+from tests.test_crash_recovery import notebook_with_turn, recovered_run, turns_for, valid_notebook
+from tests.upstream import FakeUpstream, Script, Stall, Text
+
+NOTEBOOK = "seen.ipynb"
+WORDS = [f"word{i} " for i in range(600)]  # ~4,700 characters, a chunk every 2 ms
+
+
+@pytest.fixture
+def server(tmp_path: Path, upstream: FakeUpstream) -> Iterator[ServerProcess]:
+    process = ServerProcess(tmp_path / "server", upstream.openai_base_url)
+    try:
+        yield process
+    finally:
+        process.close()
+
+
+async def read_then_kill(events: Any, server: ServerProcess, chars: int) -> tuple[str, str]:
+    """Read ``events`` until at least ``chars`` characters of text arrived, then SIGKILL the server at once
+    (before reading on); returns the run id (from the ``run`` event) and the text received."""
+    seen, run_id = "", ""
+    async with aclosing(events) as stream:
+        async for message in stream:
+            if message.event == "run":
+                run_id = message.json()["id"]
+            elif message.event == "delta":
+                seen += message.json()["text"]
+                if len(seen) >= chars:
+                    server.kill()
+                    break
+            elif message.event == "done":
+                raise AssertionError(f"the run ended before the client had {chars} characters")
+    return run_id, seen
+
+
+@pytest.mark.parametrize(
+    ("mode", "chars"),
+    [("detached", 1), ("detached", 250), ("detached", 1031), ("detached", 3000), ("direct", 600)],
+)
+async def test_the_record_after_kill9_starts_with_everything_a_client_received(
+    server: ServerProcess, upstream: FakeUpstream, mode: str, chars: int
+) -> None:
+    notebook_path = server.root / NOTEBOOK
+    nbformat.write(nbformat.v4.new_notebook(), notebook_path)
+    upstream.script("fast", Script([*(Text(word) for word in WORDS), Stall(30)], pace=0.002))
+    server.start()
+    body = chat("openai:fast", "talk", notebook=NOTEBOOK, conversation="c")
+    # Given a client reading a fast stream into a notebook
+    async with StreamChatClient(server.base_url, server.token, timeout=10) as client:
+        if mode == "detached":
+            started = await client.start_run(body)
+            events = client.events(started["id"])
+        else:
+            events = client.stream(body)
+        # When the server is killed with SIGKILL right after the client received `chars` characters
+        run_id, seen = await read_then_kill(events, server, chars)
+    assert run_id and len(seen) >= chars
+
+    # And a new server starts on the same root and journal
+    server.start()
+    async with StreamChatClient(server.base_url, server.token, timeout=10) as client:
+        record = await recovered_run(client, run_id)
+    # Then the recorded text starts with everything the client received
+    assert record["status"] == "interrupted"
+    assert record["text"].startswith(seen), (len(seen), len(record["text"]))
+    # And the notebook file holds exactly one turn for the run, with that same text
+    await notebook_with_turn(notebook_path, run_id)
+    (turn,) = turns_for(valid_notebook(notebook_path), run_id)
+    assert turn["reply"]["content"] == record["text"]
+    assert turn["reply"]["status"] == "interrupted"
