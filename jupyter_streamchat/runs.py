@@ -117,9 +117,8 @@ class Run:
 
         self._text: list[str] = []
         self._reasoning: list[str] = []
-        # Characters streamed so far, so the cap costs one addition per event (0 or less: no cap).
+        # The cap on reply (and reasoning) characters, checked against _text_chars / _reasoning_chars below.
         self._reply_cap = max_reply_chars if max_reply_chars > 0 else sys.maxsize
-        self._text_chars = self._reasoning_chars = 0
         self._terminal_seen = False
         self._task: asyncio.Task[None] | None = None
         self._deadline: asyncio.TimerHandle | None = None
@@ -142,7 +141,7 @@ class Run:
         self._evictable = 0  # ``_released`` before the latest release
         self._released_text = 0
         self._released_reasoning = 0
-        self._text_chars = 0
+        self._text_chars = 0  # characters streamed so far (one addition per event)
         self._reasoning_chars = 0
         self._sink: JournalSink | None = None
         self._queued = False
@@ -361,9 +360,8 @@ class Run:
             text = event.text  # type: ignore[attr-defined]
             if self.first_token is None:
                 self.first_token = utc_now()
-            self._text_chars += len(text)
-            if self._text_chars > self._reply_cap:
-                self._too_large(self._text, _DELTA, "delta", text, self._text_chars)
+            if self._text_chars + len(text) > self._reply_cap:
+                self._too_large(_DELTA, "delta", text[: self._reply_cap - self._text_chars])
             self._text.append(text)
             self._text_chars += len(text)
             if self._sink is not None:
@@ -373,9 +371,8 @@ class Run:
             text = event.text  # type: ignore[attr-defined]
             if self.first_token is None:
                 self.first_token = utc_now()
-            self._reasoning_chars += len(text)
-            if self._reasoning_chars > self._reply_cap:
-                self._too_large(self._reasoning, _REASONING, "reasoning", text, self._reasoning_chars)
+            if self._reasoning_chars + len(text) > self._reply_cap:
+                self._too_large(_REASONING, "reasoning", text[: self._reply_cap - self._reasoning_chars])
             self._reasoning.append(text)
             self._reasoning_chars += len(text)
             if self._sink is not None:
@@ -394,13 +391,11 @@ class Run:
             if event.reason is not None or self.finish_reason is None:  # type: ignore[attr-defined]
                 self.finish_reason = event.reason or self.finish_reason  # type: ignore[attr-defined]
 
-    def _too_large(self, parts: list[str], kind: int, name: str, text: str, total: int) -> NoReturn:
-        """Keep and send the part of ``text`` that fits under the cap (what is recorded is what was streamed),
-        then end the run: ``_drive`` concludes it as failed and hangs up on the provider."""
-        kept = text[: len(text) - (total - self._reply_cap)]
+    def _too_large(self, kind: int, name: str, kept: str) -> NoReturn:
+        """Keep and send the part of a text event that fits under the cap (what is recorded is what was
+        streamed), then end the run: ``_drive`` concludes it as failed and hangs up on the provider."""
         if kept:
-            parts.append(kept)
-            self._emit_text(kind, name, kept)
+            self._on_event(Delta(kept) if kind == _DELTA else Reasoning(kept))
         raise ReplyTooLarge(self._reply_cap)
 
     def _conclude(self, status: str, error: dict[str, Any] | None) -> None:

@@ -203,8 +203,9 @@ async def test_text_that_is_no_utf8_neither_stops_the_committer_nor_is_lost(stre
     upstream.script("odd", Script([Text("x"), lone, Stall(0.5), Finish("stop"), Usage()]))
     started = await streamchat_client.start_run(chat("openai:odd"))
     record = await wait_finished(streamchat_client, started["id"])
-    assert record["status"] == "completed" and record["text"] == "xa\ud800b"
-    # Then the journal holds exactly that text
+    # Then it completes with the surrogate replaced (SPEC 4: a reply is always storable as UTF-8)
+    assert record["status"] == "completed" and record["text"] == "xa\ufffdb"
+    # And the journal holds exactly that text
     await eventually(lambda: (r := journaled(journal.path, started["id"])) and r["text"] == record["text"], 5, "text")
     # And the committer goes on journaling later runs while they stream
     upstream.script("later", Script([Text("still "), Text("here"), Stall(30)]))
