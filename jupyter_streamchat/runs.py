@@ -193,9 +193,11 @@ class Run:
         return record
 
     def journal_record(self) -> dict[str, Any]:
-        """Everything but the text (journaled apart, as chunks), whether released or not."""
+        """Everything but the text (journaled apart, as chunks), whether released or not, and the last event
+        id so far: after a restart the run's ids go on from there, so a client's ``Last-Event-ID`` stays valid."""
         record = self._record(self.status, "", "")
         del record["text"], record["reasoning"]
+        record["events"] = self._seq
         return record
 
     def _record(self, status: str, text: str, reasoning: str) -> dict[str, Any]:
@@ -593,6 +595,9 @@ class RunManager:
         )
         run = Run(request, record.get("mode") or "detached", self.limits.replay_buffer_events)
         run.id = record["id"]
+        # Ids go on after the last one journaled: a client that saw any of them resumes with a snapshot.
+        events = record.get("events")
+        run._seq = events if isinstance(events, int) and not isinstance(events, bool) and events > 1 else 1
         run._run_event = encode_event(
             1, "run", {"id": run.id, "model": run.model, "mode": run.mode, "created": record["created"]}
         )

@@ -34,12 +34,13 @@ def server(tmp_path: Path, upstream: FakeUpstream) -> Iterator[ServerProcess]:
         process.close()
 
 
-async def read_then_kill(events: Any, server: ServerProcess, chars: int) -> tuple[str, str]:
+async def read_then_kill(events: Any, server: ServerProcess, chars: int) -> tuple[str, str, int]:
     """Read ``events`` until at least ``chars`` characters of text arrived, then SIGKILL the server at once
-    (before reading on); returns the run id (from the ``run`` event) and the text received."""
-    seen, run_id = "", ""
+    (before reading on); returns the run id (from the ``run`` event), the text received and the last event id."""
+    seen, run_id, last_id = "", "", 0
     async with aclosing(events) as stream:
         async for message in stream:
+            last_id = int(message.id or last_id)
             if message.event == "run":
                 run_id = message.json()["id"]
             elif message.event == "delta":
@@ -49,7 +50,7 @@ async def read_then_kill(events: Any, server: ServerProcess, chars: int) -> tupl
                     break
             elif message.event == "done":
                 raise AssertionError(f"the run ended before the client had {chars} characters")
-    return run_id, seen
+    return run_id, seen, last_id
 
 
 @pytest.mark.parametrize(
@@ -72,7 +73,7 @@ async def test_the_record_after_kill9_starts_with_everything_a_client_received(
         else:
             events = client.stream(body)
         # When the server is killed with SIGKILL right after the client received `chars` characters
-        run_id, seen = await read_then_kill(events, server, chars)
+        run_id, seen, last_id = await read_then_kill(events, server, chars)
     assert run_id and len(seen) >= chars
 
     # And a new server starts on the same root and journal
@@ -87,3 +88,26 @@ async def test_the_record_after_kill9_starts_with_everything_a_client_received(
     (turn,) = turns_for(valid_notebook(notebook_path), run_id)
     assert turn["reply"]["content"] == record["text"]
     assert turn["reply"]["status"] == "interrupted"
+
+
+async def test_a_client_resumes_after_kill9_from_the_last_event_it_saw(
+    server: ServerProcess, upstream: FakeUpstream
+) -> None:
+    nbformat.write(nbformat.v4.new_notebook(), server.root / NOTEBOOK)
+    upstream.script("fast", Script([*(Text(word) for word in WORDS), Stall(30)], pace=0.002))
+    server.start()
+    # Given a client that read part of a detached run when the server was killed
+    async with StreamChatClient(server.base_url, server.token, timeout=10) as client:
+        started = await client.start_run(chat("openai:fast", "talk", notebook=NOTEBOOK, conversation="c"))
+        run_id, seen, last_id = await read_then_kill(client.events(started["id"]), server, 700)
+    assert last_id > 100
+    # When a new server starts and the client re-attaches with the last event id it saw
+    server.start()
+    async with StreamChatClient(server.base_url, server.token, timeout=10) as client:
+        record = await recovered_run(client, run_id)
+        messages = [message async for message in client.events(run_id, after=last_id)]
+    # Then it is answered (not refused as beyond the end): a snapshot of the recorded text, then done
+    assert [m.event for m in messages] == ["snapshot", "done"]
+    assert all(int(m.id or 0) > last_id for m in messages)
+    assert messages[0].json()["text"] == record["text"] and record["text"].startswith(seen)
+    assert messages[1].json()["status"] == "interrupted"

@@ -276,7 +276,8 @@ class RunJournal:
             taken.append(_Taken(progress, seq, parts, text_chars, reasoning_chars, final))
         if not taken:
             return
-        write = asyncio.ensure_future(self._call(self._store.write, chunks, finals))
+        events = [(item.seq, item.progress.run.id) for item in taken if not item.final]
+        write = asyncio.ensure_future(self._call(self._store.write, chunks, finals, events))
         try:
             await asyncio.shield(write)
         except asyncio.CancelledError:

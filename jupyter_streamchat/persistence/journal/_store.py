@@ -145,14 +145,17 @@ class Store:
         with self.transaction() as db:
             _insert_runs(db, [row])
 
-    def write(self, chunks: list[ChunkRow], finals: list[tuple[str, str, str]]) -> None:
-        """One group commit: every run's new text, and the final records of runs that ended."""
+    def write(
+        self, chunks: list[ChunkRow], finals: list[tuple[str, str, str]], events: Iterable[tuple[int, str]] = ()
+    ) -> None:
+        """One group commit: every run's new text, its last event id, and the final records of runs that ended."""
         with self.transaction() as db:
             if chunks:
                 db.executemany(
                     "INSERT INTO chunks (run_id, kind, text) VALUES (?, ?, ?)",
                     [(run_id, kind, storable(text)) for run_id, kind, text in chunks],
                 )
+            db.executemany("UPDATE runs SET record = json_set(record, '$.events', ?) WHERE id = ?", events)
             if finals:
                 db.executemany("UPDATE runs SET record = ?, status = ? WHERE id = ?", finals)
 
