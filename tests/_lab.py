@@ -22,7 +22,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -508,3 +509,22 @@ def screenshot(page: Any, name: str) -> Path:
     path = ARTIFACTS / name
     page.screenshot(path=str(path))
     return path
+
+
+@contextmanager
+def running(process: LabProcess) -> Iterator[LabProcess]:
+    """A started Lab server, stopped afterwards."""
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def upstream_args(openai_base_url: str, models: list[str]) -> list[str]:
+    """Lab server arguments that make the test upstream the ``openai`` provider, with ``models`` listed."""
+    return [
+        f"--StreamChat.openai_base_url={openai_base_url}",
+        "--StreamChat.openai_api_key=test-key",
+        *(f"--StreamChat.openai_models={name}" for name in models),
+    ]

@@ -39,3 +39,21 @@ def streamchat_settings(upstream: FakeUpstream) -> dict[str, Any]:
 @pytest.fixture
 def jp_server_config(streamchat_server_config: dict[str, Any]) -> Config:
     return Config(streamchat_server_config)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's chromium driven by Playwright, one per test module (browser tests, see tests/_lab.py)."""
+    from playwright.sync_api import sync_playwright
+
+    from tests._lab import launch_browser
+
+    playwright = sync_playwright().start()
+    try:
+        chromium = launch_browser(playwright)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+    finally:
+        playwright.stop()

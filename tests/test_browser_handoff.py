@@ -22,9 +22,9 @@ from tests._lab import (  # the two jp_ fixtures switch pytest-jupyter's loop ha
     handoff_states,
     jp_asyncio_loop,  # noqa: F401
     jp_server_cleanup,  # noqa: F401
-    launch_browser,
     open_another,
     open_lab,
+    running,
     screenshot,
     wait_for,
 )
@@ -42,26 +42,8 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabProcess]:
     process = LabProcess(tmp_path_factory.mktemp("lab"))
-    process.start()
-    try:
+    with running(process):
         yield process
-    finally:
-        process.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    playwright = sync_playwright().start()
-    try:
-        chromium = launch_browser(playwright)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-    finally:
-        playwright.stop()
 
 
 @pytest.fixture

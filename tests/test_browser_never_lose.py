@@ -23,8 +23,8 @@ from tests._lab import (  # the two jp_ fixtures switch pytest-jupyter's loop ha
     document_state,
     jp_asyncio_loop,  # noqa: F401
     jp_server_cleanup,  # noqa: F401
-    launch_browser,
     open_lab,
+    running,
     wait_for,
 )
 from tests.test_browser_panel import open_panel, reload_lab, send_chat, wait_status, write_notebook
@@ -46,37 +46,16 @@ CHAT_CELLS = 3
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabProcess]:
     """JupyterLab as ``pip install jupyterlab`` gives it: collaboration off. Also serves Notebook 7."""
     process = LabProcess(tmp_path_factory.mktemp("lab"))
-    process.start()
-    try:
+    with running(process):
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture(scope="module")
 def collaborative_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabProcess]:
     """JupyterLab with jupyter-collaboration's shared documents on."""
     process = LabProcess(tmp_path_factory.mktemp("lab-rtc"), collaborative=True)
-    process.start()
-    try:
+    with running(process):
         yield process
-    finally:
-        process.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    playwright = sync_playwright().start()
-    try:
-        chromium = launch_browser(playwright)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-    finally:
-        playwright.stop()
 
 
 @pytest.fixture

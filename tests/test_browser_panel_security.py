@@ -27,10 +27,11 @@ from tests._lab import (  # the two jp_ fixtures switch pytest-jupyter's loop ha
     document_state,
     jp_asyncio_loop,  # noqa: F401
     jp_server_cleanup,  # noqa: F401
-    launch_browser,
     notebook_json,
     open_lab,
+    running,
     screenshot,
+    upstream_args,
     wait_for,
 )
 from tests.test_browser_panel import (
@@ -159,33 +160,10 @@ def counting_server() -> Iterator[CountingServer]:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory, upstream_for_lab: FakeUpstream) -> Iterator[LabProcess]:
     process = LabProcess(
-        tmp_path_factory.mktemp("lab"),
-        extra_args=[
-            f"--StreamChat.openai_base_url={upstream_for_lab.openai_base_url}",
-            "--StreamChat.openai_api_key=test-key",
-            *(f"--StreamChat.openai_models={name}" for name in UPSTREAM_MODELS),
-        ],
+        tmp_path_factory.mktemp("lab"), extra_args=upstream_args(upstream_for_lab.openai_base_url, UPSTREAM_MODELS)
     )
-    process.start()
-    try:
+    with running(process):
         yield process
-    finally:
-        process.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    playwright = sync_playwright().start()
-    try:
-        chromium = launch_browser(playwright)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-    finally:
-        playwright.stop()
 
 
 # What the reply element shows: every remote-resource notice, the links, and any attribute naming the host.

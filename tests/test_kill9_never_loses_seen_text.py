@@ -73,7 +73,7 @@ async def test_the_record_after_kill9_starts_with_everything_a_client_received(
         else:
             events = client.stream(body)
         # When the server is killed with SIGKILL right after the client received `chars` characters
-        run_id, seen, last_id = await read_then_kill(events, server, chars)
+        run_id, seen, _ = await read_then_kill(events, server, chars)
     assert run_id and len(seen) >= chars
 
     # And a new server starts on the same root and journal
