@@ -13,9 +13,12 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import nbformat
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -162,3 +165,15 @@ class ServerProcess:
 
     def close(self) -> None:
         self.kill()
+
+
+@contextmanager
+def serving(process: ServerProcess, *notebooks: str) -> Iterator[ServerProcess]:
+    """``process`` started, with an empty notebook at each of ``notebooks``; closed afterwards."""
+    for name in notebooks:
+        nbformat.write(nbformat.v4.new_notebook(), process.root / name)
+    process.start()
+    try:
+        yield process
+    finally:
+        process.close()

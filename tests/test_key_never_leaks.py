@@ -21,7 +21,7 @@ import pytest
 
 from jupyter_streamchat.client import StreamChatClient
 from jupyter_streamchat.providers._redact import ERROR_TEXT_LIMIT, REDACTED
-from tests._server_process import ServerProcess
+from tests._server_process import ServerProcess, serving
 from tests.helpers import chat, collect
 from tests.test_logging import wait_for_line
 from tests.upstream import FakeUpstream, Malformed, Script, Status, StreamError, Text
@@ -79,12 +79,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, key_upstream: FakeUpstream)
     process = ServerProcess(
         tmp_path_factory.mktemp("keys"), key_upstream.openai_base_url, extra_args=args, openai_api_key=OPENAI_KEY
     )
-    nbformat.write(nbformat.v4.new_notebook(), process.root / NOTEBOOK)
-    process.start()
-    try:
+    with serving(process, NOTEBOOK):
         yield process
-    finally:
-        process.close()
 
 
 async def fail_both_ways(server: ServerProcess, model: str) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ import nbformat
 import pytest
 
 from jupyter_streamchat.client import StreamChatClient
-from tests._server_process import ServerProcess
+from tests._server_process import ServerProcess, serving
 from tests.helpers import chat, collect, text_of, wait_finished
 from tests.upstream import FakeUpstream, Script, Status
 
@@ -36,12 +36,8 @@ def server(tmp_path: Path, upstream: FakeUpstream) -> Iterator[ServerProcess]:
         f"--StreamChat.anthropic_base_url={upstream.anthropic_base_url}",
     ]
     process = ServerProcess(tmp_path / "server", upstream.openai_base_url, extra_args=keyed)
-    nbformat.write(nbformat.v4.new_notebook(), process.root / NOTEBOOK)
-    process.start()
-    try:
+    with serving(process, NOTEBOOK):
         yield process
-    finally:
-        process.close()
 
 
 def wait_for_line(server: ServerProcess, pattern: str, timeout: float = 10.0) -> re.Match[str]:

@@ -13,12 +13,11 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
-import nbformat
 import pytest
 
 from jupyter_streamchat.client import StreamChatClient
 from jupyter_streamchat.persistence.journal import TEXT
-from tests._server_process import ServerProcess
+from tests._server_process import ServerProcess, serving
 from tests.helpers import chat, collect, text_of
 from tests.test_logging import wait_for_line
 from tests.upstream import Done, FakeUpstream, Finish, Script, StreamError, Text, Think, Usage
@@ -31,12 +30,8 @@ FFFD = "\ufffd"
 def server(tmp_path: Path, upstream: FakeUpstream) -> Iterator[ServerProcess]:
     anthropic = [f"--StreamChat.anthropic_base_url={upstream.anthropic_base_url}", "--StreamChat.anthropic_api_key=k"]
     process = ServerProcess(tmp_path / "server", upstream.openai_base_url, extra_args=anthropic)
-    nbformat.write(nbformat.v4.new_notebook(), process.root / NOTEBOOK)
-    process.start()
-    try:
+    with serving(process, NOTEBOOK):
         yield process
-    finally:
-        process.close()
 
 
 def turns_in_file(server: ServerProcess, run_id: str) -> list[dict]:

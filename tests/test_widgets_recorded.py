@@ -12,7 +12,7 @@ import nbformat
 import pytest
 
 from tests._kernels import Kernel, LocalKernel, ServerKernel
-from tests._server_process import ServerProcess
+from tests._server_process import ServerProcess, serving
 from tests.upstream import FakeUpstream
 
 NOTEBOOK = "analysis.ipynb"
@@ -21,12 +21,8 @@ NOTEBOOK = "analysis.ipynb"
 @pytest.fixture
 def server(tmp_path: Path, upstream: FakeUpstream) -> Iterator[ServerProcess]:
     process = ServerProcess(tmp_path / "server", upstream.openai_base_url, demo_speed=20.0)
-    nbformat.write(nbformat.v4.new_notebook(), process.root / NOTEBOOK)
-    process.start()
-    try:
+    with serving(process, NOTEBOOK):
         yield process
-    finally:
-        process.close()
 
 
 async def value_of(kernel: Kernel, expression: str) -> Any:

@@ -17,7 +17,7 @@ import nbformat
 import pytest
 
 from tests._kernels import ServerKernel
-from tests._server_process import ServerProcess
+from tests._server_process import ServerProcess, serving
 from tests.upstream import FakeUpstream, Script, Stall, Status, Text
 
 NOTEBOOK = "analysis.ipynb"
@@ -27,12 +27,8 @@ CHUNKS = ["Partial ", "answer ", "so far"]
 @pytest.fixture
 def server(tmp_path: Path, upstream: FakeUpstream) -> Iterator[ServerProcess]:
     process = ServerProcess(tmp_path / "server", upstream.openai_base_url, demo_speed=20.0)
-    nbformat.write(nbformat.v4.new_notebook(), process.root / NOTEBOOK)
-    process.start()
-    try:
+    with serving(process, NOTEBOOK):
         yield process
-    finally:
-        process.close()
 
 
 def turns_on_disk(server: ServerProcess) -> list[dict[str, Any]]:
