@@ -24,9 +24,25 @@ async def run_to_end(client, model: str) -> dict:
         ([Text("part"), Drop()], "upstream_connection_lost"),
         ([Text("part"), Malformed(b"data: {not json\n\n")], "upstream_malformed"),
         ([Text("part"), Malformed(b'data: {"choices": 7}\n\n')], "upstream_malformed"),
+        (
+            [Text("part"), Malformed(b'data: {"choices": [{"index": 0, "delta": {"content": 5}}]}\n\n')],
+            "upstream_malformed",
+        ),
+        (
+            [Text("part"), Malformed(b'data: {"choices": [{"index": 0, "delta": {"reasoning": ["x"]}}]}\n\n')],
+            "upstream_malformed",
+        ),
         ([Text("part"), StreamError("Overloaded")], "upstream_error"),
     ],
-    ids=["truncated", "dropped", "malformed-json", "malformed-shape", "error-event"],
+    ids=[
+        "truncated",
+        "dropped",
+        "malformed-json",
+        "malformed-shape",
+        "number-content",
+        "list-reasoning",
+        "error-event",
+    ],
 )
 async def test_broken_streams_fail_and_keep_partial_text(streamchat_client, upstream, steps, code):
     upstream.script("broken", Script(steps))

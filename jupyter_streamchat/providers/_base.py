@@ -316,6 +316,13 @@ async def stream_batches(
             yield tail
 
 
+def text_field(value: Any) -> str:
+    """A text field of a chunk; anything but a string is a malformed chunk (``decode_events`` says so)."""
+    if not isinstance(value, str):
+        raise TypeError(f"a text field holds {type(value).__name__}, not a string")
+    return value
+
+
 def decode_events(
     transport: HTTPTransport, what: str, decode: Callable[..., Iterable[StreamEvent]], *args: Any
 ) -> list[StreamEvent]:

@@ -19,6 +19,7 @@ from ._base import (
     decode_events,
     parse_json_chunk,
     stream_batches,
+    text_field,
     upstream_label,
 )
 from ._redact import Redactor
@@ -97,9 +98,9 @@ def _events(kind: str, data: dict[str, Any], transport: HTTPTransport) -> Iterat
     if kind == "content_block_delta":
         delta = data["delta"]
         if delta.get("type") == "text_delta" and delta.get("text"):
-            yield Delta(delta["text"])
+            yield Delta(text_field(delta["text"]))
         elif delta.get("type") == "thinking_delta" and delta.get("thinking"):
-            yield Reasoning(delta["thinking"])
+            yield Reasoning(text_field(delta["thinking"]))
     elif kind == "message_start":
         usage = data["message"].get("usage") or {}
         yield Usage(usage.get("input_tokens"), usage.get("output_tokens"), final=False)

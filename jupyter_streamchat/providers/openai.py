@@ -20,6 +20,7 @@ from ._base import (
     log,
     parse_json_chunk,
     stream_batches,
+    text_field,
     upstream_label,
 )
 from ._redact import Redactor
@@ -118,10 +119,10 @@ def _chunk_events(
         delta = choice.get("delta") or {}
         thought = delta.get("reasoning_content") or delta.get("reasoning")
         if thought:
-            yield Reasoning(thought)
+            yield Reasoning(text_field(thought))
         content = delta.get("content")
         if content:
-            yield from splitter.feed(content)
+            yield from splitter.feed(text_field(content))
         if choice.get("finish_reason"):
             yield from splitter.flush()
             yield Finish(upstream_label(transport, choice["finish_reason"]))
