@@ -56,6 +56,7 @@ UPSTREAM_MODELS = [
     "esc-stall",
     "saved",
     "gone-stall",
+    "rename-stall",
 ]
 # Panel settings under test (test_palette_shortcut_and_settings): neither is what the panel would pick anyway
 # (the server's default is openai:grow, the first option is demo:chat).
@@ -841,6 +842,36 @@ def test_a_notebook_deleted_mid_run_says_the_notebook_is_gone(
     record = lab.run_record(run_id)
     assert record["recorded"] == "gone" and record["text"] == "".join(PARTIAL)
     shoot_panel(page, "panel-gone-note")
+
+
+def test_a_notebook_renamed_mid_run_gets_the_turn_under_its_new_name(
+    lab: LabProcess, upstream_for_lab: FakeUpstream, page_for: Any
+) -> None:
+    upstream_for_lab.script("rename-stall", Script([*(Text(chunk) for chunk in PARTIAL), Stall(STALL)]))
+    nb, renamed = "before-rename-mid-run.ipynb", "after-rename-mid-run.ipynb"
+    lab.write_notebook(nb)
+    page = page_for(nb)
+    open_panel(page)
+
+    # Given a reply streaming into a notebook
+    run_id = send_chat(page, "Start and stall", "openai:rename-stall")
+    wait_text(page, run_id, "".join(PARTIAL))
+
+    # When the user renames the open notebook (JupyterLab's rename, as the file browser and the title do it)
+    page.evaluate(f"() => window.jupyterapp.shell.currentWidget.context.rename({renamed!r})")
+    wait_for(lambda: (lab.root / renamed).exists(), 15, message="the renamed file")
+    # And then stops the reply
+    shown_stop_button(page, run_id).click()
+    wait_status(page, run_id, "stopped")
+
+    # Then the turn lands in the renamed file once, the old name is not recreated, and the reply says where
+    note = wait_record_note(page, run_id, "recorded")
+    assert renamed in note["text"]
+    assert len(disk_turns(lab, renamed)[run_id]) == 1
+    assert not (lab.root / nb).exists(), "the old name was recreated"
+    assert lab.run_record(run_id)["notebook"] == renamed
+    # And the open document (now under the new name) holds it too
+    wait_for(lambda: run_id in document_turns(page), 15, message="the turn in the renamed open document")
 
 
 def shoot_panel(page: Any, name: str) -> None:
