@@ -141,6 +141,8 @@ class NotebookRecorder:
                 return "shared"
             written = await self._write_and_tell(path, conversation, turn)
         if self.guard_period > 0:
+            for guarded_path in list(self._guarded):  # expired entries go, also of notebooks never saved again
+                self._guarded_turns(guarded_path)
             self._guarded.setdefault(path, {})[turn["run"]] = (conversation, turn, time.monotonic() + self.guard_period)
         return "file" if written.changed else "duplicate"
 

@@ -237,18 +237,23 @@ export class DocumentHandoff {
     const model = context.model;
     // Unsaved changes that are only turns we merged do not count: nothing of the user's is at stake.
     const clean = !model.dirty || this._onlyOurs;
-    if (sameVersion(context.contentsModel, written.before) && written.after !== null) {
-      // Only our turn changed the file since this page last loaded or saved it: hold the turn too,
-      // and know the new version, so the next save neither asks "File Changed" nor drops it.
+    const knowsBefore = sameVersion(context.contentsModel, written.before);
+    const knowsAfter = sameVersion(context.contentsModel, written.after);
+    if (written.after !== null && (knowsBefore || knowsAfter)) {
+      // Only our turn changed the file since this page last loaded or saved it (or the page already
+      // knows the file with it): hold the turn too, and know the new version, so the next save
+      // neither asks "File Changed" nor drops it.
       this._merge(written);
-      adoptVersion(context, written.after);
+      if (knowsBefore) {
+        adoptVersion(context, written.after);
+      }
       if (clean) {
         model.dirty = false;
         this._onlyOurs = false;
       }
       return;
     }
-    if (clean && !sameVersion(context.contentsModel, written.after)) {
+    if (clean) {
       // The file also changed in other ways (another page saved it): with nothing unsaved here,
       // load it -- it holds the turn and everything else.
       try {
