@@ -22,7 +22,7 @@ from ._kernel_access import KERNEL_USERNAME, TOKEN_HEADER, KernelAccess
 from ._paths import confine, refuse_hidden
 from ._sse import PING, encode_event
 from ._validation import parse_chat_body
-from .persistence import HandoffHub
+from .persistence import HandoffHub, NotebookRecorder
 from .persistence._handoff import DocumentSubscriber
 from .runs import DISCONNECT, TERMINAL_STATUSES, Run, Subscription
 from .service import ChatService
@@ -371,6 +371,7 @@ class DocumentEventsHandler(BaseHandler):
                 return
             paths.append(relative)
         self._subscriber = subscriber = handoff.subscribe(paths)
+        self._recorder().tell_recent(subscriber)
         try:
             self.start_sse()
             self.write(encode_event(0, "ready", {"paths": paths}))
@@ -396,9 +397,12 @@ class DocumentEventsHandler(BaseHandler):
             self._subscriber.queue.put_nowait(b"")
 
     def _handoff(self) -> HandoffHub:
+        return self._recorder().handoff
+
+    def _recorder(self) -> NotebookRecorder:
         if self.service.notebooks is None:
             raise NotFound("notebook persistence is off")
-        return self.service.notebooks.handoff
+        return self.service.notebooks
 
 
 def route_table(

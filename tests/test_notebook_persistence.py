@@ -261,6 +261,29 @@ async def test_a_save_that_drops_a_turn_gets_it_back(
     assert same_version(got[1]["after"], await contents_version(jp_fetch, notebook))
 
 
+async def test_a_page_that_subscribes_after_a_turn_was_written_is_told_it(
+    streamchat_client, streamchat_url, jp_serverapp, jp_fetch, upstream, jp_root_dir, notebook
+):
+    # Given a turn written while no page had the notebook open (a page renaming or reloading it, say)
+    version_before = await contents_version(jp_fetch, notebook)
+    upstream.script("early", Script.reply(["written before the page came"]))
+    started = await streamchat_client.start_run(chat("openai:early", notebook=notebook))
+    await streamchat_client.stop(started["id"])
+    assert [t["run"] for t in turns(jp_root_dir, notebook)] == [started["id"]]
+    # When a page opens its stream for the notebook
+    token = jp_serverapp.identity_provider.token
+    got: list = []
+    ready = asyncio.Event()
+    arrived: asyncio.Queue = asyncio.Queue()
+    page = asyncio.ensure_future(open_document(streamchat_url, token, notebook, got, ready, arrived=arrived))
+    told = await asyncio.wait_for(arrived.get(), 10)
+    page.cancel()
+    # Then it is told the turn at once, with the file versions around its write
+    assert (told["path"], told["turn"]["run"]) == (notebook, started["id"])
+    assert same_version(told["before"], version_before)
+    assert same_version(told["after"], await contents_version(jp_fetch, notebook))
+
+
 async def test_one_stream_takes_the_turns_of_all_its_paths(
     streamchat_client, streamchat_url, jp_serverapp, upstream, jp_root_dir, notebook
 ):

@@ -91,12 +91,35 @@ class HandoffHub:
         subscribers = self._subscribers.get(path)
         if not subscribers:
             return 0
+        event = self._turn_event(path, conversation, turn, before, after)
+        for subscriber in subscribers:
+            subscriber.queue.put_nowait(event)
+        return len(subscribers)
+
+    def tell(
+        self,
+        subscriber: DocumentSubscriber,
+        path: str,
+        conversation: str,
+        turn: dict[str, Any],
+        before: dict[str, Any] | None,
+        after: dict[str, Any] | None,
+    ) -> None:
+        """Tell one new stream about a turn written lately: its page may have missed it while it had no stream
+        for ``path`` (a rename, a reload); a page that holds the turn already ignores it."""
+        subscriber.queue.put_nowait(self._turn_event(path, conversation, turn, before, after))
+
+    def _turn_event(
+        self,
+        path: str,
+        conversation: str,
+        turn: dict[str, Any],
+        before: dict[str, Any] | None,
+        after: dict[str, Any] | None,
+    ) -> bytes:
         self._seq += 1
-        event = encode_event(
+        return encode_event(
             self._seq,
             "turn",
             {"path": path, "conversation": conversation, "turn": turn, "before": before, "after": after},
         )
-        for subscriber in subscribers:
-            subscriber.queue.put_nowait(event)
-        return len(subscribers)

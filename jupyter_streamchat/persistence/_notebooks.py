@@ -12,11 +12,12 @@ import errno
 import logging
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 from .._errors import BadRequest, Conflict, Forbidden, NotFound
 from ._follow import NotebookFollower
-from ._handoff import HandoffHub
+from ._handoff import DocumentSubscriber, HandoffHub
 from ._schema import conversation_key, has_turn, make_turn, turns_of
 from ._writers import (
     NOTEBOOK_SUFFIX,
@@ -39,6 +40,16 @@ RETRY_FIRST_DELAY = 0.1  # seconds before the first retry of a notebook that cou
 RETRY_MAX_DELAY = 5.0
 MISSING_GRACE = 2.0  # seconds a notebook may be missing before it counts as deleted (see ``retry``)
 RECORD_RETRY_TIMEOUT = 30.0  # default of ``c.StreamChat.record_retry_timeout``
+
+
+@dataclass(slots=True)
+class _Guarded:
+    """A turn written lately: how, and until when a save that drops it gets it back."""
+
+    conversation: str
+    turn: dict[str, Any]
+    written: FileWrite
+    until: float
 
 
 class NotRecordedYet(Exception):
@@ -65,8 +76,8 @@ class NotebookRecorder:
         self.guard_period = guard_period
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.writes: dict[str, int] = defaultdict(int)  # path -> file writes (observability, benchmarks)
-        # path -> run id -> (conversation, turn, until): turns written lately, put back if a save drops them
-        self._guarded: dict[str, dict[str, tuple[str, dict[str, Any], float]]] = {}
+        # path -> run id -> turns written lately: put back if a save drops them, told to pages that subscribe
+        self._guarded: dict[str, dict[str, _Guarded]] = {}
         self._repairs: set[asyncio.Task[None]] = set()
         self._listening = False
 
@@ -143,13 +154,24 @@ class NotebookRecorder:
         if self.guard_period > 0:
             for guarded_path in list(self._guarded):  # expired entries go, also of notebooks never saved again
                 self._guarded_turns(guarded_path)
-            self._guarded.setdefault(path, {})[turn["run"]] = (conversation, turn, time.monotonic() + self.guard_period)
+            until = time.monotonic() + self.guard_period
+            self._guarded.setdefault(path, {})[turn["run"]] = _Guarded(conversation, turn, written, until)
         return "file" if written.changed else "duplicate"
 
+    def tell_recent(self, subscriber: DocumentSubscriber) -> None:
+        """A page opened a stream: tell it the turns written lately into its notebooks (it may have missed them)."""
+        for path in subscriber.paths:
+            for guarded in self._guarded_turns(path).values():
+                written = guarded.written
+                self.handoff.tell(subscriber, path, guarded.conversation, guarded.turn, written.before, written.after)
+
     async def _write_and_tell(self, path: str, conversation: str, turn: dict[str, Any]) -> FileWrite:
-        """Write the turn into the file (lock held), then tell the pages that have it open."""
-        watched = self.handoff.has_subscribers(path)
-        written = await write_file(self.contents_manager, path, conversation, turn, versions=watched)
+        """Write the turn into the file (lock held), then tell the pages that have it open.
+
+        The file's versions around the write are kept also when no page has it open now: a page that opens
+        a stream for it soon after (a rename, a reload) is told them (``tell_recent``).
+        """
+        written = await write_file(self.contents_manager, path, conversation, turn, versions=True)
         if written.changed:
             self.writes[path] += 1
         # Also when it was there already: a page that missed it (reconnecting) must still take it.
@@ -165,12 +187,12 @@ class NotebookRecorder:
             self._repairs.add(task)
             task.add_done_callback(self._repairs.discard)
 
-    def _guarded_turns(self, path: str) -> dict[str, tuple[str, dict[str, Any], float]]:
+    def _guarded_turns(self, path: str) -> dict[str, _Guarded]:
         guarded = self._guarded.get(path)
         if not guarded:
             return {}
         now = time.monotonic()
-        for run_id in [run_id for run_id, (_, _, until) in guarded.items() if until < now]:
+        for run_id in [run_id for run_id, entry in guarded.items() if entry.until < now]:
             del guarded[run_id]
         if not guarded:
             del self._guarded[path]
@@ -183,10 +205,10 @@ class NotebookRecorder:
                 metadata = await read_metadata(self.contents_manager, path)
                 if metadata is None:
                     return
-                for run_id, (conversation, turn, _) in list(self._guarded_turns(path).items()):
+                for run_id, guarded in list(self._guarded_turns(path).items()):
                     if not has_turn(metadata, run_id):
                         log.info("streamchat: a save of %s dropped run %s; writing it back", path, run_id)
-                        await self._write_and_tell(path, conversation, turn)
+                        guarded.written = await self._write_and_tell(path, guarded.conversation, guarded.turn)
         except Exception:
             log.exception("streamchat: could not check the turns of %s after a save", path)
 

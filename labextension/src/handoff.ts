@@ -27,7 +27,7 @@ import { INotebookModel, INotebookTracker, NotebookPanel } from '@jupyterlab/not
 import { Contents, ServerConnection } from '@jupyterlab/services';
 
 import { fetchAPI } from './api';
-import { isObject, ITurn, METADATA_KEY, mergeTurn } from './metadata';
+import { hasTurn, isObject, ITurn, METADATA_KEY, mergeTurn } from './metadata';
 import { ReleaseSlot, tryAcquireStreamSlot } from './slots';
 import { readSSE } from './sse';
 import { IFileVersion, sameVersion } from './versions';
@@ -239,6 +239,13 @@ export class DocumentHandoff {
     const clean = !model.dirty || this._onlyOurs;
     const knowsBefore = sameVersion(context.contentsModel, written.before);
     const knowsAfter = sameVersion(context.contentsModel, written.after);
+    if (hasTurn(model.getMetadata(METADATA_KEY), written.turn.run)) {
+      // Told again (a new stream is told the turns written lately): nothing to take, nothing to reload.
+      if (knowsBefore && written.after !== null) {
+        adoptVersion(context, written.after);
+      }
+      return;
+    }
     if (written.after !== null && (knowsBefore || knowsAfter)) {
       // Only our turn changed the file since this page last loaded or saved it (or the page already
       // knows the file with it): hold the turn too, and know the new version, so the next save
