@@ -14,7 +14,7 @@ import time
 from collections import defaultdict
 from typing import Any
 
-from .._errors import BadRequest, Conflict, Forbidden, NotFound
+from ..engine._errors import BadRequest, Conflict, Forbidden, NotFound
 from ._follow import NotebookFollower
 from ._handoff import HandoffHub
 from ._schema import conversation_key, has_turn, make_turn, turns_of
