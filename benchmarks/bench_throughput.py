@@ -34,7 +34,7 @@ N = 100_000
 
 
 async def direct_httpx(base_url: str, model: str) -> dict[str, Any]:
-    from jupyter_streamchat._sse import iter_sse
+    from jupyter_streamchat.engine._sse import iter_sse
 
     body = {"model": model, "messages": [{"role": "user", "content": "x"}], "stream": True}
     count, first, last = 0, None, None

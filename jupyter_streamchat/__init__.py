@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 __all__ = ["__version__", "chat", "compare"]
 
 if TYPE_CHECKING:
-    from ._widgets import ChatWidget, CompareWidget
+    from .kernel._widgets import ChatWidget, CompareWidget
 
 
 def chat(prompt: str, model: str | None = None, conversation: str | None = None) -> ChatWidget:
@@ -22,27 +22,27 @@ def chat(prompt: str, model: str | None = None, conversation: str | None = None)
     Successive calls in one notebook continue one conversation unless ``conversation`` names
     another. ``await widget.done`` waits for the end; ``widget.results`` holds the outcome.
     """
-    from ._widgets import chat as _chat
+    from .kernel._widgets import chat as _chat
 
     return _chat(prompt, model=model, conversation=conversation)
 
 
 def compare(prompt: str, models: Sequence[str]) -> CompareWidget:
     """Send ``prompt`` to 2-4 models side by side, each pane with its own Stop, plus Stop all."""
-    from ._widgets import compare as _compare
+    from .kernel._widgets import compare as _compare
 
     return _compare(prompt, models)
 
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext jupyter_streamchat``: ``%%chat``, ``%%compare`` and ``%chat_models``."""
-    from ._magics import StreamChatMagics
+    from .kernel._magics import StreamChatMagics
 
     ipython.register_magics(StreamChatMagics)
 
 
 def _jupyter_server_extension_points() -> list[dict[str, Any]]:
-    from .app import StreamChatApp
+    from .server.app import StreamChatApp
 
     return [{"module": "jupyter_streamchat", "app": StreamChatApp}]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .app import main
+from .server.app import main
 
 if __name__ == "__main__":
     main()

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
-from jupyter_streamchat._sse import SSEMessage
 from jupyter_streamchat.client import StreamChatClient
+from jupyter_streamchat.engine._sse import SSEMessage
 
 
 def chat(model: str, text: str = "hi", **extra: Any) -> dict[str, Any]:

@@ -18,8 +18,8 @@ import pytest
 from jupyter_server.auth import Authorizer, IdentityProvider, User
 from traitlets.config import Config
 
-from jupyter_streamchat._kernel_access import ENV_TOKEN, TOKEN_HEADER
 from jupyter_streamchat.client import StreamChatAPIError, StreamChatClient
+from jupyter_streamchat.engine._kernel_contract import ENV_TOKEN, TOKEN_HEADER
 from tests.helpers import chat, collect, wait_finished
 from tests.upstream import Script, Stall, Text
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from jupyter_streamchat._lifecycle import ACTIVITY_SETTING, mark_activity, runs_activity
+from jupyter_streamchat.server._lifecycle import ACTIVITY_SETTING, mark_activity, runs_activity
 from tests.helpers import chat, collect
 from tests.upstream import Script, Stall, Text
 

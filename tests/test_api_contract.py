@@ -10,7 +10,7 @@ import re
 import httpx
 import pytest
 
-from jupyter_streamchat.handlers import route_table
+from jupyter_streamchat.server.handlers import route_table
 from tests.conftest import ANTHROPIC_KEY, OPENAI_KEY
 from tests.helpers import chat, collect, wait_finished
 from tests.upstream import Script, Stall, Status, Text

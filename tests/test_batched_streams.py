@@ -8,7 +8,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from jupyter_streamchat._sse import SSEDecoder
+from jupyter_streamchat.engine._sse import SSEDecoder
 from tests.helpers import chat
 from tests.upstream import Script
 

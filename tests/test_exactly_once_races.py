@@ -10,7 +10,7 @@ import nbformat
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jupyter_streamchat.runs import SHUTDOWN
+from jupyter_streamchat.engine.runs import SHUTDOWN
 from tests.helpers import chat, service_of, text_of, wait_finished
 from tests.upstream import Done, Finish, Script, Stall, Text, Usage
 

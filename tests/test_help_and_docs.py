@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_streamchat.app import StreamChat
+from jupyter_streamchat.server.app import StreamChat
 
 pytest_plugins = ["pytester"]
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from jupyter_streamchat.engine.runs import Run, RunRequest
 from jupyter_streamchat.persistence import RunJournal
 from jupyter_streamchat.providers import Delta
-from jupyter_streamchat.runs import Run, RunRequest
 from tests.helpers import chat, collect, service_of
 from tests.upstream import Script, Stall, Text
 

@@ -23,8 +23,8 @@ import httpx
 import nbformat
 import pytest
 
-from jupyter_streamchat._sse import SSEMessage, iter_sse
 from jupyter_streamchat.client import StreamChatAPIError, StreamChatClient
+from jupyter_streamchat.engine._sse import SSEMessage, iter_sse
 from tests._hub import Hub, missing_requirements
 from tests._kernels import ServerKernel
 from tests.helpers import chat, collect, ids_of, text_of, wait_finished
@@ -394,7 +394,7 @@ print(json.dumps({"results": results, "note": widget.backend.note,
 # The fallback a kernel uses when the extension's variables are absent (e.g. kernel_access off): the hub's.
 HUB_TOKEN_CODE = """
 import json, os
-from jupyter_streamchat._backends import ServerBackend, discover
+from jupyter_streamchat.kernel._backends import ServerBackend, discover
 env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTER_STREAMCHAT_")}
 backend = discover(env)
 assert isinstance(backend, ServerBackend), backend

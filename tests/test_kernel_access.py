@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from jupyter_streamchat._kernel_access import ENV_ROOT, ENV_TOKEN, ENV_URL, TOKEN_HEADER
+from jupyter_streamchat.engine._kernel_contract import ENV_ROOT, ENV_TOKEN, ENV_URL, TOKEN_HEADER
 from tests.helpers import chat, wait_finished
 
 

@@ -8,7 +8,7 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jupyter_streamchat._markdown import CODE_SEGMENT_LINES, ProgressiveMarkdown, render
+from jupyter_streamchat.kernel._markdown import CODE_SEGMENT_LINES, ProgressiveMarkdown, render
 
 REPLY = (
     """# Plan

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jupyter_streamchat._sse import SSEDecoder
+from jupyter_streamchat.engine._sse import SSEDecoder
 from tests.helpers import chat, collect, ids_of, service_of, text_of, wait_finished
 from tests.upstream import Finish, Script, Text, Think, Usage
 

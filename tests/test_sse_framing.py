@@ -7,7 +7,7 @@ import itertools
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jupyter_streamchat._sse import SSEDecoder, SSEMessage, encode_event
+from jupyter_streamchat.engine._sse import SSEDecoder, SSEMessage, encode_event
 
 # Text that survives a data line: no line breaks (multi-line data is built from several lines below).
 line_text = st.text(st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)), max_size=12)

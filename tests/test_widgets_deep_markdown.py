@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from jupyter_streamchat._markdown import ProgressiveMarkdown, render
+from jupyter_streamchat.kernel._markdown import ProgressiveMarkdown, render
 
 
 def nested_list(depth: int, marker: str = "-") -> str:

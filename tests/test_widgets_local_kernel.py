@@ -107,7 +107,7 @@ async def test_magics_parse_arguments_and_reject_bad_ones_with_one_line():
             assert not any(output.msg_type == "error" for output in run.outputs), f"traceback for {cell!r}"
             lines = usage_errors(run)
             assert len(lines) == 1 and lines[0].startswith("UsageError:"), (cell, lines)
-        started = "len(__import__('jupyter_streamchat._backends', fromlist=['x'])._backends)"
+        started = "len(__import__('jupyter_streamchat.kernel._backends', fromlist=['x'])._backends)"
         assert await value_of(kernel, started) == 0
 
         # Good arguments reach the runs as given
@@ -117,7 +117,7 @@ async def test_magics_parse_arguments_and_reject_bad_ones_with_one_line():
         runs = await value_of(
             kernel,
             "[(r.model, r.mode, r.conversation, r.prompt['content']) for r in "
-            "__import__('jupyter_streamchat._backends', fromlist=['x']).current_backend().service.runs.list()]",
+            "__import__('jupyter_streamchat.kernel._backends', fromlist=['x']).current_backend().service.runs.list()]",
         )
         listing = await kernel.execute("%chat_models")
     assert ["demo:fast", "detached", "c9", "What is 2+2?"] in runs

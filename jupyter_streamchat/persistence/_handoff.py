@@ -25,7 +25,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from .._sse import encode_event
+from ..engine._sse import encode_event
 
 log = logging.getLogger("jupyter_streamchat.handoff")
 

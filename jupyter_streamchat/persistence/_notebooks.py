@@ -15,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from .._errors import BadRequest, Conflict, Forbidden, NotFound
+from ..engine._errors import BadRequest, Conflict, Forbidden, NotFound
 from ._follow import NotebookFollower
 from ._handoff import DocumentSubscriber, HandoffHub
 from ._schema import conversation_key, has_turn, make_turn, turns_of

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._errors import NotFound
+from ..engine._errors import NotFound
 from . import _environ
 from ._base import Delta, EventBatch, Finish, Provider, Reasoning, StreamEvent, UpstreamError, UpstreamSettings, Usage
 from ._redact import Redactor, secrets_of_url

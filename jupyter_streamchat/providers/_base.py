@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from .._sse import SSEMessage, iter_sse_batches
+from ..engine._sse import SSEMessage, iter_sse_batches
 from ._asyncio_backend import AsyncioTransport
 from ._redact import (
     ERROR_BODY_READ_LIMIT,

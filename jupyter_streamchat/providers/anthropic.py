@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
-from .._sse import SSEMessage
+from ..engine._sse import SSEMessage
 from ._base import (
     Delta,
     EventBatch,

@@ -6,7 +6,7 @@ import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
-from .._sse import SSEMessage
+from ..engine._sse import SSEMessage
 from ._base import (
     EventBatch,
     Finish,

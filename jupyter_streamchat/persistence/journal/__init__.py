@@ -41,7 +41,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ...runs import REASONING_PART, RUNNING, TEXT_PART, Run
+from ...engine.runs import REASONING_PART, RUNNING, TEXT_PART, Run
 from ._owners import Owners
 from ._recovery import JournaledRun, Recovery, recover
 from ._store import REASONING, TEXT, ChunkRow, JournalFault, JournalReplaced, RunRow, Store

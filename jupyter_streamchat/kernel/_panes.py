@@ -18,10 +18,10 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from ..engine._sse import SSEMessage
+from ..engine.runs import TERMINAL_STATUSES, joined
 from . import _markdown, _static
 from . import _slim as slim
-from ._sse import SSEMessage
-from .runs import TERMINAL_STATUSES, joined
 
 MIN_INTERVAL = 0.05  # at most 20 renders per second per pane
 MAX_INTERVAL = 0.5  # ...and at least 2 while text keeps arriving

@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
+from ..providers import Delta, Finish, Provider, Reasoning, UpstreamError, Usage
 from ._errors import TooManyRuns
 from ._sse import encode_event, encode_text_event
-from .providers import Delta, Finish, Provider, Reasoning, UpstreamError, Usage
 
 log = logging.getLogger("jupyter_streamchat.runs")
 

@@ -17,15 +17,16 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 from tornado.iostream import StreamClosedError
 
-from ._errors import BadRequest, Forbidden, NotFound, StreamChatError
-from ._kernel_access import KERNEL_USERNAME, TOKEN_HEADER, KernelAccess
-from ._paths import confine, refuse_hidden
-from ._sse import PING, encode_event
-from ._validation import parse_chat_body
-from .persistence import HandoffHub, NotebookRecorder
-from .persistence._handoff import DocumentSubscriber
-from .runs import DISCONNECT, TERMINAL_STATUSES, Run, Subscription
-from .service import ChatService
+from ..engine._errors import BadRequest, Forbidden, NotFound, StreamChatError
+from ..engine._kernel_contract import TOKEN_HEADER
+from ..engine._paths import confine, refuse_hidden
+from ..engine._sse import PING, encode_event
+from ..engine._validation import parse_chat_body
+from ..engine.runs import DISCONNECT, TERMINAL_STATUSES, Run, Subscription
+from ..engine.service import ChatService
+from ..persistence import HandoffHub, NotebookRecorder
+from ..persistence._handoff import DocumentSubscriber
+from ._kernel_access import KERNEL_USERNAME, KernelAccess
 
 AUTH_RESOURCE = "streamchat"
 MAX_BATCH_SECONDS = 1.0

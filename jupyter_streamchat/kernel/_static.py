@@ -10,8 +10,8 @@ import html
 from collections.abc import Sequence
 from typing import Any
 
+from ..engine.runs import TERMINAL_STATUSES
 from . import _markdown
-from .runs import TERMINAL_STATUSES
 
 # JupyterLab variables with fallbacks, so the same rules work in Lab (light or dark) and elsewhere.
 STYLE = """

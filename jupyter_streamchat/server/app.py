@@ -14,16 +14,16 @@ from jupyter_server.extension.application import ExtensionApp
 from tornado.ioloop import IOLoop, PeriodicCallback
 from traitlets import Bool, Enum, Float, Int, List, Unicode, default
 
+from ..engine._validation import BodyLimits
+from ..engine.runs import FAILED, Run, RunLimits, RunManager
+from ..engine.service import ChatService
+from ..persistence import HandoffHub, NotebookFollower, NotebookRecorder, RunJournal
+from ..persistence._notebooks import RECORD_RETRY_TIMEOUT
+from ..persistence.journal import DEFAULT_RESERVE_BYTES
+from ..providers import ProviderConfig, ProviderRegistry, UpstreamSettings, _environ
 from ._kernel_access import KernelAccess
 from ._lifecycle import UNLIMITED_RUN_ACTIVITY, SigintStop, mark_activity, runs_activity, utcnow
-from ._validation import BodyLimits
 from .handlers import route_table
-from .persistence import HandoffHub, NotebookFollower, NotebookRecorder, RunJournal
-from .persistence._notebooks import RECORD_RETRY_TIMEOUT
-from .persistence.journal import DEFAULT_RESERVE_BYTES
-from .providers import ProviderConfig, ProviderRegistry, UpstreamSettings, _environ
-from .runs import FAILED, Run, RunLimits, RunManager
-from .service import ChatService
 
 # Every module logs to a child of this logger (``jupyter_streamchat.runs``, ``.journal``, ...).
 PACKAGE_LOGGER = "jupyter_streamchat"

@@ -19,9 +19,9 @@ from contextlib import aclosing, contextmanager
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from ._errors import StreamChatError
-from ._kernel_access import ENV_ROOT, ENV_TOKEN, ENV_URL, TOKEN_HEADER
-from ._sse import SSEDecoder, SSEMessage
+from ..engine._errors import StreamChatError
+from ..engine._kernel_contract import ENV_ROOT, ENV_TOKEN, ENV_URL, TOKEN_HEADER
+from ..engine._sse import SSEDecoder, SSEMessage
 from .client import StreamChatAPIError, StreamChatClient
 
 KEEPALIVE_SECONDS = 15.0
@@ -91,10 +91,10 @@ class InProcessBackend:
     note = "Notebook persistence is off: no Jupyter server started this kernel (in-process engine)."
 
     def __init__(self, environ: Mapping[str, str] = os.environ) -> None:
-        from ._validation import BodyLimits
-        from .providers import ProviderConfig, ProviderRegistry
-        from .runs import RunManager
-        from .service import ChatService
+        from ..engine._validation import BodyLimits
+        from ..engine.runs import RunManager
+        from ..engine.service import ChatService
+        from ..providers import ProviderConfig, ProviderRegistry
 
         self.service = ChatService(
             registry=ProviderRegistry(ProviderConfig.from_environ(environ)),
@@ -119,7 +119,7 @@ class InProcessBackend:
                 yield message
 
     async def stream(self, body: dict[str, Any]) -> AsyncIterator[SSEMessage]:
-        from .runs import DISCONNECT
+        from ..engine.runs import DISCONNECT
 
         run = await self._start(body, "direct")
         try:
@@ -145,7 +145,7 @@ class InProcessBackend:
         await self.service.aclose(timeout=5.0)
 
     async def _start(self, body: dict[str, Any], mode: str) -> Any:
-        from ._validation import parse_chat_body
+        from ..engine._validation import parse_chat_body
 
         body = {key: value for key, value in body.items() if key != "notebook"}
         with _as_api_error():

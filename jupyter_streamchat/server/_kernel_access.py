@@ -18,10 +18,8 @@ import secrets
 from typing import Any
 from urllib.parse import quote
 
-ENV_URL = "JUPYTER_STREAMCHAT_URL"
-ENV_TOKEN = "JUPYTER_STREAMCHAT_TOKEN"
-ENV_ROOT = "JUPYTER_STREAMCHAT_ROOT"
-TOKEN_HEADER = "X-StreamChat-Token"
+from ..engine._kernel_contract import ENV_ROOT, ENV_TOKEN, ENV_URL
+
 KERNEL_USERNAME = "streamchat-kernel"
 
 _WILDCARD_HOSTS = {"", "0.0.0.0", "*", "localhost", "::"}

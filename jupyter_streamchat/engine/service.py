@@ -9,10 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._errors import Conflict, StreamChatError
-from ._paths import confine
-from ._validation import BodyLimits, ChatBody
-from .persistence import (
+from ..persistence import (
     GONE,
     PENDING,
     RECORDED,
@@ -22,10 +19,13 @@ from .persistence import (
     history_messages,
     make_turn,
 )
-from .persistence._schema import DEFAULT_CONVERSATION
-from .persistence._writers import NotANotebook
-from .persistence.journal import JournalFault, JournalFull
-from .providers import ProviderRegistry
+from ..persistence._schema import DEFAULT_CONVERSATION
+from ..persistence._writers import NotANotebook
+from ..persistence.journal import JournalFault, JournalFull
+from ..providers import ProviderRegistry
+from ._errors import Conflict, StreamChatError
+from ._paths import confine
+from ._validation import BodyLimits, ChatBody
 from .runs import Run, RunManager, RunRequest, utc_now
 
 log = logging.getLogger("jupyter_streamchat")
