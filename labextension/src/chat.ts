@@ -300,6 +300,13 @@ export class NotebookChat {
   private _key(entry: IEntry, runId: string): void {
     this._pending.delete(entry);
     entry.reply.setRunId(runId);
+    const shownAlready = this._entries.get(runId);
+    if (shownAlready !== undefined && shownAlready !== entry) {
+      // The run ended and its turn reached the notebook's metadata before its POST answered (a loaded
+      // machine): one element per run, the one that follows it to its end.
+      shownAlready.node.remove();
+      shownAlready.reply.dispose();
+    }
     this._entries.set(runId, entry);
   }
 
