@@ -329,7 +329,7 @@ def test_send_reply_grows_then_completes_and_is_recorded_once(
     assert final["status"] == "completed"
     assert normalized(final["text"]) == normalized("".join(words))
     assert panel.locator(".jp-StreamChat-prompt").last.text_content() == "Tell me twenty words"
-    assert "TTFT" in (panel.locator(".jp-StreamChat-replyStats").last.text_content() or "")
+    assert "first token" in (panel.locator(".jp-StreamChat-replyStats").last.text_content() or "")
     # And the Stop button is gone once nothing runs
     assert panel.get_by_role("button", name="Stop", exact=True).count() == 0
 

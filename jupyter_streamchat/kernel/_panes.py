@@ -20,7 +20,7 @@ import ipywidgets as widgets
 
 from ..engine._sse import SSEMessage
 from ..engine.runs import TERMINAL_STATUSES, joined
-from . import _markdown, _static
+from . import _markdown, _static, _stats
 from . import _slim as slim
 
 MIN_INTERVAL = 0.05  # at most 20 renders per second per pane
@@ -70,14 +70,20 @@ class PaneState:
     def finished(self) -> bool:
         return self.status in TERMINAL_STATUSES
 
-    def apply(self, message: SSEMessage) -> None:
+    @property
+    def partial(self) -> bool:
+        """Ended early with some text kept (as the notebook's turn says it)."""
+        return self.finished and self.status != "completed" and bool(self.text)
+
+    def apply(self, message: SSEMessage, now: float | None = None) -> None:
+        """One event; ``now`` is the clock reading when it arrived (default: the monotonic clock)."""
         if message.id and message.id.isdigit():
             self.last_event_id = int(message.id)
         kind = message.event
         data = message.json() if message.data else {}
         if kind in ("delta", "reasoning"):
             if self.first_at is None:
-                self.first_at = time.monotonic()
+                self.first_at = time.monotonic() if now is None else now
             if kind == "delta":
                 self.text_parts.append(data["text"])
                 self.deltas += 1
@@ -88,9 +94,9 @@ class PaneState:
         elif kind == "snapshot":  # re-attached after events left the replay buffer
             self.text_parts, self.reasoning_parts = [data.get("text") or ""], [data.get("reasoning") or ""]
         elif kind == "usage":
-            self.usage.update({k: v for k, v in data.items() if isinstance(v, int)})
+            self.usage.update(_counts(data))
         elif kind == "done":
-            self.finish(data["status"], data.get("error"), data.get("finish_reason"), data.get("usage"))
+            self.finish(data["status"], data.get("error"), data.get("finish_reason"), data.get("usage"), now)
 
     def finish(
         self,
@@ -98,13 +104,13 @@ class PaneState:
         error: dict[str, Any] | None = None,
         finish_reason: str | None = None,
         usage: dict[str, int] | None = None,
+        now: float | None = None,
     ) -> None:
         if self.finished:
             return
         self.status, self.error, self.finish_reason = status, error, finish_reason or self.finish_reason
-        if usage:
-            self.usage.update(usage)
-        self.ended_at = time.monotonic()
+        self.usage.update(_counts(usage))
+        self.ended_at = time.monotonic() if now is None else now
 
     def adopt_record(self, record: dict[str, Any]) -> None:
         """The server's final record is the truth: what it recorded is what the pane shows."""
@@ -116,15 +122,16 @@ class PaneState:
 
     @property
     def output_tokens(self) -> int | None:
-        return self.usage.get("output_tokens") or (self.deltas or None)
+        """The provider's count once reported, else the deltas seen (None while there are none)."""
+        reported = self.usage.get("output_tokens")
+        return reported if reported is not None else (self.deltas or None)
 
-    def result(self) -> dict[str, Any]:
-        ttft = self.first_at - self.requested_at if self.first_at is not None else None
-        rate = None
+    def result(self, now: float | None = None) -> dict[str, Any]:
+        """The pane's outcome and numbers (see ``_stats``); ``now`` ends the tokens/s interval while running."""
+        ttft = max(0.0, self.first_at - self.requested_at) if self.first_at is not None else None
         tokens = self.output_tokens
-        if self.first_at is not None and tokens:
-            elapsed = (self.ended_at or time.monotonic()) - self.first_at
-            rate = tokens / elapsed if elapsed > 0 else None
+        end = self.ended_at if self.ended_at is not None else (time.monotonic() if now is None else now)
+        rate = _stats.tokens_per_second(self.first_at, end, tokens or 0)
         return {
             "run": self.run,
             "model": self.model,
@@ -141,6 +148,11 @@ class PaneState:
             "tokens_per_second": rate,
             "output_tokens": tokens,
         }
+
+
+def _counts(usage: dict[str, Any] | None) -> dict[str, int]:
+    """The token counts of a usage object (the panel keeps the same: numbers only)."""
+    return {k: v for k, v in (usage or {}).items() if isinstance(v, int) and not isinstance(v, bool)}
 
 
 class _Shared:

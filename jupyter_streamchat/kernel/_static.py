@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..engine.runs import TERMINAL_STATUSES
-from . import _markdown
+from . import _markdown, _stats
 
 # JupyterLab variables with fallbacks, so the same rules work in Lab (light or dark) and elsewhere.
 STYLE = """
@@ -63,15 +63,9 @@ def status_badge(status: str) -> str:
 
 
 def stats_line(result: dict[str, Any]) -> str:
-    """Status and numbers: time to first token, tokens per second, output tokens."""
-    parts = [status_badge(result["status"])]
-    if result.get("ttft") is not None:
-        parts.append(f"first token {result['ttft']:.2f} s")
-    if result.get("tokens_per_second") is not None:
-        parts.append(f"{result['tokens_per_second']:.1f} tok/s")
-    if result.get("output_tokens"):
-        parts.append(f"{result['output_tokens']} tokens")
-    return " · ".join(parts)
+    """The status badge, then the numbers in the wording the panel uses too (``_stats.stats_text``)."""
+    numbers = _stats.stats_text(result.get("ttft"), result.get("tokens_per_second"), result.get("output_tokens"))
+    return " · ".join(part for part in (status_badge(result["status"]), html.escape(numbers)) if part)
 
 
 def error_line(error: dict[str, Any] | None) -> str:

@@ -37,23 +37,53 @@ def conversation_key(record: dict[str, Any]) -> str:
     return record.get("conversation") or DEFAULT_CONVERSATION
 
 
+def _conversations(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The conversations of ``metadata["streamchat"]``; a malformed section (a notebook is user data) has none."""
+    section = metadata.get("streamchat")
+    conversations = section.get("conversations") if isinstance(section, dict) else None
+    return conversations if isinstance(conversations, dict) else {}
+
+
+def _turns(entry: Any) -> list[Any]:
+    turns = entry.get("turns") if isinstance(entry, dict) else None
+    return turns if isinstance(turns, list) else []
+
+
+def _created(turn: Any) -> str:
+    created = turn.get("created") if isinstance(turn, dict) else None
+    return created if isinstance(created, str) else ""
+
+
 def has_turn(metadata: dict[str, Any], run_id: str) -> bool:
-    conversations = (metadata.get("streamchat") or {}).get("conversations") or {}
-    return any(turn.get("run") == run_id for conv in conversations.values() for turn in (conv or {}).get("turns") or ())
+    return any(
+        isinstance(turn, dict) and turn.get("run") == run_id
+        for entry in _conversations(metadata).values()
+        for turn in _turns(entry)
+    )
 
 
 def merged_streamchat(metadata: dict[str, Any], conversation: str, turn: dict[str, Any]) -> dict[str, Any] | None:
-    """The new ``metadata["streamchat"]`` with ``turn`` appended, or None if the run is already there."""
+    """The new ``metadata["streamchat"]`` with ``turn`` added to ``conversation`` (turns sorted by ``created``,
+    equal times in their order), or None if the run is already there, in any conversation.
+
+    ``metadata`` is not modified. What is malformed (a section, its conversations, a conversation or its turns
+    that is not of its type) is replaced, everything else is kept. The panel merges the same way
+    (``labextension/src/metadata.ts`` ``mergeTurn``); ``tests/parity/metadata`` holds both to it.
+    """
     if has_turn(metadata, turn["run"]):
         return None
-    section = copy.deepcopy(metadata.get("streamchat") or {})
-    if not isinstance(section, dict):
-        section = {}
+    old = metadata.get("streamchat")
+    section: dict[str, Any] = copy.deepcopy(old) if isinstance(old, dict) else {}
     section["version"] = SCHEMA_VERSION
-    conversations = section.setdefault("conversations", {})
-    turns = conversations.setdefault(conversation, {}).setdefault("turns", [])
-    turns.append(turn)
-    turns.sort(key=lambda t: t.get("created") or "")
+    conversations = section.get("conversations")
+    if not isinstance(conversations, dict):
+        conversations = section["conversations"] = {}
+    entry = conversations.get(conversation)
+    if not isinstance(entry, dict):
+        entry = conversations[conversation] = {}
+    turns = [*_turns(entry), turn]
+    turns.sort(key=_created)
+    entry["turns"] = turns
     return section
 
 

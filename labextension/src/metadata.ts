@@ -12,6 +12,12 @@
 
 import type { JSONObject, JSONValue } from '@lumino/coreutils';
 
+import { Dict, isObject } from './util';
+
+// Re-exported for the modules that read metadata through this one (defined once, in util.ts).
+export { isObject };
+export type { Dict };
+
 /** Top-level notebook metadata key of the records (SPEC section 6). */
 export const METADATA_KEY = 'streamchat';
 
@@ -21,14 +27,6 @@ export const SCHEMA_VERSION = 1;
 /** One turn as recorded in the notebook (SPEC section 6); only `run` and `created` are read here. */
 export interface ITurn extends JSONObject {
   run: string;
-}
-
-/** An object read from JSON (not an array, not null); its keys are data: read them with `own`. */
-export type Dict = { [key: string]: unknown };
-
-/** The one test for "a JSON object" in this extension. */
-export function isObject(value: unknown): value is Dict {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 /** `object[key]` if `object` has it as its own property, else undefined (never an inherited value). */

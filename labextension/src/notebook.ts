@@ -6,8 +6,9 @@
 import { ICodeCellModel } from '@jupyterlab/cells';
 import { NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
 
-import { conversationsOf, isObject, METADATA_KEY, own } from './metadata';
+import { conversationsOf, METADATA_KEY, own } from './metadata';
 import { RunStatus } from './run';
+import { isObject } from './util';
 
 /** One recorded turn, as the panel uses it. */
 export interface IRecordedTurn {

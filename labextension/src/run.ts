@@ -3,8 +3,9 @@
  * usage and the stats a reply shows. Pure (unit tested in node).
  */
 
-import { isObject } from './metadata';
 import type { IRunEvent } from './sse';
+import { statsText, tokensPerSecond } from './stats';
+import { isObject } from './util';
 
 export type RunStatus = 'running' | 'completed' | 'stopped' | 'failed' | 'interrupted';
 
@@ -95,13 +96,11 @@ export class RunState {
         this.reasoning = str(data.reasoning) ?? '';
         return true;
       case 'usage':
-        this.usage = { ...this.usage, ...(data as IUsage) };
+        this.usage = { ...this.usage, ...counts(data) };
         return true;
       case 'done':
         this.status = (str(data.status) as RunStatus | undefined) ?? 'failed';
-        if (isObject(data.usage)) {
-          this.usage = { ...this.usage, ...(data.usage as IUsage) };
-        }
+        this.usage = { ...this.usage, ...counts(data.usage) };
         this.error = isObject(data.error) ? (data.error as unknown as IRunError) : null;
         this.finishedAt = now;
         return true;
@@ -131,36 +130,39 @@ export class RunState {
     return this.usage.output_tokens ?? this.deltas;
   }
 
-  /** Output tokens per second since the first token, or null while it cannot be told. */
-  tokensPerSecond(now: number = Date.now()): number | null {
-    if (this.firstTokenAt === null) {
-      return null;
-    }
-    const seconds = ((this.finishedAt ?? now) - this.firstTokenAt) / 1000;
-    return seconds > 0.05 ? this.outputTokens / seconds : null;
+  /** Ended early with some text kept (as the notebook's turn says it). */
+  get partial(): boolean {
+    return this.finished && this.status !== 'completed' && this.text !== '';
   }
 
-  /** One line for the reply header: status, time to first token, tokens/s, tokens. */
+  /** Output tokens per second since the first token, or null while it cannot be told (stats.ts). */
+  tokensPerSecond(now: number = Date.now()): number | null {
+    return tokensPerSecond(this.firstTokenAt, this.finishedAt ?? now, this.outputTokens);
+  }
+
+  /** One line for the reply header: time to first token, tokens/s, tokens (stats.ts). */
   statsLine(now: number = Date.now()): string {
-    const parts: string[] = [];
-    const ttft = this.timeToFirstToken;
-    if (ttft !== null) {
-      parts.push(`TTFT ${ttft.toFixed(2)} s`);
-    }
-    const rate = this.tokensPerSecond(now);
-    if (rate !== null) {
-      parts.push(`${rate.toFixed(1)} tok/s`);
-    }
-    if (this.outputTokens > 0) {
-      parts.push(`${this.outputTokens} tokens`);
-    }
-    return parts.join(' · ');
+    return statsText(this.timeToFirstToken, this.tokensPerSecond(now), this.outputTokens);
   }
 
   /** The error as one line, `code: message`, or ''. */
   get errorLine(): string {
     return this.error === null ? '' : `${this.error.code}: ${this.error.message}`;
   }
+}
+
+/** The token counts of a usage object (the widgets keep the same: numbers only). */
+function counts(usage: unknown): IUsage {
+  const result: { [key: string]: number } = {};
+  if (isObject(usage)) {
+    for (const key of Object.keys(usage)) {
+      const value = usage[key];
+      if (typeof value === 'number' && Number.isInteger(value)) {
+        result[key] = value;
+      }
+    }
+  }
+  return result as IUsage;
 }
 
 function str(value: unknown): string | undefined {

@@ -77,7 +77,7 @@ describe('RunState', () => {
     }
     assert.equal(state.outputTokens, 10);
     assert.equal(state.tokensPerSecond(12_750), 5, '10 tokens in 2 s');
-    assert.equal(state.statsLine(12_750), 'TTFT 0.75 s · 5.0 tok/s · 10 tokens');
+    assert.equal(state.statsLine(12_750), 'first token 0.75 s · 5.0 tok/s · 10 tokens');
 
     state.apply(ev('usage', { output_tokens: 20 }), 12_750);
     state.apply(ev('done', { status: 'completed' }), 14_750);
