@@ -24,11 +24,11 @@ from pygments.lexers import get_lexer_by_name
 from pygments.token import Comment, Keyword, Name, Number, String, _TokenType
 from pygments.util import ClassNotFound
 
+from ._blocks import MarkdownBlocks, closes_fence
+
 # Complete lines of an open code block sealed at once: small enough to keep the tail short, large
 # enough that segments (each its own <pre>) stay few.
 CODE_SEGMENT_LINES = 16
-
-_FENCE_OPEN = re.compile(r"^( {0,3})(`{3,}|~{3,})(.*)$")
 
 # markdown-it's recursion guard drops every line below its nesting limit (20 token levels in the
 # CommonMark preset: about 10 nested lists). Ours is lower, and below it the rest of the container
@@ -153,9 +153,9 @@ def code_segment(code: str, lang: str, *, first: bool, last: bool, highlighted: 
 class _OpenFence:
     """A fenced code block whose first lines are already sealed."""
 
-    opener: str  # the opening line, e.g. "```python"
     marker: str  # "```" or "~~~" (at least three)
     lang: str
+    indent: int  # the opener's indentation, removed from its code lines (CommonMark)
 
 
 @dataclass(slots=True)
@@ -166,86 +166,80 @@ class Advance:
 
 
 class ProgressiveMarkdown:
+    """Which text is finished is decided by ``_blocks.MarkdownBlocks`` (the panel's rule, held to it by
+    ``tests/parity/markdown``); this class renders finished text once and the open tail each time."""
+
     def __init__(self) -> None:
+        self._blocks = MarkdownBlocks()
         self._sealed_upto = 0  # characters of the text already sealed
         self._fence: _OpenFence | None = None
         self._pending_key: tuple[int, int] | None = None
         self._pending_html = ""
         self.open_chars = 0  # characters in the open tail after the last call
 
+    @property
+    def sealed_chars(self) -> int:
+        """Characters of the text sealed so far (finished blocks and sealed pieces of an open code block)."""
+        return self._sealed_upto
+
     def advance(self, text: str, final: bool = False, min_seal: int = 0) -> Advance:
         """``min_seal``: finished blocks adding up to fewer characters wait in ``pending`` (a second,
         rarely changing tail) rather than becoming a sealed piece of their own."""
-        rest = text[self._sealed_upto :]
         if final:
-            sealed = self._render_rest(rest)
+            self._blocks.finish(text)
+            sealed = self._render_rest(text[self._sealed_upto :])
             self._sealed_upto = len(text)
             self._fence = None
             self.open_chars = 0
             return Advance(sealed, "", "")
-        if "\r" in rest:  # markdown-it counts lone CRs as line breaks: no line mapping, seal at the end
-            return Advance("", "", self._render_tail(rest, self._fence))
-        lines = _lines(rest)
-        prefix_lines = 1 if self._fence is not None else 0
-        source = (self._fence.opener + "\n" + rest) if self._fence is not None else rest
-        env: dict[str, Any] = {}
-        tokens = _PLAIN.parse(source, env)
-        blocks = _blocks(tokens)
-        # Every block but the last is followed by the start of another: it can no longer change.
-        cut = max(0, blocks[-1][0] - prefix_lines) if len(blocks) >= 2 else 0
-        # The open block is rendered from this parse (one parse per render, the hot path).
-        last_block_html = _PLAIN.renderer.render(tokens[blocks[-1][2] :], _PLAIN.options, env) if blocks else ""
-        finished, open_lines = lines[:cut], lines[cut:]
+        self._blocks.update(text)
+        finished_end = self._blocks.block_start
         parts: list[str] = []
-        if finished:
-            size = sum(len(line) for line in finished)
-            if size >= min_seal or _long_open_fence(open_lines):
-                parts.append(self._render_rest("".join(finished)))
-                self._consume(finished)
+        if finished_end > self._sealed_upto:
+            size = finished_end - self._sealed_upto
+            if size >= min_seal or self._code_lines(text) >= CODE_SEGMENT_LINES:
+                parts.append(self._render_rest(text[self._sealed_upto : finished_end]))
+                self._sealed_upto, self._fence = finished_end, None
             else:
                 key = (self._sealed_upto, size)
                 if self._pending_key != key:
-                    self._pending_key, self._pending_html = key, self._render_rest("".join(finished))
-                self.open_chars = sum(len(line) for line in open_lines)
-                return Advance("", self._pending_html, last_block_html)
-        sealed_code = self._seal_open_code(open_lines)
+                    self._pending_key = key
+                    self._pending_html = self._render_rest(text[self._sealed_upto : finished_end])
+                self.open_chars = len(text) - finished_end
+                return Advance("", self._pending_html, self._render_tail(text[finished_end:], None))
+        sealed_code = self._seal_open_code(text)
         if sealed_code:
             parts.append(sealed_code)
         self.open_chars = len(text) - self._sealed_upto
-        # After sealing code lines, or inside a block sealed in pieces, the tail is not the parsed block.
-        if sealed_code or self._fence is not None:
-            tail = self._render_tail(text[self._sealed_upto :], self._fence)
-        else:
-            tail = last_block_html
-        return Advance("".join(parts), "", tail)
+        return Advance("".join(parts), "", self._render_tail(text[self._sealed_upto :], self._fence))
 
     # ----- internals -----------------------------------------------------------------------------
-    def _consume(self, lines: list[str]) -> None:
-        self._sealed_upto += sum(len(line) for line in lines)
-        self._fence = None
-
     def _render_rest(self, chunk: str) -> str:
         """Render sealed text; if it continues a code block sealed in pieces, finish that block first."""
         return render(chunk) if self._fence is None else _continued(chunk, self._fence, highlighted=True)
 
-    def _seal_open_code(self, lines: list[str]) -> str:
+    def _code_lines(self, text: str) -> int:
+        """Complete code lines of the open block if it is a fenced code block of its own, else 0."""
+        fence = self._blocks.fence
+        if fence is None or fence.nested:
+            return 0
+        return text.count("\n", max(fence.code_start, self._sealed_upto))
+
+    def _seal_open_code(self, text: str) -> str:
         """Seal complete lines of a long open fenced block so the tail stays short."""
-        if self._fence is None:
-            fence = _opening_fence(lines)
-            if fence is None:
-                return ""
-            body, opener_chars, first = lines[1:], len(lines[0]), True
-        else:
-            fence, body, opener_chars, first = self._fence, lines, 0, False
-        if any(_closes(line, fence.marker, complete=False) for line in body):
-            return ""  # closed: it is sealed with the next block
-        complete = [line for line in body if line.endswith("\n")]
-        if len(complete) < CODE_SEGMENT_LINES:
+        fence = self._blocks.fence
+        lines = self._code_lines(text)
+        if fence is None or lines < CODE_SEGMENT_LINES or self._sealed_upto < self._blocks.block_start:
             return ""
-        chunk = complete[: len(complete) - len(complete) % CODE_SEGMENT_LINES]
-        self._sealed_upto += opener_chars + sum(len(line) for line in chunk)
-        self._fence = fence
-        return code_segment("".join(chunk), fence.lang, first=first, last=False, highlighted=True)
+        start = max(fence.code_start, self._sealed_upto)
+        end = start
+        for _ in range(lines - lines % CODE_SEGMENT_LINES):
+            end = text.index("\n", end) + 1
+        first = self._fence is None
+        self._fence = _OpenFence(fence.marker, fence.info, len(fence.indent))
+        self._sealed_upto = end
+        code = _dedent(text[start:end], self._fence.indent)
+        return code_segment(code, fence.info, first=first, last=False, highlighted=True)
 
     def _render_tail(self, rest: str, fence: _OpenFence | None) -> str:
         if not rest:
@@ -253,64 +247,25 @@ class ProgressiveMarkdown:
         return _PLAIN.render(rest) if fence is None else _continued(rest, fence, highlighted=False)
 
 
-def _opening_fence(lines: list[str]) -> _OpenFence | None:
-    """The fenced code block that ``lines`` open and nothing else, once its opening line is complete."""
-    if not lines or not lines[0].endswith("\n"):
-        return None
-    match = _FENCE_OPEN.match(lines[0].rstrip("\n"))
-    if match is None or len(_top_level_blocks("".join(lines))) != 1:
-        return None
-    marker, lang = match.group(2), match.group(3).strip()
-    if "`" in lang and marker[0] == "`":
-        return None  # not a fence opener (CommonMark): an info string of a backtick fence has no backtick
-    return _OpenFence(lines[0].rstrip("\n"), marker, lang)
+def _dedent(code: str, indent: int) -> str:
+    return re.sub(rf"(?m)^ {{0,{indent}}}", "", code) if indent else code
 
 
 def _continued(text: str, fence: _OpenFence, highlighted: bool) -> str:
     """Text that continues a code block sealed in pieces: the block's last piece, then whatever follows it."""
     lines = _lines(text)
-    end = next((i for i, line in enumerate(lines) if _closes(line, fence.marker, complete=False)), len(lines))
-    code = code_segment("".join(lines[:end]), fence.lang, first=False, last=True, highlighted=highlighted)
+    end = next((i for i, line in enumerate(lines) if closes_fence(line.rstrip("\r\n"), fence.marker)), len(lines))
+    code = _dedent("".join(lines[:end]), fence.indent)
+    segment = code_segment(code, fence.lang, first=False, last=True, highlighted=highlighted)
     after = "".join(lines[end + 1 :])
-    return code + ((_HIGHLIGHTED if highlighted else _PLAIN).render(after) if after else "")
-
-
-def _long_open_fence(lines: list[str]) -> bool:
-    """Whether the open block is a fenced code block long enough to be sealed in segments."""
-    if not lines or _FENCE_OPEN.match(lines[0].rstrip("\n")) is None:
-        return False
-    return sum(line.endswith("\n") for line in lines[1:]) >= CODE_SEGMENT_LINES
-
-
-def _closes(line: str, marker: str, complete: bool = True) -> bool:
-    """Whether ``line`` closes a block opened by ``marker`` (``complete``: only if the line has ended)."""
-    stripped = line.strip()
-    return (
-        len(line) - len(line.lstrip(" ")) <= 3
-        and len(stripped) >= len(marker)
-        and set(stripped) == {marker[0]}
-        and (line.endswith("\n") or not complete)
-    )
+    return segment + ((_HIGHLIGHTED if highlighted else _PLAIN).render(after) if after else "")
 
 
 def _lines(text: str) -> list[str]:
-    """Lines with their endings, split on LF only (as markdown-it counts them)."""
+    """Lines with their endings, split on LF only."""
     lines = text.split("\n")
     last = lines.pop()
     result = [line + "\n" for line in lines]
     if last:
         result.append(last)
     return result
-
-
-def _top_level_blocks(source: str) -> list[tuple[int, int, int]]:
-    return _blocks(_PLAIN.parse(source))
-
-
-def _blocks(tokens: list[Any]) -> list[tuple[int, int, int]]:
-    """(first line, end line, index of its first token) of each top-level block, in order."""
-    return [
-        (token.map[0], token.map[1], index)
-        for index, token in enumerate(tokens)
-        if token.level == 0 and token.nesting >= 0 and token.map is not None
-    ]

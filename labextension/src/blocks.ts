@@ -7,12 +7,16 @@
  *
  * - a fenced code block, once its closing fence arrived;
  * - the text before a fence opener (a fence interrupts any paragraph);
- * - the text before a line that starts at column 0 after a blank line. An indented line after a
- *   blank line may continue a list item, so it does not end the block.
+ * - the text before a line that starts at column 0 after a blank line (as soon as its first
+ *   character arrives). An indented line after a blank line may continue a list item, so it does
+ *   not end the block.
  *
  * A fence indented by 1-3 spaces after content of the open block may belong to a list item (LLMs
  * write `1. Install:\n\n   ```bash`): it neither ends the block before it nor is sealed on its
  * own, so the list item keeps its code; the open tail then shows it as Markdown.
+ *
+ * The kernel widgets split with the same rule (`jupyter_streamchat/kernel/_blocks.py`); the
+ * fixtures in `tests/parity/markdown` hold both to it.
  *
  * Pure: no DOM, unit tested in node (labextension/test).
  */
@@ -72,6 +76,11 @@ export class MarkdownBlocks {
       }
       this._line(this._scanned, newline + 1, sealed);
       this._scanned = newline + 1;
+    }
+    // A line begun at column 0 after a blank line ends the block before it, whatever it becomes.
+    if (this._afterBlank && this._scanned < text.length && !/\s/.test(text[this._scanned])) {
+      this._seal(this._scanned, sealed);
+      this._afterBlank = false;
     }
     return { sealed, tail: this._tail(), reset };
   }

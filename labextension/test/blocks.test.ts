@@ -296,7 +296,10 @@ describe('MarkdownBlocks', () => {
 
   test('a text that does not extend the previous one starts over with reset: true', () => {
     const blocks = new MarkdownBlocks();
-    assert.deepEqual(blocks.update('First.\n\nSecond.\n\nThi').sealed, ['First.\n\n']);
+    assert.deepEqual(blocks.update('First.\n\nSecond.\n\nThi').sealed, [
+      'First.\n\n',
+      'Second.\n\n'
+    ]);
     const same = blocks.update('First.\n\nSecond.\n\nThird');
     assert.equal(same.reset, false);
     assert.deepEqual(same.sealed, []);
