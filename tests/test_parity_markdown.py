@@ -57,3 +57,16 @@ def test_a_reply_cut_anywhere_gives_the_same_blocks(path: Path) -> None:
         splitter = MarkdownBlocks()
         blocks = splitter.update(text[:cut])
         assert blocks + splitter.finish(text) == fixture["blocks"], f"{path.stem} cut at {cut}"
+
+
+def test_an_indented_fence_sealed_in_pieces_has_the_code_of_the_whole_rendering() -> None:
+    # Given a reply whose fence is indented by two spaces and long enough to be sealed in pieces
+    text = "  ```\n" + "".join(f"    line {i}\n" for i in range(40)) + "  ```\nAfter.\n"
+    widget = ProgressiveMarkdown()
+    # When it streams line by line
+    shown = [widget.advance(text[: end + 1]).sealed for end, char in enumerate(text) if char == "\n"]
+    shown.append(widget.advance(text, final=True).sealed)
+    # Then every code line lost the opener's two spaces, as in CommonMark (and in the final rendering)
+    html = "".join(shown)
+    assert html.count("jsc-code-segment") >= 2
+    assert html.count("  line ") == 40 and "    line" not in html
