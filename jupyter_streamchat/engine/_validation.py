@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from ..providers._parts import ChatMessage
 from ._errors import BadRequest, PayloadTooLarge
+from ._parts import ContextItem, ImageBudget, parse_context, parse_parts
 
 ROLES = ("system", "user", "assistant")
 MAX_ID_CHARS = 200
@@ -24,16 +26,26 @@ class BodyLimits:
     max_body_bytes: int = 1_048_576
     max_messages: int = 500
     max_message_chars: int = 200_000
+    #: decoded bytes of all images of one request (message parts and context items together)
+    max_image_bytes: int = 5 * 1_048_576
+    #: characters of text in all context items of one request
+    max_context_chars: int = 100_000
+
+    @property
+    def max_raw_bytes(self) -> int:
+        """The body limit before parsing: text, plus the base64 size of the images it may carry."""
+        return self.max_body_bytes + (self.max_image_bytes * 4 + 2) // 3
 
 
 @dataclass(slots=True)
 class ChatBody:
     model: str | None
-    messages: list[dict[str, str]] | None
+    messages: list[ChatMessage] | None
     prompt: str | None
     notebook: str | None
     conversation: str | None
     options: dict[str, Any]
+    context: list[ContextItem] = field(default_factory=list)
 
 
 def _optional_str(body: dict[str, Any], key: str, max_chars: int = MAX_ID_CHARS) -> str | None:
@@ -63,22 +75,26 @@ def _conversation(value: Any) -> str | None:
     return value
 
 
-def _messages(raw: Any, limits: BodyLimits) -> list[dict[str, str]]:
+def _messages(raw: Any, limits: BodyLimits, images: ImageBudget) -> list[ChatMessage]:
     if not isinstance(raw, list) or not raw:
         raise BadRequest("'messages' must be a non-empty list")
     if len(raw) > limits.max_messages:
         raise BadRequest(f"too many messages ({len(raw)} > {limits.max_messages})")
-    messages = []
+    messages: list[ChatMessage] = []
     for index, message in enumerate(raw):
         if not isinstance(message, dict):
             raise BadRequest(f"messages[{index}] must be an object")
         role, content = message.get("role"), message.get("content")
         if role not in ROLES:
             raise BadRequest(f"messages[{index}].role must be one of {', '.join(ROLES)}")
+        where = f"messages[{index}].content"
+        if isinstance(content, list):
+            messages.append({"role": role, "content": parse_parts(content, where, limits.max_message_chars, images)})
+            continue
         if not isinstance(content, str):
-            raise BadRequest(f"messages[{index}].content must be a string")
+            raise BadRequest(f"{where} must be a string or a list of parts")
         if len(content) > limits.max_message_chars:
-            raise BadRequest(f"messages[{index}].content is longer than {limits.max_message_chars} characters")
+            raise BadRequest(f"{where} is longer than {limits.max_message_chars} characters")
         messages.append({"role": role, "content": content})
     return messages
 
@@ -176,7 +192,8 @@ def _where(trail: tuple[Any, ...]) -> str:
 
 
 def parse_chat_body(raw: bytes, limits: BodyLimits) -> ChatBody:
-    body = parse_json_object(raw, limits.max_body_bytes)
+    body = parse_json_object(raw, limits.max_raw_bytes)
+    images = ImageBudget(limits.max_image_bytes)
     has_messages, has_prompt = body.get("messages") is not None, body.get("prompt") is not None
     if has_messages == has_prompt:
         raise BadRequest("send exactly one of 'messages' or 'prompt'")
@@ -187,11 +204,15 @@ def parse_chat_body(raw: bytes, limits: BodyLimits) -> ChatBody:
             raise BadRequest("'prompt' must be a non-empty string")
         if len(prompt) > limits.max_message_chars:
             raise BadRequest(f"'prompt' is longer than {limits.max_message_chars} characters")
-    return ChatBody(
+    parsed = ChatBody(
         model=_optional_str(body, "model"),
-        messages=_messages(body["messages"], limits) if has_messages else None,
+        messages=_messages(body["messages"], limits, images) if has_messages else None,
         prompt=prompt,
         notebook=_optional_str(body, "notebook", 4096),
         conversation=_conversation(body.get("conversation")),
         options=_options(body.get("options")),
+        context=parse_context(body.get("context"), limits.max_context_chars, images),
     )
+    if len(raw) - images.encoded > limits.max_body_bytes:
+        raise PayloadTooLarge(f"request body is larger than {limits.max_body_bytes} bytes (not counting images)")
+    return parsed

@@ -33,7 +33,9 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 from ..providers import Delta, Finish, Provider, Reasoning, UpstreamError, Usage
+from ..providers._parts import ChatMessage, prompt_text
 from ._errors import TooManyRuns
+from ._parts import ContextRecord, PromptRecord
 from ._sse import encode_event, encode_text_event
 
 log = logging.getLogger("jupyter_streamchat.runs")
@@ -73,11 +75,13 @@ class RunLimits:
 @dataclass(slots=True)
 class RunRequest:
     model: str
-    messages: list[dict[str, str]]
+    messages: list[ChatMessage]
     options: dict[str, Any] = field(default_factory=dict)
     notebook: str | None = None
     conversation: str | None = None
     owner: str | None = None  # the Jupyter username of who started it (see handlers.py)
+    #: what the last user message carries besides its prompt, as a turn records it (SPEC 10)
+    context: list[ContextRecord] = field(default_factory=list)
 
 
 FinishHook = Callable[["Run"], Awaitable[None]]
@@ -157,9 +161,16 @@ class Run:
         return joined(self._reasoning)
 
     @property
-    def prompt(self) -> dict[str, str] | None:
-        """The user message this run answers (what a notebook turn records as its prompt)."""
-        return next((dict(m) for m in reversed(self.request.messages) if m["role"] == "user"), None)
+    def prompt(self) -> PromptRecord | None:
+        """The user message this run answers, as a notebook turn records it: its text, and the context sent
+        with it (text verbatim, images by their facts: never their bytes)."""
+        message = next((m for m in reversed(self.request.messages) if m["role"] == "user"), None)
+        if message is None:
+            return None
+        prompt: PromptRecord = {"role": "user", "content": prompt_text(message["content"])}
+        if self.request.context:
+            prompt["context"] = list(self.request.context)
+        return prompt
 
     @property
     def last_seq(self) -> int:
@@ -587,11 +598,17 @@ class RunManager:
         """Give back the slot of a run that was created but will never be launched."""
         self._running.discard(run.id)
 
-    def adopt(self, record: dict[str, Any], prompt: dict[str, str] | None) -> Run:
+    def adopt(self, record: dict[str, Any], prompt: PromptRecord | None) -> Run:
         """Re-create a finished run from its journaled record (after a restart), replayable like any other."""
-        messages = [prompt] if prompt else []
+        messages: list[ChatMessage] = [{"role": "user", "content": prompt["content"]}] if prompt else []
         request = RunRequest(
-            record["model"], messages, {}, record.get("notebook"), record.get("conversation"), record.get("owner")
+            record["model"],
+            messages,
+            {},
+            record.get("notebook"),
+            record.get("conversation"),
+            record.get("owner"),
+            list(prompt.get("context") or []) if prompt else [],
         )
         run = Run(request, record.get("mode") or "detached", self.limits.replay_buffer_events)
         run.id = record["id"]

@@ -23,7 +23,9 @@ from ..persistence._schema import DEFAULT_CONVERSATION
 from ..persistence._writers import NotANotebook
 from ..persistence.journal import JournalFault, JournalFull
 from ..providers import ProviderRegistry
-from ._errors import Conflict, StreamChatError
+from ..providers._parts import ChatMessage
+from ._errors import BadRequest, Conflict, StreamChatError
+from ._parts import ContextRecord, inline_context, with_context
 from ._paths import confine
 from ._validation import BodyLimits, ChatBody
 from .runs import Run, RunManager, RunRequest, utc_now
@@ -63,12 +65,8 @@ class ChatService:
         renames_since = self.notebooks.follower.mark() if self.notebooks is not None else None
         if notebook is not None and self.notebooks is not None:
             await self.notebooks.require_notebook(notebook)
-        if body.messages is not None:
-            messages = body.messages
-        else:
-            history = await self.history(notebook, body.conversation) if body.conversation else []
-            messages = [*history, {"role": "user", "content": body.prompt or ""}]
-        request = RunRequest(model_id, messages, body.options, notebook, body.conversation, owner)
+        messages, context = await self._messages(body, notebook)
+        request = RunRequest(model_id, messages, body.options, notebook, body.conversation, owner, context)
         run = self.runs.create(request, mode)
         if notebook is not None:
             run.notebook_state = PENDING
@@ -99,7 +97,25 @@ class ChatService:
         log.info("streamchat run %s started: %s (%s)", run.id, model_id, mode)
         return run
 
-    async def history(self, notebook: str | None, conversation: str) -> list[dict[str, str]]:
+    async def _messages(self, body: ChatBody, notebook: str | None) -> tuple[list[ChatMessage], list[ContextRecord]]:
+        """What goes upstream, and the context a turn records: ``context`` items go before the last prompt."""
+        context = [item.record for item in body.context]
+        if body.messages is None:
+            history = await self.history(notebook, body.conversation) if body.conversation else []
+            return [*history, {"role": "user", "content": with_context(body.prompt or "", body.context)}], context
+        messages = list(body.messages)
+        last = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=None)
+        if last is None:
+            return messages, context
+        content = messages[last]["content"]
+        if isinstance(content, str):
+            messages[last] = {"role": "user", "content": with_context(content, body.context)}
+            return messages, context
+        if body.context:
+            raise BadRequest("send 'context' with a plain-text last user message, or put it in that message's parts")
+        return messages, inline_context(content)
+
+    async def history(self, notebook: str | None, conversation: str) -> list[ChatMessage]:
         """The conversation so far: turns recorded in the notebook plus finished runs not yet there."""
         turns: dict[str, dict[str, Any]] = {}
         if notebook is not None and self.notebooks is not None:

@@ -12,6 +12,7 @@ import errno
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,7 +118,7 @@ class NotebookRecorder:
         except ValueError:
             raise Conflict(f"{path} could not be read as a notebook; nothing was started") from None
 
-    async def record(self, record: dict[str, Any], prompt: dict[str, str] | None) -> str:
+    async def record(self, record: dict[str, Any], prompt: Mapping[str, Any] | None) -> str:
         """Land one finished run in its notebook, where that notebook is now; returns how: shared, file,
         duplicate, or gone (deleted: nothing was written, and nothing ever will be).
 
@@ -212,7 +213,9 @@ class NotebookRecorder:
         except Exception:
             log.exception("streamchat: could not check the turns of %s after a save", path)
 
-    async def retry(self, record: dict[str, Any], prompt: dict[str, str] | None, failed: NotRecordedYet) -> str | None:
+    async def retry(
+        self, record: dict[str, Any], prompt: Mapping[str, Any] | None, failed: NotRecordedYet
+    ) -> str | None:
         """After ``record`` raised ``failed``: try again with backoff (0.1 s doubling to 5 s) for up to
         ``retry_timeout`` seconds; how it landed, or None if it still could not be written.
 

@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import Any
+
+from ..providers._parts import ChatMessage, Content, Part
 
 SCHEMA_VERSION = 1
 DEFAULT_CONVERSATION = "default"
 
 
-def make_turn(record: dict[str, Any], prompt: dict[str, str] | None) -> dict[str, Any]:
-    """One turn for a finished run record; ``content`` is exactly what clients were streamed."""
+def make_turn(record: dict[str, Any], prompt: Mapping[str, Any] | None) -> dict[str, Any]:
+    """One turn for a finished run record; ``content`` is exactly what clients were streamed, ``context`` what
+    the model was sent besides the prompt (SPEC 10), recorded only when there was some."""
     status = record["status"]
     text = record.get("text") or ""
-    return {
+    turn = {
         "run": record["id"],
         "model": record["model"],
         "mode": record["mode"],
-        "prompt": dict(prompt) if prompt else {"role": "user", "content": ""},
+        "prompt": {"role": "user", "content": prompt.get("content") or ""}
+        if prompt
+        else {"role": "user", "content": ""},
         "reply": {
             "role": "assistant",
             "content": text,
@@ -31,6 +37,9 @@ def make_turn(record: dict[str, Any], prompt: dict[str, str] | None) -> dict[str
         "created": record["created"],
         "finished": record["finished"],
     }
+    if prompt and prompt.get("context"):
+        turn["context"] = copy.deepcopy(list(prompt["context"]))
+    return turn
 
 
 def conversation_key(record: dict[str, Any]) -> str:
@@ -92,9 +101,10 @@ def turns_of(metadata: dict[str, Any], conversation: str) -> list[dict[str, Any]
     return list((conversations.get(conversation) or {}).get("turns") or [])
 
 
-def history_messages(turns: list[dict[str, Any]]) -> list[dict[str, str]]:
-    """Messages for the next turn: completed and partial replies go to the model; failures do not."""
-    messages: list[dict[str, str]] = []
+def history_messages(turns: list[dict[str, Any]]) -> list[ChatMessage]:
+    """Messages for the next turn: completed and partial replies go to the model; failures do not. A prompt
+    keeps the text context it was sent with (images are not sent again)."""
+    messages: list[ChatMessage] = []
     for turn in sorted(turns, key=lambda t: t.get("created") or ""):
         reply = turn.get("reply") or {}
         content = reply.get("content") or ""
@@ -102,6 +112,15 @@ def history_messages(turns: list[dict[str, Any]]) -> list[dict[str, str]]:
             continue
         prompt = turn.get("prompt") or {}
         if prompt.get("content"):
-            messages.append({"role": "user", "content": prompt["content"]})
+            messages.append({"role": "user", "content": _with_text_context(prompt["content"], turn.get("context"))})
         messages.append({"role": "assistant", "content": content})
     return messages
+
+
+def _with_text_context(prompt: str, context: Any) -> Content:
+    texts: list[Part] = [
+        {"type": "text", "text": item["text"]}
+        for item in (context if isinstance(context, list) else ())
+        if isinstance(item, dict) and item.get("kind") != "image" and isinstance(item.get("text"), str)
+    ]
+    return [*texts, {"type": "text", "text": prompt}] if texts else prompt

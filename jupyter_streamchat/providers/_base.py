@@ -23,6 +23,7 @@ import httpx
 
 from ..engine._sse import SSEMessage, iter_sse_batches
 from ._asyncio_backend import AsyncioTransport
+from ._parts import ChatMessage
 from ._redact import (
     ERROR_BODY_READ_LIMIT,
     Redactor,
@@ -101,7 +102,7 @@ class Provider(Protocol):
     def knows_model(self, model: str) -> bool: ...
 
     def stream(
-        self, model: str, messages: list[dict[str, str]], options: Mapping[str, Any]
+        self, model: str, messages: list[ChatMessage], options: Mapping[str, Any]
     ) -> AsyncIterator[EventBatch]: ...
 
     async def aclose(self) -> None: ...

@@ -22,6 +22,7 @@ from ._base import (
     text_field,
     upstream_label,
 )
+from ._parts import ChatMessage, text_of, to_anthropic
 from ._redact import Redactor
 
 API_VERSION = "2023-06-01"
@@ -57,13 +58,13 @@ class AnthropicProvider:
     async def list_models(self) -> list[str]:
         return list(self._models)
 
-    def stream(
-        self, model: str, messages: list[dict[str, str]], options: Mapping[str, Any]
-    ) -> AsyncIterator[EventBatch]:
-        system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
+    def stream(self, model: str, messages: list[ChatMessage], options: Mapping[str, Any]) -> AsyncIterator[EventBatch]:
+        system = "\n\n".join(text_of(m["content"]) for m in messages if m["role"] == "system")
         body: dict[str, Any] = {
             "model": model,
-            "messages": [m for m in messages if m["role"] != "system"],
+            "messages": [
+                {"role": m["role"], "content": to_anthropic(m["content"])} for m in messages if m["role"] != "system"
+            ],
             "max_tokens": options.get("max_tokens") or DEFAULT_MAX_TOKENS,
             "stream": True,
         }

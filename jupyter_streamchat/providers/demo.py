@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._base import Delta, EventBatch, Finish, Reasoning, Usage
+from ._parts import ChatMessage, describe_received, prompt_text, text_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,9 +43,11 @@ _PARAGRAPHS = [
 ]
 
 
-def _reply(prompt: str, variant: DemoVariant) -> str:
+def _reply(prompt: str, variant: DemoVariant, received: str = "") -> str:
     quoted = " ".join(prompt.split())[:120] or "(empty prompt)"
     parts = [f"*This is the offline demo model; it does not understand you.* You wrote: “{quoted}”."]
+    if received:
+        parts.append(f"Besides your words I received: {received}.")
     parts += [_PARAGRAPHS[i % len(_PARAGRAPHS)] for i in range(variant.paragraphs)]
     return "\n\n".join(parts)
 
@@ -71,20 +74,21 @@ class DemoProvider:
         return VARIANTS[model].title
 
     async def stream(
-        self, model: str, messages: list[dict[str, str]], options: Mapping[str, Any]
+        self, model: str, messages: list[ChatMessage], options: Mapping[str, Any]
     ) -> AsyncIterator[EventBatch]:
         variant = VARIANTS[model]
-        prompt = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+        prompt = next((prompt_text(m["content"]) for m in reversed(messages) if m["role"] == "user"), "")
+        received = describe_received(messages)
         delay = variant.seconds_per_token / self._speed
         max_tokens = options.get("max_tokens") or 1_000_000
-        input_tokens = sum(len(m["content"].split()) for m in messages)
+        input_tokens = sum(len(text_of(m["content"]).split()) for m in messages)
         yield [Usage(input_tokens, None, final=False)]
         if variant.thinks:
             for token in _TOKEN.findall(_thoughts(prompt)):
                 await asyncio.sleep(delay)
                 yield [Reasoning(token)]
         produced = 0
-        for token in _TOKEN.findall(_reply(prompt, variant)):
+        for token in _TOKEN.findall(_reply(prompt, variant, received)):
             if produced >= max_tokens:
                 break
             await asyncio.sleep(delay)

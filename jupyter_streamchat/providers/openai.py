@@ -23,6 +23,7 @@ from ._base import (
     text_field,
     upstream_label,
 )
+from ._parts import ChatMessage, to_openai
 from ._redact import Redactor
 from ._think import LeadingThinkSplitter
 
@@ -82,12 +83,10 @@ class OpenAIProvider:
             return False
         return True
 
-    def stream(
-        self, model: str, messages: list[dict[str, str]], options: Mapping[str, Any]
-    ) -> AsyncIterator[EventBatch]:
+    def stream(self, model: str, messages: list[ChatMessage], options: Mapping[str, Any]) -> AsyncIterator[EventBatch]:
         body: dict[str, Any] = {
             "model": model,
-            "messages": messages,
+            "messages": to_openai(messages),
             "stream": True,
             "stream_options": {"include_usage": True},
         }

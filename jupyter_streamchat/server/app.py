@@ -135,6 +135,15 @@ class StreamChat(ExtensionApp):
     max_body_bytes = Int(1_048_576, config=True, help="Largest accepted request body (413 beyond).")
     max_messages = Int(500, config=True, help="Most messages in one request.")
     max_message_chars = Int(200_000, config=True, help="Longest accepted message content.")
+    max_image_bytes = Int(
+        5 * 1_048_576,
+        config=True,
+        help="Most image bytes one request may carry (all its images together, decoded; 413 beyond). "
+        "The request body limit grows by their base64 size.",
+    )
+    max_context_chars = Int(
+        100_000, config=True, help="Most characters of text in the context items of one request (400 beyond)."
+    )
     replay_buffer_events = Int(
         10_000, config=True, help="Events kept per run for replay; older ones are replaced by a snapshot."
     )
@@ -325,7 +334,13 @@ class StreamChat(ExtensionApp):
         self.service = ChatService(
             registry=ProviderRegistry(self.provider_config()),
             runs=runs,
-            body_limits=BodyLimits(self.max_body_bytes, self.max_messages, self.max_message_chars),
+            body_limits=BodyLimits(
+                max_body_bytes=self.max_body_bytes,
+                max_messages=self.max_messages,
+                max_message_chars=self.max_message_chars,
+                max_image_bytes=self.max_image_bytes,
+                max_context_chars=self.max_context_chars,
+            ),
             root_dir=self.serverapp.root_dir,
             keepalive_interval=self.keepalive_interval,
             journal=RunJournal(self._journal_file(), self.journal_reserve_bytes),

@@ -41,6 +41,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ...engine._parts import PromptRecord
 from ...engine.runs import REASONING_PART, RUNNING, TEXT_PART, Run
 from ._owners import Owners
 from ._recovery import JournaledRun, Recovery, recover
@@ -171,7 +172,7 @@ class RunJournal:
             return await loop.run_in_executor(self._executor, work, *args)
 
     # ----- starting and ending runs ----------------------------------------------------------------
-    async def started(self, run: Run, prompt: dict[str, str] | None) -> None:
+    async def started(self, run: Run, prompt: PromptRecord | None) -> None:
         """Journal a run before it starts, and journal its events from now on; raises ``JournalFault``
         (or an SQLite error) if the journal cannot take it: the caller then does not start it."""
         if self._fault is not None:

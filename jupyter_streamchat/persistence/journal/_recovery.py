@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...engine._parts import PromptRecord
 from ._owners import Owners
 from ._store import REASONING, TEXT, Store, stored_text
 
@@ -16,7 +17,7 @@ log = logging.getLogger("jupyter_streamchat.journal")
 @dataclass
 class JournaledRun:
     record: dict[str, Any]  # with its journaled text and reasoning
-    prompt: dict[str, str] | None
+    prompt: PromptRecord | None
     persisted: bool
 
 

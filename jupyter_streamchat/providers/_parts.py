@@ -1,0 +1,174 @@
+"""Chat messages whose content is text or a list of parts (SPEC 10), and how each wire format spells them.
+
+The engine validates parts once (``engine/_validation.py``); providers only translate: OpenAI-compatible
+servers take ``image_url`` parts with ``data:`` URIs, Anthropic takes ``image`` blocks with a base64 source.
+A message whose content is a plain string goes out unchanged, so text-only chats send exactly what they did.
+"""
+
+from __future__ import annotations
+
+import base64
+import struct
+from typing import Any, Literal, TypeAlias, TypedDict
+
+IMAGE_MIMES = ("image/png", "image/jpeg", "image/webp", "image/gif")
+
+
+class TextPart(TypedDict):
+    type: Literal["text"]
+    text: str
+
+
+class ImagePart(TypedDict):
+    type: Literal["image"]
+    mime: str
+    #: base64 of the image bytes
+    data: str
+
+
+Part: TypeAlias = TextPart | ImagePart
+Content: TypeAlias = str | list[Part]
+
+
+class ChatMessage(TypedDict):
+    role: str
+    content: Content
+
+
+def text_of(content: Content) -> str:
+    """The text a message carries (its text parts joined), for counting and for the demo model."""
+    if isinstance(content, str):
+        return content
+    return "\n\n".join(part["text"] for part in content if part["type"] == "text")
+
+
+def prompt_text(content: Content) -> str:
+    """The prompt itself: a plain message, or the last text part (context items come before it)."""
+    if isinstance(content, str):
+        return content
+    texts = [part["text"] for part in content if part["type"] == "text"]
+    return texts[-1] if texts else ""
+
+
+def images_of(content: Content) -> list[ImagePart]:
+    if isinstance(content, str):
+        return []
+    return [part for part in content if part["type"] == "image"]
+
+
+def to_openai(messages: list[ChatMessage]) -> list[dict[str, Any]]:
+    """OpenAI chat-completions messages: text and ``image_url`` parts (data URIs)."""
+    return [{"role": m["role"], "content": _openai_content(m["content"])} for m in messages]
+
+
+def _openai_content(content: Content) -> str | list[dict[str, Any]]:
+    if isinstance(content, str):
+        return content
+    parts: list[dict[str, Any]] = []
+    for part in content:
+        if part["type"] == "text":
+            parts.append({"type": "text", "text": part["text"]})
+        else:
+            parts.append({"type": "image_url", "image_url": {"url": f"data:{part['mime']};base64,{part['data']}"}})
+    return parts
+
+
+def to_anthropic(content: Content) -> str | list[dict[str, Any]]:
+    """Anthropic message content: text blocks and ``image`` blocks with a base64 source."""
+    if isinstance(content, str):
+        return content
+    blocks: list[dict[str, Any]] = []
+    for part in content:
+        if part["type"] == "text":
+            blocks.append({"type": "text", "text": part["text"]})
+        else:
+            blocks.append(
+                {"type": "image", "source": {"type": "base64", "media_type": part["mime"], "data": part["data"]}}
+            )
+    return blocks
+
+
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) read from a PNG, GIF, JPEG or WebP header; None when the header says nothing sane.
+
+    Only headers are read (a few bytes, or JPEG's markers up to its frame header): no decoding library.
+    """
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 24:
+        return struct.unpack(">II", data[16:24])
+    if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
+        return struct.unpack("<HH", data[6:10])
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return _webp_size(data)
+    if data[:2] == b"\xff\xd8":
+        return _jpeg_size(data)
+    return None
+
+
+def _webp_size(data: bytes) -> tuple[int, int] | None:
+    chunk = data[12:16]
+    if chunk == b"VP8X" and len(data) >= 30:
+        width = int.from_bytes(data[24:27], "little") + 1
+        height = int.from_bytes(data[27:30], "little") + 1
+        return width, height
+    if chunk == b"VP8 " and len(data) >= 30:
+        width, height = struct.unpack("<HH", data[26:30])
+        return width & 0x3FFF, height & 0x3FFF
+    if chunk == b"VP8L" and len(data) >= 25:
+        bits = int.from_bytes(data[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    return None
+
+
+_JPEG_FRAMES = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    offset = 2
+    while offset + 9 <= len(data):
+        if data[offset] != 0xFF:
+            return None
+        marker = data[offset + 1]
+        if marker in _JPEG_FRAMES:
+            height, width = struct.unpack(">HH", data[offset + 5 : offset + 9])
+            return width, height
+        (length,) = struct.unpack(">H", data[offset + 2 : offset + 4])
+        offset += 2 + length
+    return None
+
+
+def describe_received(messages: list[ChatMessage]) -> str:
+    """What a request carried besides plain text, in one line ("1 image, 640x480 PNG; a table of 3 columns").
+
+    The demo model says it, so a new user sees context reach a model without any key.
+    """
+    last = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+    notes: list[str] = []
+    images = images_of(last)
+    if images:
+        sizes = []
+        for image in images:
+            kind = image["mime"].split("/")[-1].upper()
+            size = image_size(_decoded(image["data"]))
+            sizes.append(f"{size[0]}\u00d7{size[1]} {kind}" if size else kind)
+        count = f"{len(images)} image" + ("s" if len(images) != 1 else "")
+        notes.append(f"{count}, {', '.join(sizes)}")
+    if not isinstance(last, str):
+        texts = [part["text"] for part in last if part["type"] == "text"]
+        for text in texts[:-1]:  # the last text part is the prompt itself
+            notes.append(_describe_text(text))
+    return "; ".join(notes)
+
+
+def _describe_text(text: str) -> str:
+    header = next((line for line in text.splitlines() if line.lstrip().startswith("|")), None)
+    if header is not None:
+        columns = max(header.strip().strip("|").count("|") + 1, 1)
+        return f"a table of {columns} column" + ("s" if columns != 1 else "")
+    return f"{len(text):,} characters of text"
+
+
+def _decoded(data: str) -> bytes:
+    try:
+        return base64.b64decode(data, validate=False)
+    except ValueError:
+        return b""
