@@ -16,14 +16,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ._text import count, cut, one_line, type_name
+from ._text import count, cut, one_line, plural, type_name
 from ._types import ContextLimits
 
 SIZED_BUILTINS = (list, tuple, dict, set, frozenset, bytes, bytearray, str)
 
 
-class ReprTimeout(Exception):
-    pass
+class ReprTimeout(BaseException):
+    """A repr that ran out of time. A BaseException, so that ``except Exception`` in reprlib and in user code
+    (which would print "<X instance at ...>" or carry on looping) cannot swallow it."""
 
 
 def describe_text(value: str, name: str | None, limits: ContextLimits) -> str:
@@ -35,7 +36,7 @@ def describe_text(value: str, name: str | None, limits: ContextLimits) -> str:
 def describe_object(obj: Any, name: str | None, limits: ContextLimits) -> str:
     label = type_name(obj)
     if isinstance(obj, SIZED_BUILTINS):
-        label += f", {count(len(obj))} {unit_of(obj)}"
+        label += f", {plural(len(obj), unit_of(obj))}"
     header = f"{name}: {label}" if name else label
     body = bounded_repr(obj, limits)
     return header + "\n" + cut(body, limits.item_chars - len(header) - 1, "repr too long")
@@ -43,8 +44,8 @@ def describe_object(obj: Any, name: str | None, limits: ContextLimits) -> str:
 
 def unit_of(obj: Any) -> str:
     if isinstance(obj, str):
-        return "chars"
-    return "bytes" if isinstance(obj, bytes | bytearray) else "items"
+        return "char"
+    return "byte" if isinstance(obj, bytes | bytearray) else "item"
 
 
 def bounded_repr(obj: Any, limits: ContextLimits) -> str:
@@ -57,9 +58,12 @@ def bounded_repr(obj: Any, limits: ContextLimits) -> str:
     shortener.maxstring = limits.item_chars
     shortener.maxlong = 200
     shortener.maxother = limits.item_chars
+    summarised = hasattr(shortener, "repr_" + "_".join(type(obj).__name__.split()))
     try:
         with time_limit(limits.repr_seconds):
-            return shortener.repr(obj)
+            # reprlib summarises the builtin containers it knows; any other object gets its own repr, whose
+            # error (reprlib would hide it behind "<X instance at 0x...>") is worth a note.
+            return shortener.repr(obj) if summarised else cut(repr(obj), limits.item_chars, "repr too long")
     except ReprTimeout:
         return f"(repr did not finish within {limits.repr_seconds:g} s; not shown)"
     except Exception as error:
@@ -76,8 +80,11 @@ def time_limit(seconds: float) -> Iterator[None]:
         yield
         return
 
+    armed = True
+
     def expire(signum: int, frame: Any) -> None:
-        raise ReprTimeout
+        if armed:
+            raise ReprTimeout
 
     previous: Callable[..., Any] | int | None = signal.signal(signal.SIGALRM, expire)
     started = time.monotonic()
@@ -85,6 +92,7 @@ def time_limit(seconds: float) -> Iterator[None]:
     try:
         yield
     finally:
+        armed = False
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous if previous is not None else signal.SIG_DFL)
         if earlier:

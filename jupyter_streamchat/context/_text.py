@@ -40,7 +40,7 @@ def cut(text: str, limit: int, what: str) -> str:
 
 def cell(value: str, limit: int) -> str:
     """A value for a Markdown table cell: one line, no pipes, at most ``limit`` characters."""
-    flat = value.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+    flat = value.replace("|", "\\|").replace("\r", " ").replace("\n", " ")
     return flat if len(flat) <= limit else flat[: max(0, limit - 1)] + ELLIPSIS
 
 
