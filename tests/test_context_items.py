@@ -33,7 +33,7 @@ from jupyter_streamchat.context import (
 )
 
 matplotlib.use("Agg")
-from matplotlib.figure import Figure  # noqa: E402  (after choosing the backend)
+from matplotlib.figure import Figure  # after choosing the backend
 
 OPTIONAL = ("pandas", "polars", "numpy", "matplotlib", "PIL")
 
@@ -74,7 +74,7 @@ def test_a_pandas_dataframe_becomes_its_schema_nulls_and_sample_rows_as_markdown
     text = item.text
     # Then its shape, columns, dtypes and null counts are there, and a Markdown table of its rows
     assert item.kind == "dataframe" and item.name == "df"
-    assert text.startswith("df: pandas DataFrame, 4 rows × 5 columns")
+    assert text.startswith("df: pandas DataFrame, 4 rows x 5 columns")
     assert "| month | datetime64" in text and "| revenue | float64 | 1 |" in text
     assert "| region | category (3 categories) | 0 |" in text
     assert "| notes | str | 1 |" in text and "| blob | object (bytes, int) | 1 |" in text
@@ -125,7 +125,7 @@ def test_polars_frames_and_series_give_the_same_kind_of_item_with_exact_nulls():
     item = build_item(frame, "pdf")
     series = build_item(pl.Series("p", [1.5, None]), "ps")
     # Then they read like the pandas ones
-    assert item.kind == "dataframe" and item.text.startswith("pdf: polars DataFrame, 3 rows × 3 columns")
+    assert item.kind == "dataframe" and item.text.startswith("pdf: polars DataFrame, 3 rows x 3 columns")
     assert "| a | Int64 | 1 |" in item.text and "| s | String | 1 |" in item.text and "| b | Binary | 1 |" in item.text
     assert "y" * 200 not in item.text
     assert series.kind == "series" and "dtype: Float64; nulls: 1" in series.text
@@ -177,7 +177,7 @@ def test_a_matplotlib_figure_becomes_a_png_part_after_its_caption():
     }
     record = item.record()
     assert "data" not in json.dumps(record) and record["image"] == item.image
-    assert record["text"] == "fig: matplotlib Figure, 640×480 px; sent as PNG"
+    assert record["text"] == "fig: matplotlib Figure, 640x480 px; sent as PNG"
     assert item.tokens_estimate == estimate_tokens(item.text) + estimate_image_tokens(640, 480)
     # And on the wire the caption comes right before the image
     caption, image = to_parts([item])
@@ -195,14 +195,15 @@ def test_a_large_figure_is_rendered_at_a_dpi_that_fits_the_limits():
     assert item.image is not None and item.data is not None
     assert max(item.image["width"], item.image["height"]) <= 1568
     assert len(item.data) <= 60_000
-    assert "matplotlib Figure, 4000×3000 px; sent as PNG at " in item.text
+    assert "matplotlib Figure, 4000x3000 px; sent as PNG at " in item.text
 
 
 def test_axes_are_sent_as_their_figure():
     figure = Figure(figsize=(2, 1), dpi=100)
     axes = figure.add_subplot()
     # When Axes are built, Then they give their figure's image
-    assert build_item(axes, "ax").image["width"] == 200  # type: ignore[index]
+    image = build_item(axes, "ax").image
+    assert image is not None and image["width"] == 200
 
 
 def test_a_figure_that_fails_to_render_is_a_one_line_error():
@@ -220,8 +221,9 @@ def test_pil_images_are_scaled_to_the_side_limit_and_converted_when_needed():
     large = build_item(Image.new("RGB", (3000, 2000), (10, 200, 10)), "photo")
     cmyk = build_item(Image.new("CMYK", (30, 20)), "cmyk")
     # Then the large one is scaled to 1568 px on its longest side, the CMYK one converted, both PNG
-    assert large.image == {**large.image, "mime": "image/png", "width": 1568, "height": 1045}  # type: ignore[dict-item]
-    assert "PIL Image, 3000×2000 px; sent as PNG at 1568×1045 px" in large.text
+    assert large.image is not None
+    assert (large.image["mime"], large.image["width"], large.image["height"]) == ("image/png", 1568, 1045)
+    assert "PIL Image, 3000x2000 px; sent as PNG at 1568x1045 px" in large.text
     assert cmyk.image is not None and cmyk.image["mime"] == "image/png" and cmyk.image["width"] == 30
 
 
@@ -264,7 +266,7 @@ def test_image_output_bytes_over_the_limit_are_scaled_down():
     item = image_bytes_item(data, "output 1", source="cell output")
     # Then it was scaled to fit
     assert item.image is not None and item.image["width"] == 1568
-    assert item.text.startswith("output 1: cell output, 4000×100 px; sent as PNG at 1568×")
+    assert item.text.startswith("output 1: cell output, 4000x100 px; sent as PNG at 1568x")
 
 
 def test_a_string_is_sent_verbatim_and_a_cell_as_given_both_cut_at_the_limit():
@@ -310,7 +312,8 @@ def test_any_other_object_gives_its_type_and_a_bounded_repr():
     assert items["big_list"].text.startswith("big_list: list, 10,000,000 items\n[0, 1, 2,")
     assert items["big_list"].text.endswith("...]")
     assert "[[[...]]]" in items["nested"].text
-    assert items["raising"].text == "raising: tests.test_context_items.Raising\n(repr raised RuntimeError: no repr for you)"
+    raising = "raising: tests.test_context_items.Raising\n(repr raised RuntimeError: no repr for you)"
+    assert items["raising"].text == raising
     assert items["hanging"].text.endswith("(repr did not finish within 0.05 s; not shown)")
     assert items["huge"].text.endswith("… (cut: repr too long)")
 

@@ -131,10 +131,15 @@ def name_of(obj: Any, namespace: Mapping[str, Any]) -> str | None:
 
 
 def within_request(items: Iterable[ContextItem], limits: ContextLimits = DEFAULT_LIMITS) -> list[ContextItem]:
-    """The items cut to the request's text budget (in order: later items get cut); images over it refuse."""
+    """The items within the request's limits. Text: in order, an item that does not fit is cut to what is left
+    (room is kept for the one-line notes of the items after it, so the total stays within ``request_chars``).
+    Images: over ``request_image_bytes`` the request is refused (:class:`ContextError`), never half-sent."""
+    items = list(items)
     kept: list[ContextItem] = []
     chars = image_bytes = 0
-    for item in items:
+    what = f"{count(limits.request_chars)} chars of context per request reached"
+    note_only = f"{ELLIPSIS} (cut: {what})"
+    for position, item in enumerate(items):
         if item.image is not None:
             image_bytes += item.image["bytes"]
             if image_bytes > limits.request_image_bytes:
@@ -142,10 +147,9 @@ def within_request(items: Iterable[ContextItem], limits: ContextLimits = DEFAULT
                     f"the images in this context take {image_bytes / 1e6:.1f} MB, over the "
                     f"{limits.request_image_bytes / 1e6:.1f} MB limit per request: send fewer images"
                 )
-        left = limits.request_chars - chars
-        if item.chars > left:
-            what = f"{count(limits.request_chars)} chars of context per request reached"
-            text = cut(item.text, max(left, 0), what) if left > len(what) + 10 else f"{ELLIPSIS} (cut: {what})"
+        room = limits.request_chars - chars - len(note_only) * (len(items) - position - 1)
+        if item.chars > room:
+            text = cut(item.text, room, what) if room >= 2 * len(note_only) else note_only
             tokens = item.tokens_estimate - estimate_tokens(item.text) + estimate_tokens(text)
             item = replace(item, text=text, tokens_estimate=tokens)
         chars += item.chars

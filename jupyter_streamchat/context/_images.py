@@ -29,7 +29,7 @@ class Encoded:
     width: int
     height: int
     source: str
-    """What it was made from, for the caption ("matplotlib Figure, 4000 by 3000 px")."""
+    """What it was made from, for the caption ("matplotlib Figure, 4000x3000 px")."""
 
 
 def describe(obj: Any, library: str, label: str, limits: ContextLimits) -> Encoded | None:

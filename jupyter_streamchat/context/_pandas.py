@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 from ._table import Table, label, render, sample_note, sample_positions, value_cells
-from ._text import TIMES, cell, count, one_line, plural
+from ._text import cell, count, one_line, plural
 from ._types import ContextLimits, Kind
 
 OBJECT_TYPES_READ = 200
@@ -31,7 +31,7 @@ def frame_table(df: Any, name: str | None, limits: ContextLimits) -> Table:
     rows, columns = df.shape
     kind = "pandas DataFrame" if type(df).__name__ == "DataFrame" else f"pandas DataFrame ({type(df).__name__})"
     title = f"{name}: {kind}" if name else kind
-    table = Table(f"{title}, {plural(rows, 'row')} {TIMES} {plural(columns, 'column')}", rows, columns)
+    table = Table(f"{title}, {plural(rows, 'row')} x {plural(columns, 'column')}", rows, columns)
     table.notes.append(index_note(df.index, "index", limits))
     if getattr(df.columns, "nlevels", 1) > 1:
         table.notes.append(f"columns: MultiIndex of {df.columns.nlevels} levels (names joined by ' / ')")

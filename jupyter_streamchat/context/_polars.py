@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._table import Table, label, render, sample_note, sample_positions, value_cells
-from ._text import TIMES, count, one_line, plural
+from ._text import count, one_line, plural
 from ._types import ContextLimits, Kind
 
 
@@ -23,7 +23,7 @@ def describe(obj: Any, name: str | None, limits: ContextLimits) -> tuple[Kind, s
 def frame_table(df: Any, name: str | None, limits: ContextLimits) -> Table:
     rows, columns = df.shape
     title = f"{name}: polars DataFrame" if name else "polars DataFrame"
-    table = Table(f"{title}, {plural(rows, 'row')} {TIMES} {plural(columns, 'column')}", rows, columns)
+    table = Table(f"{title}, {plural(rows, 'row')} x {plural(columns, 'column')}", rows, columns)
     names = df.columns[: limits.columns]
     for column in names:
         series = df.get_column(column)

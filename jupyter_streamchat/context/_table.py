@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._objects import ReprTimeout, time_limit
-from ._text import ELLIPSIS, cell, count, markdown_table, number, one_line, plural
+from ._text import ELLIPSIS, cell, count, markdown_table, one_line, plural
 from ._types import ContextLimits
 
 MISSING_NAMES = {"NaTType": "NaT", "NAType": "<NA>", "NoneType": "None"}
@@ -117,13 +117,21 @@ def text_of(value: Any, shortener: Any) -> str:
     if isinstance(value, numbers.Integral):
         return str(int(value))
     if isinstance(value, numbers.Real):
-        as_float = float(value)
-        return "NaN" if as_float != as_float else number(as_float)
+        return exact(float(value))
     if isinstance(value, bytes | bytearray | memoryview):
         return str(shortener.repr(bytes(value[: shortener.maxstring])))
     if kind in ("Timestamp", "datetime", "date", "Timedelta", "timedelta", "datetime64", "timedelta64"):
         return str(value)
     return str(shortener.repr(value))
+
+
+def exact(value: float) -> str:
+    """A float as in the data: integral ones without a fraction, others to 10 significant digits."""
+    if value != value:
+        return "NaN"
+    if value.is_integer() and abs(value) < 1e16:
+        return str(int(value))
+    return f"{value:.10g}"
 
 
 def label(value: Any, limit: int) -> str:

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from typing import Any
 
 ELLIPSIS = "…"
-TIMES = "\u00d7"  # the multiplication sign: "3 rows by 2 columns" as the text shows it
 
 
 def count(n: int) -> str:
@@ -16,7 +15,7 @@ def count(n: int) -> str:
 
 
 def pixels(width: int, height: int) -> str:
-    return f"{width}{TIMES}{height} px"
+    return f"{width}x{height} px"
 
 
 def plural(n: int, word: str, words: str | None = None) -> str:

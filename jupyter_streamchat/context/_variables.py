@@ -11,7 +11,7 @@ import types
 from collections.abc import Mapping
 from typing import Any, TypedDict
 
-from ._text import TIMES, count, library_of, pixels
+from ._text import count, library_of, pixels
 
 IPYTHON_NAMES = frozenset({"In", "Out", "exit", "quit", "get_ipython"})
 # Output and input history (_, __, _3, _i, _ii3, _ih, _oh, _dh) and dunders (__builtins__, __name__).
@@ -66,7 +66,7 @@ def shape_of(value: Any) -> str | None:
         if library in ("pandas", "polars", "numpy"):
             shape = getattr(value, "shape", None)
             if isinstance(shape, tuple) and all(isinstance(n, int) for n in shape):
-                return f" {TIMES} ".join(count(n) for n in shape) if shape else "scalar"
+                return " x ".join(count(n) for n in shape) if shape else "scalar"
         elif library == "matplotlib" and type(value).__name__ == "Figure":
             width, height = value.get_size_inches() * value.dpi
             return pixels(round(width), round(height))
