@@ -95,9 +95,10 @@ def build_context(
     """The items of one request: ``context`` entries, then the variables the prompt ``@mentions``.
 
     An entry that is a ``str`` and a Python identifier names a variable of ``namespace`` (``"df"``); any other
-    ``str`` is text. An object passed directly is named after the variable holding it, if one does. Each object is
-    sent once, under its first name. The request limits then apply (:func:`within_request`). A name that names
-    nothing, or a mention close to a variable's name, raises :class:`ContextError` and nothing is built.
+    ``str`` is text. An object passed directly is named after the variable holding it, if one does. Each name is
+    sent once (``context=[df]`` with ``@df`` in the prompt sends ``df`` once). The request limits then apply
+    (:func:`within_request`). A name that names nothing, or a mention close to a variable's name, raises
+    :class:`ContextError` and nothing is built.
     """
     space: Mapping[str, Any] = namespace if namespace is not None else {}
     entries: list[tuple[str | None, Any]] = []
@@ -114,14 +115,13 @@ def build_context(
     if error:
         raise ContextError(error)
     entries += [(name, space[name]) for name in names]
-    seen: set[int] = set()
+    seen: set[object] = set()
     items = []
     for name, obj in entries:
-        if not isinstance(obj, str) or name is not None:
-            if id(obj) in seen:
-                continue
-            seen.add(id(obj))
-        items.append(build_item(obj, name, limits))
+        key = name if name is not None else ("unnamed", id(obj))
+        if key not in seen:
+            seen.add(key)
+            items.append(build_item(obj, name, limits))
     return within_request(items, limits)
 
 
