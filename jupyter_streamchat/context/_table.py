@@ -126,12 +126,12 @@ def text_of(value: Any, shortener: Any) -> str:
 
 
 def exact(value: float) -> str:
-    """A float as in the data: integral ones without a fraction, others to 10 significant digits."""
+    """A float as in the data: integral ones without a fraction, others to 7 significant digits."""
     if value != value:
         return "NaN"
     if value.is_integer() and abs(value) < 1e16:
         return str(int(value))
-    return f"{value:.10g}"
+    return f"{value:.7g}"
 
 
 def label(value: Any, limit: int) -> str:
