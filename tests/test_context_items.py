@@ -108,6 +108,17 @@ def test_a_multiindex_frame_names_its_levels_and_joins_column_tuples():
     assert "| price / min | int64 | 0 |" in text and "| key / n | price / min |" in text
 
 
+def test_cells_holding_arrays_and_containers_are_shown_short_and_empty_frames_still_describe_themselves():
+    frame = pd.DataFrame({"a": [np.arange(3), None, {"k": list(range(100))}]})
+    # When a frame whose cells hold arrays and big containers, and empty frames, are built
+    text = build_item(frame, "cells").text
+    empty = build_item(pd.DataFrame(), "nothing").text
+    # Then the cells' types and short reprs are given, and an empty frame gives its shape
+    assert "| a | object (ndarray, dict) | 1 |" in text
+    assert "| 0 | array([0, 1, 2]) |" in text and "| 2 | {'k': [0, 1, 2, 3, ...]} |" in text
+    assert empty == "nothing: pandas DataFrame, 0 rows x 0 columns\nindex: RangeIndex from 0 to 0 step 1"
+
+
 def test_a_pandas_series_states_its_name_dtype_and_nulls():
     series = pd.Series([1.0, None, 3.0], name="rate", index=pd.date_range("2024-01-01", periods=3))
     # When it is built

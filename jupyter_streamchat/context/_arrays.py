@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._table import value_formatter
+from ._table import value_cells
 from ._text import count, cut, number, plural
 from ._types import ContextLimits, Kind
 
@@ -35,10 +35,9 @@ def array_text(array: Any, name: str | None, limits: ContextLimits) -> str:
         lines.append("fields: " + ", ".join(f"{n} ({array.dtype.fields[n][0]})" for n in array.dtype.names[:20]))
     if array.size == 0:
         return "\n".join(lines)
-    first = take(array, np.arange(min(FIRST_ELEMENTS, array.size)))
-    show = value_formatter(limits.cell_chars)
+    first = value_cells([list(take(array, np.arange(min(FIRST_ELEMENTS, array.size))))], limits)
     more = ", …" if array.size > FIRST_ELEMENTS else ""
-    lines.append("first elements (flat order): [" + ", ".join(show(v) for v in first.tolist()) + more + "]")
+    lines.append("first elements (flat order): [" + ", ".join(row[0] for row in first) + more + "]")
     if array.size <= limits.sample_rows:
         sample, where = take(array, np.arange(array.size)), "over all elements"
     else:

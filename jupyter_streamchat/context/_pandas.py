@@ -89,7 +89,8 @@ def dtype_text(series: Any, sample: Any) -> str:
     elif text == "object":
         seen: dict[str, None] = {}
         for value in sample.iloc[:OBJECT_TYPES_READ]:
-            if value is not None and value == value:  # not None, not NaN
+            # Missing values are not a type; `value == value` would be an array for an array in a cell.
+            if value is not None and not (isinstance(value, float) and math.isnan(value)):
                 seen.setdefault(type(value).__name__, None)
         if seen:
             text += " (" + ", ".join(list(seen)[:4]) + (", …" if len(seen) > 4 else "") + ")"
