@@ -25,6 +25,7 @@ from typing import Any
 
 from . import (
     bench_aggregate,
+    bench_context,
     bench_hub,
     bench_journal,
     bench_latency,
@@ -55,6 +56,7 @@ FAMILIES: dict[str, ModuleType] = {
         bench_widgets,
         bench_panel,
         bench_hub,
+        bench_context,
     )
 }
 
