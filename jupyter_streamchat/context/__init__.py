@@ -21,6 +21,7 @@ with a one-line message; nothing else raises.
 
 from __future__ import annotations
 
+from ..providers._parts import ImagePart, Part, TextPart
 from ._build import (
     build_context,
     build_item,
@@ -38,10 +39,7 @@ from ._types import (
     ContextLimits,
     ContextRecord,
     ImageInfo,
-    ImagePart,
     Kind,
-    Part,
-    TextPart,
 )
 from ._variables import Variable, list_variables
 

@@ -7,12 +7,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from ..providers._parts import Part
 from . import _arrays, _images, _pandas, _polars
 from ._mentions import resolve_mentions, suggestion
 from ._objects import bounded_repr, describe_object, describe_text
 from ._text import ELLIPSIS, count, cut, library_of, one_line, pixels, type_name
 from ._tokens import estimate_image_tokens, estimate_tokens
-from ._types import ContextError, ContextItem, ContextLimits, Kind, Part
+from ._types import ContextError, ContextItem, ContextLimits, Kind
 
 DESCRIBERS = {"pandas": _pandas.describe, "polars": _polars.describe, "numpy": _arrays.describe}
 IMAGE_LIBRARIES = frozenset({"matplotlib", "PIL", "IPython"})

@@ -13,9 +13,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ._imagesize import sniff
+from ..providers._parts import ImageMime, sniff
 from ._text import one_line, pixels
-from ._types import ContextError, ContextLimits, ImageMime
+from ._types import ContextError, ContextLimits
 
 ATTEMPTS = 5
 SHRINK_MARGIN = 0.9

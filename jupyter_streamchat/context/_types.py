@@ -6,8 +6,9 @@ import base64
 from dataclasses import dataclass, field
 from typing import Literal, NotRequired, TypedDict
 
+from ..providers._parts import ImageMime, Part
+
 Kind = Literal["dataframe", "series", "array", "object", "text", "cell", "image"]
-ImageMime = Literal["image/png", "image/jpeg", "image/webp", "image/gif"]
 
 
 class ContextError(ValueError):
@@ -63,20 +64,6 @@ class ContextRecord(TypedDict):
     chars: int
     tokens_estimate: int
     image: NotRequired[ImageInfo]
-
-
-class TextPart(TypedDict):
-    type: Literal["text"]
-    text: str
-
-
-class ImagePart(TypedDict):
-    type: Literal["image"]
-    mime: ImageMime
-    data: str
-
-
-Part = TextPart | ImagePart
 
 
 @dataclass(frozen=True)

@@ -14,31 +14,14 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Literal, NotRequired, TypedDict
 
-from ..providers._parts import IMAGE_MIMES, Content, ImagePart, Part, TextPart, image_size
+from ..context._tokens import estimate_image_tokens, estimate_tokens
+from ..context._types import ContextRecord, ImageInfo
+from ..providers._parts import IMAGE_MIMES, Content, ImageMime, ImagePart, Part, TextPart, sniff
 from ._errors import BadRequest, PayloadTooLarge
 
 CONTEXT_KINDS = ("dataframe", "series", "array", "object", "text", "cell", "image")
 MAX_CONTEXT_ITEMS = 32
 MAX_CONTEXT_NAME_CHARS = 200
-
-
-class ImageFacts(TypedDict):
-    mime: str
-    sha256: str
-    bytes: int
-    width: int | None
-    height: int | None
-
-
-class ContextRecord(TypedDict, total=False):
-    """One context item as a turn records it: text verbatim, an image by its facts (never its bytes)."""
-
-    kind: Literal["dataframe", "series", "array", "object", "text", "cell", "image"]
-    name: str
-    text: str
-    chars: int
-    tokens_estimate: int
-    image: ImageFacts
 
 
 class PromptRecord(TypedDict):
@@ -63,8 +46,7 @@ def inline_context(content: Content) -> list[ContextRecord]:
                     ContextRecord(kind="text", text=text, chars=len(text), tokens_estimate=estimate_tokens(text))
                 )
         else:
-            raw = base64.b64decode(part["data"])
-            facts = image_facts(part["mime"], raw)
+            _, _, facts = decode_image(part["mime"], part["data"], "an image part", ImageBudget(len(part["data"])))
             records.append(
                 ContextRecord(
                     kind="image",
@@ -94,19 +76,8 @@ class ImageBudget:
         self.used += len(data)
 
 
-def estimate_tokens(text: str) -> int:
-    """About 4 characters a token for English prose and code (OpenAI's rule of thumb); at least 1 for any text."""
-    return (len(text) + 3) // 4
-
-
-def estimate_image_tokens(width: int | None, height: int | None) -> int:
-    """Anthropic's published estimate (width * height / 750), within OpenAI's tile counts for common sizes."""
-    if not width or not height:
-        return 1_000
-    return max(1, (width * height) // 750)
-
-
-def decode_image(mime: Any, data: Any, where: str, budget: ImageBudget) -> tuple[str, bytes]:
+def decode_image(mime: Any, data: Any, where: str, budget: ImageBudget) -> tuple[ImageMime, bytes, ImageInfo]:
+    """The image's bytes and the facts a turn records, read by the server from the bytes themselves."""
     if mime not in IMAGE_MIMES:
         raise BadRequest(f"{where}.mime must be one of {', '.join(IMAGE_MIMES)}")
     if not isinstance(data, str) or not data:
@@ -115,20 +86,21 @@ def decode_image(mime: Any, data: Any, where: str, budget: ImageBudget) -> tuple
         raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
         raise BadRequest(f"{where}.data is not valid base64") from None
+    sniffed = sniff(raw)
+    if sniffed is None:
+        raise BadRequest(f"{where}.data is not a PNG, JPEG, GIF or WebP image")
+    if sniffed[0] != mime:
+        raise BadRequest(f"{where}.data is {sniffed[0]}, not the {mime} it is said to be")
     budget.take(raw, where)
     budget.encoded += len(data)
-    return mime, raw
-
-
-def image_facts(mime: str, raw: bytes) -> ImageFacts:
-    size = image_size(raw)
-    return {
-        "mime": mime,
+    facts: ImageInfo = {
+        "mime": sniffed[0],
         "sha256": hashlib.sha256(raw).hexdigest(),
         "bytes": len(raw),
-        "width": size[0] if size else None,
-        "height": size[1] if size else None,
+        "width": sniffed[1],
+        "height": sniffed[2],
     }
+    return sniffed[0], raw, facts
 
 
 def parse_parts(raw: list[Any], where: str, max_chars: int, budget: ImageBudget) -> list[Part]:
@@ -150,7 +122,7 @@ def parse_parts(raw: list[Any], where: str, max_chars: int, budget: ImageBudget)
                 raise BadRequest(f"{where} holds more than {max_chars} characters of text")
             parts.append(TextPart(type="text", text=text))
         elif kind == "image":
-            mime, _ = decode_image(part.get("mime"), part.get("data"), here, budget)
+            mime, _, _ = decode_image(part.get("mime"), part.get("data"), here, budget)
             parts.append(ImagePart(type="image", mime=mime, data=part["data"]))
         else:
             raise BadRequest(f"{here}.type must be 'text' or 'image'")
@@ -164,10 +136,14 @@ class ContextItem:
     record: ContextRecord
     image: ImagePart | None = None
 
-    def part(self) -> Part:
+    def parts(self) -> list[Part]:
+        """What is sent: the item's text (an image's caption), then the image."""
+        parts: list[Part] = []
+        if self.record.get("text"):
+            parts.append(TextPart(type="text", text=self.record["text"]))
         if self.image is not None:
-            return self.image
-        return TextPart(type="text", text=self.record.get("text", ""))
+            parts.append(self.image)
+        return parts
 
 
 def parse_context(raw: Any, max_chars: int, budget: ImageBudget) -> list[ContextItem]:
@@ -187,39 +163,40 @@ def parse_context(raw: Any, max_chars: int, budget: ImageBudget) -> list[Context
         kind = item.get("kind")
         if kind not in CONTEXT_KINDS:
             raise BadRequest(f"{where}.kind must be one of {', '.join(CONTEXT_KINDS)}")
-        record = ContextRecord(kind=kind)
+        record = ContextRecord(kind=kind, chars=0, tokens_estimate=0)
         name = item.get("name")
         if name is not None:
             if not isinstance(name, str) or not name or len(name) > MAX_CONTEXT_NAME_CHARS:
                 raise BadRequest(f"{where}.name must be a non-empty string of at most {MAX_CONTEXT_NAME_CHARS} chars")
             record["name"] = name
-        if kind == "image":
-            image = item.get("image")
-            mime = image.get("mime") if isinstance(image, dict) else None
-            mime, data = decode_image(mime, item.get("data"), where, budget)
-            facts = image_facts(mime, data)
-            record["image"] = facts
-            record["chars"] = 0
-            record["tokens_estimate"] = estimate_image_tokens(facts["width"], facts["height"])
-            items.append(ContextItem(record, ImagePart(type="image", mime=mime, data=item["data"])))
-            continue
         text = item.get("text")
-        if not isinstance(text, str) or not text:
+        image: ImagePart | None = None
+        if kind == "image":
+            # An image's text is its optional caption (which name it shows), sent just before it.
+            if text is not None and not isinstance(text, str):
+                raise BadRequest(f"{where}.text must be a string")
+            described = item.get("image")
+            mime = described.get("mime") if isinstance(described, dict) else None
+            mime, _, facts = decode_image(mime, item.get("data"), where, budget)
+            record["image"] = facts
+            record["tokens_estimate"] = estimate_image_tokens(facts["width"], facts["height"])
+            image = ImagePart(type="image", mime=mime, data=item["data"])
+        elif not isinstance(text, str) or not text:
             raise BadRequest(f"{where}.text must be a non-empty string")
-        chars += len(text)
-        if chars > max_chars:
-            raise BadRequest(f"'context' holds more than {max_chars} characters of text")
-        record["text"] = text
-        record["chars"] = len(text)
-        record["tokens_estimate"] = estimate_tokens(text)
-        items.append(ContextItem(record))
+        if text:
+            chars += len(text)
+            if chars > max_chars:
+                raise BadRequest(f"'context' holds more than {max_chars} characters of text")
+            record["text"] = text
+            record["chars"] = len(text)
+            record["tokens_estimate"] += estimate_tokens(text)
+        items.append(ContextItem(record, image))
     return items
 
 
 def with_context(prompt: str, items: list[ContextItem]) -> str | list[Part]:
-    """A user message: the context items first (text, then images), the prompt last; plain text without context."""
+    """A user message: the context items in order (a caption before its image), the prompt last; plain text
+    without context."""
     if not items:
         return prompt
-    texts = [item.part() for item in items if item.image is None]
-    images = [item.part() for item in items if item.image is not None]
-    return [*texts, *images, TextPart(type="text", text=prompt)]
+    return [*(part for item in items for part in item.parts()), TextPart(type="text", text=prompt)]

@@ -32,10 +32,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
+from ..context._types import ContextRecord
 from ..providers import Delta, Finish, Provider, Reasoning, UpstreamError, Usage
 from ..providers._parts import ChatMessage, prompt_text
 from ._errors import TooManyRuns
-from ._parts import ContextRecord, PromptRecord
+from ._parts import PromptRecord
 from ._sse import encode_event, encode_text_event
 
 log = logging.getLogger("jupyter_streamchat.runs")

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..context._types import ContextRecord
 from ..persistence import (
     GONE,
     PENDING,
@@ -25,7 +26,7 @@ from ..persistence.journal import JournalFault, JournalFull
 from ..providers import ProviderRegistry
 from ..providers._parts import ChatMessage
 from ._errors import BadRequest, Conflict, StreamChatError
-from ._parts import ContextRecord, inline_context, with_context
+from ._parts import inline_context, with_context
 from ._paths import confine
 from ._validation import BodyLimits, ChatBody
 from .runs import Run, RunManager, RunRequest, utc_now

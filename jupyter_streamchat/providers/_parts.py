@@ -11,7 +11,8 @@ import base64
 import struct
 from typing import Any, Literal, TypeAlias, TypedDict
 
-IMAGE_MIMES = ("image/png", "image/jpeg", "image/webp", "image/gif")
+ImageMime: TypeAlias = Literal["image/png", "image/jpeg", "image/webp", "image/gif"]
+IMAGE_MIMES: tuple[ImageMime, ...] = ("image/png", "image/jpeg", "image/webp", "image/gif")
 
 
 class TextPart(TypedDict):
@@ -21,7 +22,7 @@ class TextPart(TypedDict):
 
 class ImagePart(TypedDict):
     type: Literal["image"]
-    mime: str
+    mime: ImageMime
     #: base64 of the image bytes
     data: str
 
@@ -88,51 +89,55 @@ def to_anthropic(content: Content) -> str | list[dict[str, Any]]:
     return blocks
 
 
-def image_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) read from a PNG, GIF, JPEG or WebP header; None when the header says nothing sane.
+JPEG_SIZE_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
 
-    Only headers are read (a few bytes, or JPEG's markers up to its frame header): no decoding library.
-    """
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 24:
-        return struct.unpack(">II", data[16:24])
-    if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
-        return struct.unpack("<HH", data[6:10])
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return _webp_size(data)
-    if data[:2] == b"\xff\xd8":
-        return _jpeg_size(data)
+
+def sniff(data: bytes) -> tuple[ImageMime, int, int] | None:
+    """(mime, width, height) of PNG, JPEG, GIF or WebP bytes from their header (no decoding, no PIL needed);
+    None for anything else or a broken header."""
+    try:
+        if data.startswith(b"\x89PNG\r\n\x1a\n") and data[12:16] == b"IHDR":
+            width, height = struct.unpack(">II", data[16:24])
+            return "image/png", width, height
+        if data[:6] in (b"GIF87a", b"GIF89a"):
+            width, height = struct.unpack("<HH", data[6:10])
+            return "image/gif", width, height
+        if data.startswith(b"\xff\xd8"):
+            return _jpeg(data)
+        if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+            return _webp(data)
+    except (struct.error, IndexError):
+        return None
     return None
 
 
-def _webp_size(data: bytes) -> tuple[int, int] | None:
-    chunk = data[12:16]
-    if chunk == b"VP8X" and len(data) >= 30:
-        width = int.from_bytes(data[24:27], "little") + 1
-        height = int.from_bytes(data[27:30], "little") + 1
-        return width, height
-    if chunk == b"VP8 " and len(data) >= 30:
-        width, height = struct.unpack("<HH", data[26:30])
-        return width & 0x3FFF, height & 0x3FFF
-    if chunk == b"VP8L" and len(data) >= 25:
-        bits = int.from_bytes(data[21:25], "little")
-        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
-    return None
-
-
-_JPEG_FRAMES = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
-
-
-def _jpeg_size(data: bytes) -> tuple[int, int] | None:
-    offset = 2
-    while offset + 9 <= len(data):
-        if data[offset] != 0xFF:
+def _jpeg(data: bytes) -> tuple[ImageMime, int, int] | None:
+    at = 2
+    while at + 9 < len(data):
+        if data[at] != 0xFF:
             return None
-        marker = data[offset + 1]
-        if marker in _JPEG_FRAMES:
-            height, width = struct.unpack(">HH", data[offset + 5 : offset + 9])
-            return width, height
-        (length,) = struct.unpack(">H", data[offset + 2 : offset + 4])
-        offset += 2 + length
+        marker = data[at + 1]
+        if marker == 0xFF:  # fill byte
+            at += 1
+            continue
+        length = struct.unpack(">H", data[at + 2 : at + 4])[0]
+        if marker in JPEG_SIZE_MARKERS:
+            height, width = struct.unpack(">HH", data[at + 5 : at + 9])
+            return "image/jpeg", width, height
+        at += 2 + length
+    return None
+
+
+def _webp(data: bytes) -> tuple[ImageMime, int, int] | None:
+    chunk = data[12:16]
+    if chunk == b"VP8 ":
+        width, height = struct.unpack("<HH", data[26:30])
+        return "image/webp", width & 0x3FFF, height & 0x3FFF
+    if chunk == b"VP8L":
+        bits = int.from_bytes(data[21:25], "little")
+        return "image/webp", (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if chunk == b"VP8X":
+        return "image/webp", int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1
     return None
 
 
@@ -148,8 +153,8 @@ def describe_received(messages: list[ChatMessage]) -> str:
         sizes = []
         for image in images:
             kind = image["mime"].split("/")[-1].upper()
-            size = image_size(_decoded(image["data"]))
-            sizes.append(f"{size[0]}\u00d7{size[1]} {kind}" if size else kind)
+            sniffed = sniff(_decoded(image["data"]))
+            sizes.append(f"{sniffed[1]}\u00d7{sniffed[2]} {kind}" if sniffed else kind)
         count = f"{len(images)} image" + ("s" if len(images) != 1 else "")
         notes.append(f"{count}, {', '.join(sizes)}")
     if not isinstance(last, str):
