@@ -10,7 +10,8 @@ import { UUID } from '@lumino/coreutils';
 
 import { fetchAPI, requestAPI } from './api';
 import { IConversation, recordedConversations } from './notebook';
-import { IReplyContext, ReplyView, STREAM_BATCH, element } from './reply';
+import { element } from './dom';
+import { IReplyContext, ReplyView, STREAM_BATCH } from './reply';
 import { IRunRecord } from './run';
 import { followRun, StreamRefusedError } from './sse';
 import { withStreamSlot } from './slots';

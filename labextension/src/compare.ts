@@ -9,7 +9,8 @@ import { UUID } from '@lumino/coreutils';
 
 import { fetchAPI, requestAPI, responseError } from './api';
 import { IModelInfo } from './models';
-import { IReplyContext, ReplyView, STREAM_BATCH, button, element } from './reply';
+import { button, element } from './dom';
+import { IReplyContext, ReplyView, STREAM_BATCH } from './reply';
 import { IRunRecord } from './run';
 import { readRunStream } from './sse';
 import { withStreamSlot } from './slots';

@@ -15,7 +15,6 @@ import type { JSONObject, JSONValue } from '@lumino/coreutils';
 import { Dict, isObject } from './util';
 
 // Re-exported for the modules that read metadata through this one (defined once, in util.ts).
-export { isObject };
 export type { Dict };
 
 /** Top-level notebook metadata key of the records (SPEC section 6). */

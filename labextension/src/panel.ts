@@ -4,6 +4,7 @@
  * views (chat.ts, compare.ts), user actions go out as requests.
  */
 
+import { Clipboard } from '@jupyterlab/apputils';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { IEditorLanguageRegistry } from '@jupyterlab/codemirror';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
@@ -11,11 +12,15 @@ import { LabIcon } from '@jupyterlab/ui-components';
 import { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
+import { ChatSection } from './chatsection';
 import { NotebookChat, messageOf, serverPath } from './chat';
-import { CompareView } from './compare';
+import { CompareView, ICompareContext } from './compare';
+import { Composer } from './composer';
+import { element } from './dom';
+import { ModeBar, PanelMode } from './modebar';
 import { fillModelSelect, IModelInfo, loadModels } from './models';
 import { cellContext, insertCellBelow } from './notebook';
-import { button, element, warmUp } from './reply';
+import { renderUntrusted, warmUp } from './render';
 
 export const PANEL_ID = 'jp-StreamChat-panel';
 
@@ -43,118 +48,89 @@ export class StreamChatPanel extends Widget {
     languages: IEditorLanguageRegistry | null = null
   ) {
     super();
+    this._setUpTitle();
+    this._modeBar = this._buildModeBar();
+    this._chatSection = new ChatSection(id => this._chat.setConversation(id));
+    this._compare = new CompareView(this._buildReplyContext(languages));
+    this._compare.onChange = () => this._update();
+    this._composer = this._buildComposer();
+    this._status = element('div', 'jp-StreamChat-status');
+    this._status.setAttribute('role', 'status');
+    // Only the active mode's section is in the DOM, so each accessible name is unique in the panel.
+    this._modeHost = element('div', 'jp-StreamChat-modeHost');
+    this.node.append(
+      this._modeBar.node,
+      this._where,
+      this._modeHost,
+      this._status,
+      this._composer.node
+    );
+    this._listen();
+    this._follow();
+    void this.loadModels();
+  }
+
+  private _setUpTitle(): void {
     this.id = PANEL_ID;
     this.addClass('jp-StreamChat-panel');
     this.title.caption = 'Stream Chat';
     this.title.label = 'Stream Chat';
     this.title.icon = streamChatIcon;
     this.node.setAttribute('aria-label', 'Stream Chat');
+  }
 
-    // Header: mode, conversation, model.
-    const modes = element('div', 'jp-StreamChat-modes');
-    this._chatButton = button('Chat', 'Chat with one model about the notebook', () =>
-      this.setMode('chat')
-    );
-    this._compareButton = button('Compare', 'Send one prompt to several models side by side', () =>
-      this.setMode('compare')
-    );
-    this._newButton = button(
-      'New conversation',
-      'Start a new conversation in this notebook',
-      () => {
+  private _buildModeBar(): ModeBar {
+    return new ModeBar({
+      setMode: mode => this.setMode(mode),
+      newConversation: () => {
         this._chat.newConversation();
-        this._textarea.focus();
+        this._composer.focus();
       }
-    );
-    modes.append(this._chatButton, this._compareButton, this._newButton);
+    });
+  }
 
-    this._where = element('div', 'jp-StreamChat-where');
-    this._modelSelect = document.createElement('select');
-    this._conversationSelect = document.createElement('select');
-    this._conversationSelect.addEventListener('change', () =>
-      this._chat.setConversation(this._conversationSelect.value)
-    );
-    const chatHeader = element('div', 'jp-StreamChat-chatHeader');
-    chatHeader.append(
-      labelled('Model', this._modelSelect),
-      labelled('Conversation', this._conversationSelect)
-    );
-
-    this._threadHost = element('div', 'jp-StreamChat-threadHost');
-    this._chatSection = element('section', 'jp-StreamChat-chat');
-    this._chatSection.setAttribute('aria-label', 'Chat');
-    this._chatSection.append(chatHeader, this._threadHost);
-
-    const replyContext = {
-      rendermime: this._rendermime,
+  /** What replies (chat and compare) need from the page: rendering, the clipboard, the notebook. */
+  private _buildReplyContext(languages: IEditorLanguageRegistry | null): ICompareContext {
+    this._replyContext = {
+      renderMarkdown: (host, source) => renderUntrusted(this._rendermime, host, source),
       languages,
-      insertCode: (code: string) => this._insert(code, 'code'),
-      insertMarkdown: (text: string) => this._insert(text, 'markdown'),
+      copy: text => Clipboard.copyToSystem(text),
+      insertCode: code => this._insert(code, 'code'),
+      insertMarkdown: text => this._insert(text, 'markdown'),
       notebookPath: () => serverPath(this._tracker.currentWidget)
     };
-    this._compare = new CompareView(replyContext);
-    this._compare.onChange = () => this._update();
-    this._replyContext = replyContext;
+    return this._replyContext;
+  }
 
-    // Composer: context chip, message, Send / Stop.
-    this._contextButton = button(
-      'Include active cell',
-      'Add the active cell (or its selection) to the message',
-      () => {
+  private _buildComposer(): Composer {
+    return new Composer({
+      send: () => void this.send(),
+      stop: () => void this.stop(),
+      edited: () => this._update(),
+      toggleContext: () => {
         this._includeContext = !this._includeContext;
         this._update();
       }
-    );
-    this._contextPreview = element('pre', 'jp-StreamChat-contextPreview');
-    this._contextPreview.setAttribute('aria-label', 'Context');
-    this._textarea = document.createElement('textarea');
-    this._textarea.className = 'jp-StreamChat-input';
-    this._textarea.rows = 3;
-    this._textarea.placeholder = 'Message (Enter sends, Shift+Enter adds a line)';
-    this._textarea.setAttribute('aria-label', 'Message');
-    this._textarea.addEventListener('keydown', event => {
-      if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
-        event.preventDefault();
-        void this.send();
-      }
     });
-    this._textarea.addEventListener('input', () => this._update());
-    this._sendButton = button('Send', 'Send the message (Enter)', () => void this.send());
-    this._stopButton = button(
-      'Stop',
-      'Stop the reply; the partial reply is kept (Escape)',
-      () => void this.stop()
-    );
-    this._stopAllButton = button('Stop all', 'Stop every pane (Escape)', () => void this.stop());
-    const actions = element('div', 'jp-StreamChat-composerActions');
-    actions.append(this._contextButton, this._sendButton, this._stopButton, this._stopAllButton);
-    const composer = element('div', 'jp-StreamChat-composer');
-    composer.append(this._contextPreview, this._textarea, actions);
+  }
 
-    this._status = element('div', 'jp-StreamChat-status');
-    this._status.setAttribute('role', 'status');
-
-    // Only the active mode's section is in the DOM, so each accessible name is unique in the panel.
-    this._modeHost = element('div', 'jp-StreamChat-modeHost');
-    this.node.append(modes, this._where, this._modeHost, this._status, composer);
+  /** Escape stops what streams; the active notebook and cell steer the panel. */
+  private _listen(): void {
     this.node.addEventListener('keydown', event => {
       if (event.key === 'Escape' && this._isStreaming()) {
         event.preventDefault();
         void this.stop();
       }
     });
-
-    _tracker.currentChanged.connect(() => this._follow(), this);
-    _tracker.activeCellChanged.connect(() => this._update(), this);
-    this._follow();
-    void this.loadModels();
+    this._tracker.currentChanged.connect(() => this._follow(), this);
+    this._tracker.activeCellChanged.connect(() => this._update(), this);
   }
 
-  get mode(): 'chat' | 'compare' {
+  get mode(): PanelMode {
     return this._mode;
   }
 
-  setMode(mode: 'chat' | 'compare'): void {
+  setMode(mode: PanelMode): void {
     this._mode = mode;
     this._update();
   }
@@ -164,7 +140,7 @@ export class StreamChatPanel extends Widget {
     this._settings = settings;
     if (this._models.length > 0) {
       fillModelSelect(
-        this._modelSelect,
+        this._chatSection.modelSelect,
         this._models,
         settings.defaultModel || this._serverDefault,
         true
@@ -180,7 +156,7 @@ export class StreamChatPanel extends Widget {
       this._models = models;
       this._serverDefault = serverDefault ?? null;
       fillModelSelect(
-        this._modelSelect,
+        this._chatSection.modelSelect,
         models,
         this._settings.defaultModel || this._serverDefault
       );
@@ -194,18 +170,18 @@ export class StreamChatPanel extends Widget {
 
   /** Send the message (with the context, if included) in the current mode. */
   async send(): Promise<void> {
-    const message = this._textarea.value.trim();
+    const message = this._composer.message;
     if (message === '' || this._models.length === 0) {
       return;
     }
     const context = this._includeContext ? cellContext(this._tracker.currentWidget) : '';
     const prompt = context ? `${context}\n\n${message}` : message;
-    this._textarea.value = '';
+    this._composer.clear();
     this._update();
     if (this._mode === 'compare') {
       await this._compare.compare(prompt);
     } else {
-      await this._chat.send(this._modelSelect.value, prompt);
+      await this._chat.send(this._chatSection.modelSelect.value, prompt);
     }
   }
 
@@ -233,7 +209,7 @@ export class StreamChatPanel extends Widget {
 
   protected onActivateRequest(msg: Message): void {
     super.onActivateRequest(msg);
-    this._textarea.focus();
+    this._composer.focus();
   }
 
   dispose(): void {
@@ -260,7 +236,7 @@ export class StreamChatPanel extends Widget {
       });
     }
     this._chat = chat;
-    this._threadHost.replaceChildren(chat.node);
+    this._chatSection.showThread(chat.node);
     if (this.isVisible) {
       void this._attachRunning();
     }
@@ -291,43 +267,22 @@ export class StreamChatPanel extends Widget {
   /** Bring the controls in line with the state (cheap: runs on every render of a reply). */
   private _update(): void {
     const compare = this._mode === 'compare';
-    this._chatButton.setAttribute('aria-pressed', String(!compare));
-    this._compareButton.setAttribute('aria-pressed', String(compare));
-    const section = compare ? this._compare.node : this._chatSection;
+    this._modeBar.show(this._mode);
+    const section = compare ? this._compare.node : this._chatSection.node;
     if (this._modeHost.firstChild !== section) {
       this._modeHost.replaceChildren(section);
     }
-    this._newButton.hidden = compare;
-
     const path = this._chat.path;
     this._where.textContent =
       path === null ? 'No notebook: replies are not saved' : `Notebook: ${path}`;
-    const conversations = this._chat.conversations();
-    const signature =
-      conversations.map(c => `${c.id}\u0000${c.label}`).join('\u0001') + this._chat.conversation;
-    if (signature !== this._conversationSignature) {
-      this._conversationSignature = signature;
-      this._conversationSelect.replaceChildren(
-        ...conversations.map(c => {
-          const option = document.createElement('option');
-          option.value = c.id;
-          option.textContent = c.label;
-          return option;
-        })
-      );
-      this._conversationSelect.value = this._chat.conversation;
-    }
-
-    const streaming = this._isStreaming();
-    this._stopButton.hidden = compare || !streaming;
-    this._stopAllButton.hidden = !compare || !streaming;
-    this._sendButton.disabled = this._models.length === 0 || this._textarea.value.trim() === '';
-    this._contextButton.setAttribute('aria-pressed', String(this._includeContext));
-    const context = this._includeContext ? cellContext(this._tracker.currentWidget) : '';
-    if (this._contextPreview.textContent !== context) {
-      this._contextPreview.textContent = context;
-    }
-    this._contextPreview.hidden = context === '';
+    this._chatSection.showConversations(this._chat.conversations(), this._chat.conversation);
+    this._composer.show({
+      compare,
+      streaming: this._isStreaming(),
+      hasModels: this._models.length > 0,
+      includeContext: this._includeContext,
+      context: this._includeContext ? cellContext(this._tracker.currentWidget) : ''
+    });
   }
 
   private _setStatus(text: string, error = false): void {
@@ -336,38 +291,20 @@ export class StreamChatPanel extends Widget {
     this._status.classList.toggle('jp-StreamChat-error', error);
   }
 
-  private _mode: 'chat' | 'compare' = 'chat';
+  private _mode: PanelMode = 'chat';
   private _models: IModelInfo[] = [];
   private _serverDefault: string | null = null;
   private _settings: IPanelSettings = { defaultModel: '', compareModels: [] };
   private _chats = new Map<unknown, NotebookChat>();
   private _chat!: NotebookChat;
-  private _compare: CompareView;
-  private _replyContext: ConstructorParameters<typeof CompareView>[0];
+  private _replyContext!: ICompareContext;
   private _includeContext = false;
-  private _conversationSignature = '';
   private _poll = 0;
-  private _chatButton: HTMLButtonElement;
-  private _compareButton: HTMLButtonElement;
-  private _newButton: HTMLButtonElement;
-  private _where: HTMLElement;
-  private _modelSelect: HTMLSelectElement;
-  private _conversationSelect: HTMLSelectElement;
-  private _threadHost: HTMLElement;
+  private _modeBar: ModeBar;
+  private _where = element('div', 'jp-StreamChat-where');
+  private _chatSection: ChatSection;
+  private _compare: CompareView;
   private _modeHost: HTMLElement;
-  private _chatSection: HTMLElement;
-  private _contextButton: HTMLButtonElement;
-  private _contextPreview: HTMLElement;
-  private _textarea: HTMLTextAreaElement;
-  private _sendButton: HTMLButtonElement;
-  private _stopButton: HTMLButtonElement;
-  private _stopAllButton: HTMLButtonElement;
   private _status: HTMLElement;
-}
-
-function labelled(text: string, control: HTMLElement): HTMLElement {
-  const label = element('label', 'jp-StreamChat-field');
-  control.setAttribute('aria-label', text);
-  label.append(element('span', '', text), control);
-  return label;
+  private _composer: Composer;
 }

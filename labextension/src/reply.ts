@@ -8,24 +8,26 @@
  * (updates.ts) puts every changed reply in on one animation frame, at a pace it can afford.
  */
 
-import { Clipboard } from '@jupyterlab/apputils';
-import { IEditorLanguageRegistry } from '@jupyterlab/codemirror';
-import { IRenderMimeRegistry, renderMarkdown } from '@jupyterlab/rendermime';
+import type { IEditorLanguageRegistry } from '@jupyterlab/codemirror';
 
 import { fencedCode, MarkdownBlocks } from './blocks';
+import { addCodeToolbars, ICodeActions, renderCode } from './codeblock';
+import { element } from './dom';
 import { followRecord, IRecordNote, noteText } from './recorded';
-import { blockRemoteResources, inertElement } from './remote';
+import { inertElement } from './remote';
 import { Slicer, UpdateLoop } from './updates';
 import { IRunEvent } from './sse';
 import { IRunRecord, RunState, RunStatus } from './run';
 
 /** What a reply needs from the panel. */
-export interface IReplyContext {
-  rendermime: IRenderMimeRegistry;
-  /** Highlights finished code blocks without the Markdown pipeline (null: rendermime does). */
+export interface IReplyContext extends ICodeActions {
+  /**
+   * Render untrusted Markdown into `host`, an element of an inert document, taking out every URL
+   * that would load something (render.ts: rendermime, sanitized).
+   */
+  renderMarkdown(host: HTMLElement, source: string): Promise<void>;
+  /** Highlights finished code blocks without the Markdown pipeline (null: Markdown does). */
   languages: IEditorLanguageRegistry | null;
-  /** Insert a code cell with `code` below the active cell of the notebook. */
-  insertCode(code: string): void;
 }
 
 /** Least time between two updates of the streaming replies (ms). */
@@ -253,9 +255,9 @@ export class ReplyView {
         );
         const fence = fencedCode(source);
         await (fence !== null && this._context.languages !== null
-          ? this._renderCode(block, fence, this._context.languages)
+          ? renderCode(block, fence, this._context.languages)
           : this._renderMarkdown(block, source));
-        this._addCodeToolbars(block);
+        addCodeToolbars(block, this._context);
         update.sealed.push(block);
         await slicer.maybeYield();
       }
@@ -321,57 +323,10 @@ export class ReplyView {
   }
 
   private _renderMarkdown(host: HTMLElement, source: string): Promise<void> {
-    return renderUntrusted(this._context.rendermime, host, source).catch(error => {
+    return this._context.renderMarkdown(host, source).catch(error => {
       host.textContent = source;
       console.warn('StreamChat: could not render Markdown', error);
     });
-  }
-
-  /**
-   * A finished code block, highlighted as rendermime's Markdown parser does, but built from text
-   * nodes and spans: nothing to sanitize. Sanitizing highlighted code (a span per token) cost as much
-   * as highlighting it, and both in one task made tasks of 50-90 ms for a 30-line block.
-   */
-  private async _renderCode(
-    host: HTMLElement,
-    fence: { info: string; code: string },
-    languages: IEditorLanguageRegistry
-  ): Promise<void> {
-    const language = fence.info.split(/\s/)[0];
-    const pre = document.createElement('pre');
-    const code = pre.appendChild(document.createElement('code'));
-    if (language) {
-      code.className = `language-${language.replace(/[^\w+#.-]/g, '')}`;
-    }
-    host.appendChild(pre);
-    try {
-      await languages.highlight(fence.code, language ? languages.findBest(language) : null, code);
-    } catch (error) {
-      code.textContent = fence.code;
-      console.warn('StreamChat: could not highlight code', error);
-    }
-  }
-
-  /** "Copy" and "Insert cell" on every code block of a rendered block. */
-  private _addCodeToolbars(block: HTMLElement): void {
-    for (const pre of Array.from(block.querySelectorAll('pre'))) {
-      const code = (pre.textContent ?? '').replace(/\n$/, '');
-      const bar = element('div', 'jp-StreamChat-codeToolbar');
-      const copy = button('Copy', 'Copy this code', () => {
-        Clipboard.copyToSystem(code);
-        copy.textContent = 'Copied';
-        setTimeout(() => (copy.textContent = 'Copy'), 1500);
-      });
-      const insert = button(
-        'Insert cell',
-        'Insert this code as a new cell below the active cell',
-        () => this._context.insertCode(code)
-      );
-      bar.append(copy, insert);
-      const wrapper = element('div', 'jp-StreamChat-code');
-      pre.replaceWith(wrapper);
-      wrapper.append(bar, pre);
-    }
   }
 
   private _newTail(): HTMLElement {
@@ -409,72 +364,4 @@ interface IPreparedUpdate {
   sealed: HTMLElement[];
   /** The tail's new content, or null when it did not change. */
   tail: { source: string; nodes: Node[] } | null;
-}
-
-/**
- * Load and compile what rendering a reply needs (the Markdown parser, the sanitizer, the math
- * typesetter, a Python highlighter) once, while the page is idle. Left to the first reply, this
- * work makes tasks of 40-50 ms in its first seconds.
- */
-export function warmUp(rendermime: IRenderMimeRegistry): void {
-  if (warmedUp) {
-    return;
-  }
-  warmedUp = true;
-  const sample =
-    '# A\n\n*b* $c$\n\n| d | e |\n|---|---|\n| 1 | 2 |\n\n```python\ndef f(x):\n    return x\n```\n';
-  const whenIdle = window.requestIdleCallback ?? ((run: () => void) => setTimeout(run, 500));
-  whenIdle(
-    () => void renderUntrusted(rendermime, inertElement('div'), sample).catch(() => undefined),
-    { timeout: 2000 }
-  );
-}
-
-/**
- * Model output is untrusted: rendered as Markdown through rendermime, with its sanitizer, into
- * `host`, an element of an inert document (remote.ts); math is typeset there too, and then every URL
- * that would load something is taken out, before any of it reaches the page.
- */
-async function renderUntrusted(
-  rendermime: IRenderMimeRegistry,
-  host: HTMLElement,
-  source: string
-): Promise<void> {
-  await renderMarkdown({
-    host,
-    source,
-    trusted: false,
-    sanitizer: rendermime.sanitizer,
-    resolver: rendermime.resolver,
-    linkHandler: rendermime.linkHandler,
-    // Typeset below, awaited: left to renderMarkdown it ends after the render, out of our sight.
-    shouldTypeset: false,
-    latexTypesetter: rendermime.latexTypesetter,
-    markdownParser: rendermime.markdownParser
-  });
-  await rendermime.latexTypesetter?.typeset(host);
-  blockRemoteResources(host);
-}
-
-let warmedUp = false;
-
-export function element(tag: string, className = '', text = ''): HTMLElement {
-  const node = document.createElement(tag);
-  if (className) {
-    node.className = className;
-  }
-  if (text) {
-    node.textContent = text;
-  }
-  return node;
-}
-
-export function button(label: string, title: string, onClick: () => void): HTMLButtonElement {
-  const node = document.createElement('button');
-  node.type = 'button';
-  node.className = 'jp-StreamChat-button';
-  node.textContent = label;
-  node.title = title;
-  node.addEventListener('click', onClick);
-  return node;
 }

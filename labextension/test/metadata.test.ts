@@ -5,15 +5,8 @@
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 
-import {
-  copyJSON,
-  hasTurn,
-  isObject,
-  ITurn,
-  mergeTurn,
-  own,
-  SCHEMA_VERSION
-} from '../src/metadata';
+import { copyJSON, hasTurn, ITurn, mergeTurn, own, SCHEMA_VERSION } from '../src/metadata';
+import { isObject } from '../src/util';
 
 /** Names that a plain object answers from its prototype, and the one that replaces the prototype. */
 const PROTOTYPE_NAMES = ['constructor', 'toString', 'hasOwnProperty', 'valueOf', '__proto__'];
