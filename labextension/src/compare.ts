@@ -238,7 +238,7 @@ export class CompareView {
     const table = document.createElement('table');
     table.setAttribute('aria-label', 'Summary');
     const head = table.createTHead().insertRow();
-    for (const title of ['Model', 'Status', 'TTFT', 'Tokens/s', 'Tokens', 'Characters']) {
+    for (const title of ['Model', 'Status', 'First token', 'Tokens/s', 'Tokens', 'Characters']) {
       head.appendChild(element('th', '', title));
     }
     const rows = table.createTBody();
