@@ -102,19 +102,13 @@ def build_context(
     :class:`ContextError` and nothing is built.
     """
     space: Mapping[str, Any] = namespace if namespace is not None else {}
+    names = check_names(context, prompt, space)
     entries: list[tuple[str | None, Any]] = []
     for entry in context or ():
         if isinstance(entry, str) and entry.isidentifier():
-            if entry not in space:
-                close = suggestion(entry, space)
-                hint = f"; did you mean {close!r}?" if close else ""
-                raise ContextError(f"context names {entry!r}, which is no variable here{hint}")
             entries.append((entry, space[entry]))
         else:
             entries.append((None if isinstance(entry, str) else name_of(entry, space), entry))
-    names, error = resolve_mentions(prompt, space)
-    if error:
-        raise ContextError(error)
     entries += [(name, space[name]) for name in names]
     seen: set[object] = set()
     items = []
@@ -124,6 +118,20 @@ def build_context(
             seen.add(key)
             items.append(build_item(obj, name, limits))
     return within_request(items, limits)
+
+
+def check_names(context: Sequence[Any] | None, prompt: str, namespace: Mapping[str, Any]) -> list[str]:
+    """The variables the prompt ``@mentions``, once every name in ``context`` and in the prompt is checked
+    (cheap: nothing is built). :class:`ContextError` names a wrong one, with the closest variable if any."""
+    for entry in context or ():
+        if isinstance(entry, str) and entry.isidentifier() and entry not in namespace:
+            close = suggestion(entry, namespace)
+            hint = f"; did you mean {close!r}?" if close else ""
+            raise ContextError(f"context names {entry!r}, which is no variable here{hint}")
+    names, error = resolve_mentions(prompt, namespace)
+    if error:
+        raise ContextError(error)
+    return names
 
 
 def name_of(obj: Any, namespace: Mapping[str, Any]) -> str | None:

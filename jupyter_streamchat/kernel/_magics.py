@@ -13,13 +13,19 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.display import display
 
+from ..context import ContextError, check_names
 from ._backends import discover
 from ._widgets import MAX_PANES, MIN_PANES, chat, compare
 
 LISTING_TIMEOUT = 20.0
 
-CHAT_USAGE = "%%chat [MODEL] [--conversation ID]   (MODEL looks like provider:model, e.g. demo:chat)"
-COMPARE_USAGE = f"%%compare MODEL1 MODEL2 [...]   ({MIN_PANES} to {MAX_PANES} model ids, e.g. demo:chat demo:fast)"
+CHAT_USAGE = (
+    "%%chat [MODEL] [--conversation ID] [--context NAME,NAME]   (MODEL looks like provider:model, e.g. demo:chat)"
+)
+COMPARE_USAGE = (
+    f"%%compare MODEL1 MODEL2 [...] [--context NAME,NAME]   ({MIN_PANES} to {MAX_PANES} model ids, "
+    "e.g. demo:chat demo:fast)"
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -51,9 +57,24 @@ def _check_model_id(model: str, usage: str) -> None:
 _chat_parser = _Parser(prog="%%chat", usage=CHAT_USAGE, add_help=False)
 _chat_parser.add_argument("model", nargs="?")
 _chat_parser.add_argument("--conversation", "-c")
+_chat_parser.add_argument("--context")
 
 _compare_parser = _Parser(prog="%%compare", usage=COMPARE_USAGE, add_help=False)
 _compare_parser.add_argument("models", nargs="*")
+_compare_parser.add_argument("--context")
+
+
+def _context_names(raw: str | None, prompt: str, shell: Any) -> list[str]:
+    """``--context a,b``: variables by name; with the prompt's ``@mentions``, checked before anything is sent."""
+    names = [name.strip() for name in (raw or "").split(",") if name.strip()]
+    for name in names:
+        if not name.isidentifier():
+            raise UsageError(f"--context takes variable names separated by commas, got {name!r}")
+    try:
+        check_names(names, prompt, shell.user_ns if shell is not None else {})
+    except ContextError as error:
+        raise UsageError(str(error)) from None
+    return names
 
 
 @magics_class
@@ -64,7 +85,9 @@ class StreamChatMagics(Magics):
         args = _parse(_chat_parser, line)
         if args.model:
             _check_model_id(args.model, CHAT_USAGE)
-        chat(_prompt(cell), model=args.model, conversation=args.conversation)
+        prompt = _prompt(cell)
+        names = _context_names(args.context, prompt, self.shell)
+        chat(prompt, model=args.model, conversation=args.conversation, context=names)
 
     @cell_magic
     def compare(self, line: str, cell: str) -> None:
@@ -74,7 +97,8 @@ class StreamChatMagics(Magics):
             raise UsageError(f"got {len(args.models)} models; usage: {COMPARE_USAGE}")
         for model in args.models:
             _check_model_id(model, COMPARE_USAGE)
-        compare(_prompt(cell), args.models)
+        prompt = _prompt(cell)
+        compare(prompt, args.models, context=_context_names(args.context, prompt, self.shell))
 
     @line_magic
     def chat_models(self, line: str) -> None:

@@ -57,6 +57,8 @@ class PaneState:
     # notebook), "pending", "recorded", "gone" (deleted), "refused" (nothing started), "unknown".
     notebook: str | None = None
     recorded: str | None = None
+    #: the context sent with the prompt, as the turn records it (SPEC 10)
+    context: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def text(self) -> str:
@@ -144,6 +146,7 @@ class PaneState:
             "conversation": self.conversation,
             "notebook": self.notebook,
             "recorded": self.recorded,
+            "context": [dict(record) for record in self.context],
             "ttft": ttft,
             "tokens_per_second": rate,
             "output_tokens": tokens,

@@ -7,7 +7,7 @@ output can never disagree about what a run said.
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..engine.runs import TERMINAL_STATUSES
@@ -46,6 +46,10 @@ overflow-x:auto;font-size:12px;margin:6px 0}
 .jsc-root .jsc-summary table{border-collapse:collapse;font-size:12px;margin-top:6px}
 .jsc-root .jsc-summary td,.jsc-root .jsc-summary th{padding:2px 8px;text-align:left;
 border-bottom:1px solid var(--jp-border-color2,#ddd)}
+.jsc-context{font-size:12px;color:var(--jp-ui-font-color2,#666);margin:2px 0}
+.jsc-chip{display:inline-block;margin:0 4px;padding:0 6px;border-radius:8px;
+border:1px solid var(--jp-border-color2,#ccc);color:var(--jp-ui-font-color1,#222)}
+.jsc-chip-kind{margin-left:4px;color:var(--jp-ui-font-color2,#666);font-size:11px}
 .jsc-bar{height:8px;background:var(--jp-brand-color1,#1976d2);border-radius:2px;min-width:1px}
 .jsc-root .jsc-reply pre .c{color:var(--jp-mirror-editor-comment-color,#6a737d);font-style:italic}
 .jsc-root .jsc-reply pre .k{color:var(--jp-mirror-editor-keyword-color,#d73a49);font-weight:600}
@@ -94,6 +98,22 @@ def pane_html(result: dict[str, Any]) -> str:
     return "".join(parts)
 
 
+def context_html(records: Sequence[Mapping[str, Any]]) -> str:
+    """The context a turn sent, as chips: its name (or kind), its kind, and its token estimate on hover."""
+    if not records:
+        return ""
+    chips = []
+    for record in records:
+        kind = str(record.get("kind") or "")
+        tokens = record.get("tokens_estimate")
+        title = f"{kind}, about {tokens} tokens" if isinstance(tokens, int) else kind
+        chips.append(
+            f'<span class="jsc-chip" title="{html.escape(title)}">{html.escape(str(record.get("name") or kind))}'
+            f'<span class="jsc-chip-kind">{html.escape(kind)}</span></span>'
+        )
+    return f'<div class="jsc-context" role="group" aria-label="Context sent">Context: {"".join(chips)}</div>'
+
+
 def summary_html(results: Sequence[dict[str, Any]]) -> str:
     """A table with simple bars: time to first token, tokens per second, output tokens, status."""
     columns = [
@@ -124,13 +144,18 @@ def summary_html(results: Sequence[dict[str, Any]]) -> str:
 
 
 def chat_html(result: dict[str, Any], note: str) -> str:
-    return f'{STYLE_TAG}<div class="jsc-root">{pane_html(result)}<div class="jsc-note">{html.escape(note)}</div></div>'
+    chips = context_html(result.get("context") or ())
+    return (
+        f'{STYLE_TAG}<div class="jsc-root">{chips}{pane_html(result)}'
+        f'<div class="jsc-note">{html.escape(note)}</div></div>'
+    )
 
 
 def compare_html(results: Sequence[dict[str, Any]], note: str) -> str:
     panes = "".join(pane_html(result) for result in results)
+    chips = context_html(results[0].get("context") or ()) if results else ""
     return (
-        f'{STYLE_TAG}<div class="jsc-root"><div class="jsc-panes">{panes}</div>{summary_html(results)}'
+        f'{STYLE_TAG}<div class="jsc-root">{chips}<div class="jsc-panes">{panes}</div>{summary_html(results)}'
         f'<div class="jsc-note">{html.escape(note)}</div></div>'
     )
 

@@ -32,6 +32,7 @@ from . import _slim as slim
 from . import _static
 from ._backends import Backend, current_backend
 from ._blocking import current_cell, headless, loop_is_running, run_headless, run_in_terminal
+from ._context import ContextLimits, PreparedContext, user_namespace
 from ._panes import Pane
 from .client import StreamChatAPIError
 
@@ -77,9 +78,12 @@ class _Done:
 class _StreamWidget(slim.VBox):
     """What chat and compare widgets share: panes, display, results, done."""
 
-    def __init__(self, panes: Sequence[Pane], backend: Backend, controls: Sequence[widgets.Widget]) -> None:
+    def __init__(
+        self, panes: Sequence[Pane], backend: Backend, controls: Sequence[widgets.Widget], context: PreparedContext
+    ) -> None:
         self.panes = list(panes)
         self.backend = backend
+        self.context = context
         self._finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._record_known: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -90,11 +94,13 @@ class _StreamWidget(slim.VBox):
         for pane in self.panes:
             pane.state.notebook = backend.notebook
             pane.state.recorded = "pending" if backend.notebook else None
+            pane.state.context = context.records
         layout, html_style = slim.Layout(), slim.HTMLStyleSlim()
         self.note = slim.HTML(self._note_html(), layout=layout, style=html_style)
         style = slim.HTML(_static.STYLE_TAG, layout=layout, style=html_style)
         style.add_class("jsc-style")
-        super().__init__([style, *controls, self.note], layout=layout)
+        chips = [slim.HTML(_static.context_html(context.records), layout=layout, style=html_style)]
+        super().__init__([style, *(chips if context.records else ()), *controls, self.note], layout=layout)
         self.add_class("jsc-root")
 
     # ----- public ------------------------------------------------------------------------------------
@@ -236,10 +242,12 @@ class _StreamWidget(slim.VBox):
 class ChatWidget(_StreamWidget):
     """One prompt, one detached run: Stop asks the server to stop it; nothing else ends it early."""
 
-    def __init__(self, prompt: str, model: str | None, conversation: str, backend: Backend) -> None:
+    def __init__(
+        self, prompt: str, model: str | None, conversation: str, backend: Backend, context: PreparedContext
+    ) -> None:
         pane = Pane(model, on_stop=self._stop_pane)
         pane.state.conversation = conversation
-        super().__init__([pane], backend, [pane.box])
+        super().__init__([pane], backend, [pane.box], context)
         self.prompt = prompt
         self._stop_requested = False
         self._spawn(self._guarded(pane, self._run(pane)))
@@ -251,11 +259,16 @@ class ChatWidget(_StreamWidget):
         if not self.prompt.strip():
             pane.fail("empty_prompt", "the prompt is empty: nothing was sent")
             return
+        if self.context.error:
+            pane.fail("bad_context", f"{self.context.error}: nothing was sent")
+            return
         body: dict[str, Any] = {"prompt": self.prompt, "conversation": pane.state.conversation}
         if pane.state.model:
             body["model"] = pane.state.model
         if self.backend.notebook:
             body["notebook"] = self.backend.notebook
+        if self.context.wire:
+            body["context"] = self.context.wire
         started = await self.backend.start_run(body)
         pane.state.run = started["id"]
         if self._stop_requested:
@@ -299,7 +312,7 @@ class ChatWidget(_StreamWidget):
 class CompareWidget(_StreamWidget):
     """One prompt to 2-4 models side by side, one direct stream per pane."""
 
-    def __init__(self, prompt: str, models: Sequence[str], backend: Backend) -> None:
+    def __init__(self, prompt: str, models: Sequence[str], backend: Backend, context: PreparedContext) -> None:
         self.prompt = prompt
         self.conversation = f"compare-{secrets.token_hex(4)}"
         panes = [Pane(model, on_stop=self._stop_pane) for model in models]
@@ -313,7 +326,7 @@ class CompareWidget(_StreamWidget):
         grid = slim.HBox([pane.box for pane in panes], layout=slim.Layout(flex_flow="row wrap", align_items="stretch"))
         grid.add_class("jsc-panes")
         self._pane_tasks: dict[int, asyncio.Task[None]] = {}
-        super().__init__(panes, backend, [grid, self.stop_all_button, self.summary])
+        super().__init__(panes, backend, [grid, self.stop_all_button, self.summary], context)
         for pane in panes:
             self._spawn(self._guarded(pane, self._run_pane(pane)))
 
@@ -339,9 +352,14 @@ class CompareWidget(_StreamWidget):
         if not self.prompt.strip():
             pane.fail("empty_prompt", "the prompt is empty: nothing was sent")
             return
+        if self.context.error:
+            pane.fail("bad_context", f"{self.context.error}: nothing was sent")
+            return
         body: dict[str, Any] = {"prompt": self.prompt, "conversation": self.conversation, "model": pane.state.model}
         if self.backend.notebook:
             body["notebook"] = self.backend.notebook
+        if self.context.wire:
+            body["context"] = self.context.wire
         async with aclosing(self.backend.stream(body)) as events:
             async for message in events:
                 pane.apply(message)
@@ -371,21 +389,37 @@ class CompareWidget(_StreamWidget):
         self.summary.value = _static.summary_html(self.results)
 
 
-def chat(prompt: str, model: str | None = None, conversation: str | None = None) -> ChatWidget:
+def chat(
+    prompt: str,
+    model: str | None = None,
+    conversation: str | None = None,
+    *,
+    context: Sequence[Any] | None = None,
+    context_limits: ContextLimits | None = None,
+) -> ChatWidget:
     """Ask ``model`` (default: the server's default model) and stream the reply into a widget.
 
     Successive calls in one notebook continue one conversation (the server builds the history from
-    the notebook's record) unless ``conversation`` names another.
+    the notebook's record) unless ``conversation`` names another. ``context`` (objects, or names of
+    variables) and ``@name`` mentions in the prompt are sent along, summarised within ``context_limits``.
     """
     conversation = conversation or DEFAULT_CONVERSATION
-    return _shown(lambda: ChatWidget(prompt, model, conversation, current_backend()))
+    prepared = PreparedContext.build(prompt, context, user_namespace(), context_limits)
+    return _shown(lambda: ChatWidget(prompt, model, conversation, current_backend(), prepared))
 
 
-def compare(prompt: str, models: Sequence[str]) -> CompareWidget:
+def compare(
+    prompt: str,
+    models: Sequence[str],
+    *,
+    context: Sequence[Any] | None = None,
+    context_limits: ContextLimits | None = None,
+) -> CompareWidget:
     """Send one prompt to 2-4 models side by side; each pane has its own Stop, plus Stop all."""
     if isinstance(models, str) or not MIN_PANES <= len(models) <= MAX_PANES:
         raise ValueError(f"compare needs {MIN_PANES} to {MAX_PANES} model ids, e.g. ['demo:chat', 'demo:fast']")
-    return _shown(lambda: CompareWidget(prompt, list(models), current_backend()))
+    prepared = PreparedContext.build(prompt, context, user_namespace(), context_limits)
+    return _shown(lambda: CompareWidget(prompt, list(models), current_backend(), prepared))
 
 
 def _shown(make: Callable[[], W]) -> W:
