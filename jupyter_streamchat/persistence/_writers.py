@@ -14,7 +14,7 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeGuard, TypeVar
 
 from jupyter_core.utils import ensure_async
 from jupyter_server.services.contents.fileio import path_to_intermediate
@@ -248,7 +248,7 @@ def _parse_notebook(raw: bytes, os_path: str) -> dict[str, Any]:
     return notebook
 
 
-def _is_notebook(value: Any) -> bool:
+def _is_notebook(value: object) -> TypeGuard[dict[str, Any]]:
     """nbformat's top level: a version number, metadata, and cells (worksheets before version 4)."""
     if not isinstance(value, dict) or not isinstance(value.get("metadata", {}), dict):
         return False

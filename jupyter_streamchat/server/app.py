@@ -11,6 +11,7 @@ from typing import Any
 
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
+from jupyter_server.serverapp import ServerApp
 from tornado.ioloop import IOLoop, PeriodicCallback
 from traitlets import Bool, Enum, Float, Int, List, Unicode, default
 
@@ -254,10 +255,18 @@ class StreamChat(ExtensionApp):
             ),
         )
 
+    @property
+    def _server(self) -> ServerApp:
+        """The server this extension is loaded into (set before any of the hooks below runs)."""
+        serverapp = self.serverapp
+        if serverapp is None:
+            raise RuntimeError("the streamchat extension is not loaded into a Jupyter server")
+        return serverapp
+
     def _journal_file(self) -> str:
         if self.journal_path:
             return self.journal_path
-        root = os.path.realpath(self.serverapp.root_dir)
+        root = os.path.realpath(self._server.root_dir)
         digest = hashlib.sha256(root.encode()).hexdigest()[:12]
         return os.path.join(jupyter_data_dir(), "streamchat", f"journal-{digest}.sqlite3")
 
@@ -271,7 +280,7 @@ class StreamChat(ExtensionApp):
             package.addHandler(_TO_EXTENSION_LOG)
         if package.level == logging.NOTSET:
             level = self.log_level
-            package.setLevel(level if isinstance(level, int) else logging.getLevelName(level))
+            package.setLevel(level if isinstance(level, int) else logging.getLevelName(str(level)))
 
     async def _log_run_end(self, run: Run) -> None:
         """Finish hook: one line per finished run; failed runs are warnings that carry the error code.
@@ -322,34 +331,37 @@ class StreamChat(ExtensionApp):
         runs = RunManager(limits)
         # Before the service adds its own hook: the line is logged when the run ends, not after persistence.
         runs.add_finish_hook(self._log_run_end)
+        serverapp = self._server
+        journal = RunJournal(self._journal_file(), self.journal_reserve_bytes)
+        notebooks = NotebookRecorder(
+            serverapp,
+            HandoffHub(),
+            NotebookFollower(serverapp),
+            self.record_retry_timeout,
+            self.record_guard_period,
+        )
         self.service = ChatService(
             registry=ProviderRegistry(self.provider_config()),
             runs=runs,
             body_limits=BodyLimits(self.max_body_bytes, self.max_messages, self.max_message_chars),
-            root_dir=self.serverapp.root_dir,
+            root_dir=serverapp.root_dir,
             keepalive_interval=self.keepalive_interval,
-            journal=RunJournal(self._journal_file(), self.journal_reserve_bytes),
-            notebooks=NotebookRecorder(
-                self.serverapp,
-                HandoffHub(),
-                NotebookFollower(self.serverapp),
-                self.record_retry_timeout,
-                self.record_guard_period,
-            ),
+            journal=journal,
+            notebooks=notebooks,
         )
-        self.service.journal.open()  # type: ignore[union-attr]
-        self.service.notebooks.follower.start()  # type: ignore[union-attr]
+        journal.open()
+        notebooks.follower.start()
         self._kernel_access = KernelAccess() if self.kernel_access else None
         self.handlers.extend(route_table(self.service, self._kernel_access))
         self._stopping: asyncio.Future[None] | None = None
         self._activity: PeriodicCallback | None = None
-        self._sigint = SigintStop(lambda: self.serverapp.stop(from_signal=True), self.log)
+        self._sigint = SigintStop(lambda: serverapp.stop(from_signal=True), self.log)
         IOLoop.current().add_callback(self._start_background_work)
 
     async def _start_background_work(self) -> None:
         if self._kernel_access is not None:
             # Here, not in initialize_handlers: the port is only known once the server is bound.
-            self._kernel_access.publish(self.serverapp)
+            self._kernel_access.publish(self._server)
         service = self.service
         assert service.journal is not None
         service.journal.start(service.runs.list)
@@ -371,7 +383,7 @@ class StreamChat(ExtensionApp):
         cap = self.run_time_limit if self.run_time_limit > 0 else UNLIMITED_RUN_ACTIVITY
         moment = runs_activity((run.created for run in self.service.runs.running()), utcnow(), cap)
         if moment is not None:
-            mark_activity(self.serverapp.web_app.settings, moment)
+            mark_activity(self._server.web_app.settings, moment)
 
     async def stop_extension(self) -> None:
         # ``jupyter server stop`` can get here twice (``api/shutdown``, then SIGTERM when that took over 5 s):
@@ -412,4 +424,8 @@ StreamChatApp = StreamChat
 # ``python -m jupyter_streamchat``: a Jupyter server with this extension, started the way ``jupyter lab`` starts
 # one; ``--help-all`` prints the server's options and these traits. (``jupyter server --help-all`` cannot list
 # them: jupyter_server prints its help while parsing the command line, before any extension is loaded.)
-main = launch_new_instance = StreamChat.launch_instance
+def main(argv: list[str] | None = None) -> None:
+    StreamChat.launch_instance(argv)
+
+
+launch_new_instance = main
