@@ -421,6 +421,7 @@ class StreamChat(ExtensionApp):
 
 StreamChatApp = StreamChat
 
+
 # ``python -m jupyter_streamchat``: a Jupyter server with this extension, started the way ``jupyter lab`` starts
 # one; ``--help-all`` prints the server's options and these traits. (``jupyter server --help-all`` cannot list
 # them: jupyter_server prints its help while parsing the command line, before any extension is loaded.)
