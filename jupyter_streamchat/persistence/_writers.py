@@ -14,13 +14,13 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeGuard, TypeVar
+from typing import Any, TypedDict, TypeGuard, TypeVar
 
 from jupyter_core.utils import ensure_async
 from jupyter_server.services.contents.fileio import path_to_intermediate
 from tornado import web
 
-from ._schema import merged_streamchat
+from ._schema import Turn, merged_streamchat
 
 log = logging.getLogger("jupyter_streamchat.persistence")
 
@@ -38,7 +38,7 @@ class NotANotebook(ValueError):
     """
 
 
-async def write_shared_document(serverapp: Any, path: str, conversation: str, turn: dict[str, Any]) -> bool:
+async def write_shared_document(serverapp: Any, path: str, conversation: str, turn: Turn) -> bool:
     """Write through jupyter-collaboration's shared model if the notebook has a live room; else False."""
     ydoc_apps = serverapp.extension_manager.extension_apps.get("jupyter_server_ydoc") or set()
     ydoc_app = next(iter(ydoc_apps), None)
@@ -60,7 +60,7 @@ async def write_shared_document(serverapp: Any, path: str, conversation: str, tu
     return True
 
 
-def _merge_into_shared(document: Any, conversation: str, turn: dict[str, Any]) -> None:
+def _merge_into_shared(document: Any, conversation: str, turn: Turn) -> None:
     from pycrdt import Map
 
     with document.ydoc.transaction():
@@ -91,6 +91,14 @@ async def notebook_exists(contents_manager: Any, path: str) -> bool:
     return bool(await ensure_async(contents_manager.file_exists(path)))
 
 
+class FileVersion(TypedDict):
+    """A notebook file's version as Jupyter's contents API reports it (what a page compares before it saves)."""
+
+    hash: str | None
+    hash_algorithm: str | None
+    last_modified: str | None  # ISO-8601
+
+
 @dataclass(frozen=True, slots=True)
 class FileWrite:
     """What writing a turn did: ``changed`` is False when the run was already recorded.
@@ -101,12 +109,12 @@ class FileWrite:
     """
 
     changed: bool
-    before: dict[str, Any] | None = None
-    after: dict[str, Any] | None = None
+    before: FileVersion | None = None
+    after: FileVersion | None = None
 
 
 async def write_file(
-    contents_manager: Any, path: str, conversation: str, turn: dict[str, Any], versions: bool = False
+    contents_manager: Any, path: str, conversation: str, turn: Turn, versions: bool = False
 ) -> FileWrite:
     """Read-merge-write of the notebook file. Caller serializes per path.
 
@@ -134,7 +142,7 @@ async def write_file(
     return FileWrite(True, before, await _version_of(contents_manager, path) if versions else None)
 
 
-async def _version_of(contents_manager: Any, path: str) -> dict[str, Any] | None:
+async def _version_of(contents_manager: Any, path: str) -> FileVersion | None:
     try:
         model = await ensure_async(contents_manager.get(path, content=False, require_hash=True))
     except Exception:  # a manager without hashes or a file gone: the page just will not take the version
@@ -152,7 +160,7 @@ def _hash_algorithm(contents_manager: Any) -> str | None:
     return algorithm if isinstance(algorithm, str) and algorithm in hashlib.algorithms_available else None
 
 
-def _local_version(os_path: str, content: bytes, algorithm: str) -> dict[str, Any]:
+def _local_version(os_path: str, content: bytes, algorithm: str) -> FileVersion:
     """The version of a local file as jupyter_server's FileContentsManager reports it (``lstat``'s mtime)."""
     modified = datetime.fromtimestamp(os.lstat(os_path).st_mtime, tz=UTC)
     return {
@@ -258,9 +266,7 @@ def _is_notebook(value: object) -> TypeGuard[dict[str, Any]]:
     return isinstance(value.get("cells" if version >= 4 else "worksheets"), list)
 
 
-def _merge_into_local_file(
-    os_path: str, root: str, conversation: str, turn: dict[str, Any], algorithm: str | None
-) -> FileWrite:
+def _merge_into_local_file(os_path: str, root: str, conversation: str, turn: Turn, algorithm: str | None) -> FileWrite:
     target = _target(os_path, root)
     for _ in range(CHANGED_WHILE_MERGING_ATTEMPTS):
         with open(target, "rb") as handle:
@@ -288,7 +294,7 @@ def _same_version(before: os.stat_result, now: os.stat_result) -> bool:
     )
 
 
-def _merged(raw: bytes, os_path: str, conversation: str, turn: dict[str, Any]) -> tuple[int, bytes] | None:
+def _merged(raw: bytes, os_path: str, conversation: str, turn: Turn) -> tuple[int, bytes] | None:
     """Where the file changes and the bytes from there on, or None if the run is already recorded.
 
     In nbformat's layout only the metadata object and what follows it change (see ``_locate_metadata``);
