@@ -7,11 +7,12 @@ output can never disagree about what a run said.
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..engine.runs import TERMINAL_STATUSES
 from . import _markdown
+from ._results import Measure, PaneResult
 
 # JupyterLab variables with fallbacks, so the same rules work in Lab (light or dark) and elsewhere.
 STYLE = """
@@ -62,26 +63,27 @@ def status_badge(status: str) -> str:
     return f'<span class="jsc-status jsc-status-{html.escape(status)}">{html.escape(status)}</span>'
 
 
-def stats_line(result: dict[str, Any]) -> str:
+def stats_line(result: PaneResult) -> str:
     """Status and numbers: time to first token, tokens per second, output tokens."""
     parts = [status_badge(result["status"])]
-    if result.get("ttft") is not None:
-        parts.append(f"first token {result['ttft']:.2f} s")
-    if result.get("tokens_per_second") is not None:
-        parts.append(f"{result['tokens_per_second']:.1f} tok/s")
-    if result.get("output_tokens"):
-        parts.append(f"{result['output_tokens']} tokens")
+    ttft, rate, tokens = result["ttft"], result["tokens_per_second"], result["output_tokens"]
+    if ttft is not None:
+        parts.append(f"first token {ttft:.2f} s")
+    if rate is not None:
+        parts.append(f"{rate:.1f} tok/s")
+    if tokens:
+        parts.append(f"{tokens} tokens")
     return " · ".join(parts)
 
 
-def error_line(error: dict[str, Any] | None) -> str:
+def error_line(error: Mapping[str, Any] | None) -> str:
     if not error:
         return ""
     code = html.escape(str(error.get("code") or "error"))
     return f'<div class="jsc-error" role="alert">⚠ {code}: {html.escape(str(error.get("message") or ""))}</div>'
 
 
-def pane_html(result: dict[str, Any]) -> str:
+def pane_html(result: PaneResult) -> str:
     parts = [
         '<div class="jsc-pane">',
         '<div class="jsc-head">',
@@ -89,31 +91,34 @@ def pane_html(result: dict[str, Any]) -> str:
         f'<span class="jsc-stats">{stats_line(result)}</span>',
         "</div>",
     ]
-    if result.get("reasoning"):
+    if result["reasoning"]:
         parts.append(
             '<details class="jsc-reasoning"><summary>Reasoning</summary>'
             f"{_markdown.render(result['reasoning'])}</details>"
         )
-    parts.append(f'<div class="jsc-reply">{_markdown.render(result.get("text") or "")}</div>')
-    parts.append(error_line(result.get("error")))
+    parts.append(f'<div class="jsc-reply">{_markdown.render(result["text"])}</div>')
+    parts.append(error_line(result["error"]))
     parts.append("</div>")
     return "".join(parts)
 
 
-def summary_html(results: Sequence[dict[str, Any]]) -> str:
+_SUMMARY_COLUMNS: tuple[tuple[str, Measure, str], ...] = (
+    ("first token (s)", "ttft", "{:.2f}"),
+    ("tokens/s", "tokens_per_second", "{:.1f}"),
+    ("output tokens", "output_tokens", "{:d}"),
+)
+
+
+def summary_html(results: Sequence[PaneResult]) -> str:
     """A table with simple bars: time to first token, tokens per second, output tokens, status."""
-    columns = [
-        ("first token (s)", "ttft", "{:.2f}"),
-        ("tokens/s", "tokens_per_second", "{:.1f}"),
-        ("output tokens", "output_tokens", "{:d}"),
-    ]
-    peaks = {key: max((r.get(key) or 0) for r in results) or 1 for _, key, _ in columns}
+    columns = _SUMMARY_COLUMNS
+    peaks = {key: max((r[key] or 0) for r in results) or 1 for _, key, _ in columns}
     head = "".join(f"<th>{title}</th>" for title, _, _ in columns)
     rows = []
     for result in results:
         cells = [f"<td>{html.escape(str(result['model']))}</td>", f"<td>{status_badge(result['status'])}</td>"]
         for _, key, fmt in columns:
-            value = result.get(key)
+            value = result[key]
             if value is None:
                 cells.append("<td>&ndash;</td>")
                 continue
@@ -129,11 +134,11 @@ def summary_html(results: Sequence[dict[str, Any]]) -> str:
     )
 
 
-def chat_html(result: dict[str, Any], note: str) -> str:
+def chat_html(result: PaneResult, note: str) -> str:
     return f'{STYLE_TAG}<div class="jsc-root">{pane_html(result)}<div class="jsc-note">{html.escape(note)}</div></div>'
 
 
-def compare_html(results: Sequence[dict[str, Any]], note: str) -> str:
+def compare_html(results: Sequence[PaneResult], note: str) -> str:
     panes = "".join(pane_html(result) for result in results)
     return (
         f'{STYLE_TAG}<div class="jsc-root"><div class="jsc-panes">{panes}</div>{summary_html(results)}'
@@ -141,9 +146,9 @@ def compare_html(results: Sequence[dict[str, Any]], note: str) -> str:
     )
 
 
-def record_phrase(result: dict[str, Any]) -> str | None:
+def record_phrase(result: PaneResult) -> str | None:
     """Whether one run is recorded in its notebook, as the server said it (None: it names no notebook)."""
-    recorded, notebook = result.get("recorded"), result.get("notebook")
+    recorded, notebook = result["recorded"], result["notebook"]
     if recorded is None:
         return None
     if recorded == "recorded":
@@ -154,12 +159,12 @@ def record_phrase(result: dict[str, Any]) -> str | None:
         return "Not recorded: the request was refused, nothing was started"
     if recorded == "unknown":
         return f"Not confirmed: the server could not say whether {notebook} holds this turn"
-    if result.get("status") not in TERMINAL_STATUSES:
+    if result["status"] not in TERMINAL_STATUSES:
         return f"Not recorded yet: the turn goes to {notebook} when the reply ends"
     return f"Not recorded in {notebook} yet: the server has not confirmed it"
 
 
-def record_note(results: Sequence[dict[str, Any]], fallback: str) -> str:
+def record_note(results: Sequence[PaneResult], fallback: str) -> str:
     """One line for a widget's footer: one phrase if every pane is in the same case, else one per model;
     ``fallback`` (where runs go) when no run names a notebook."""
     phrases = [record_phrase(result) for result in results]
@@ -170,13 +175,13 @@ def record_note(results: Sequence[dict[str, Any]], fallback: str) -> str:
     return " · ".join(f"{result['model']}: {phrase}" for result, phrase in zip(results, phrases, strict=True))
 
 
-def outcome(result: dict[str, Any]) -> str:
+def outcome(result: PaneResult) -> str:
     """``model · status`` and, for a failure, its one-line reason."""
     line = f"{result['model']} · {result['status']}"
-    error = result.get("error")
+    error = result["error"]
     return f"{line} {error.get('code')}: {error.get('message')}" if error else line
 
 
-def plain_text(results: Sequence[dict[str, Any]]) -> str:
+def plain_text(results: Sequence[PaneResult]) -> str:
     """``text/plain`` for consoles and for tools that read outputs as text."""
-    return "\n\n".join(f"[{outcome(result)}]\n{result.get('text') or ''}" for result in results)
+    return "\n\n".join(f"[{outcome(result)}]\n{result['text']}" for result in results)
