@@ -14,7 +14,7 @@ import time
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..engine._errors import BadRequest, Conflict, Forbidden, NotFound
 from ._follow import NotebookFollower
@@ -30,6 +30,10 @@ from ._writers import (
     write_file,
     write_shared_document,
 )
+
+if TYPE_CHECKING:
+    from jupyter_events import EventLogger
+    from jupyter_server.serverapp import ServerApp
 
 log = logging.getLogger("jupyter_streamchat.persistence")
 
@@ -64,7 +68,7 @@ class NotRecordedYet(Exception):
 class NotebookRecorder:
     def __init__(
         self,
-        serverapp: Any,
+        serverapp: ServerApp,
         handoff: HandoffHub,
         follower: NotebookFollower | None = None,
         retry_timeout: float = RECORD_RETRY_TIMEOUT,
@@ -80,20 +84,20 @@ class NotebookRecorder:
         # path -> run id -> turns written lately: put back if a save drops them, told to pages that subscribe
         self._guarded: dict[str, dict[str, _Guarded]] = {}
         self._repairs: set[asyncio.Task[None]] = set()
-        self._listening = False
+        self._listening_to: EventLogger | None = None
 
     def listen(self) -> None:
         """Watch the contents manager's saves (jupyter_server's contents events), to put back dropped turns."""
         event_logger = getattr(self._serverapp, "event_logger", None)
-        if event_logger is None or self._listening:
+        if event_logger is None or self._listening_to is not None:
             return
         event_logger.add_listener(schema_id=CONTENTS_EVENTS, listener=self._on_contents_event)
-        self._listening = True
+        self._listening_to = event_logger
 
     def close(self) -> None:
-        if self._listening:
-            self._serverapp.event_logger.remove_listener(schema_id=CONTENTS_EVENTS, listener=self._on_contents_event)
-            self._listening = False
+        if self._listening_to is not None:
+            self._listening_to.remove_listener(schema_id=CONTENTS_EVENTS, listener=self._on_contents_event)
+            self._listening_to = None
         for task in self._repairs:
             task.cancel()
 

@@ -7,7 +7,6 @@ import hashlib
 import logging
 import os
 from datetime import datetime
-from typing import Any
 
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
@@ -372,7 +371,7 @@ class StreamChat(ExtensionApp):
             self._activity = PeriodicCallback(self._mark_activity, self.activity_interval * 1000)
             self._activity.start()
 
-    async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+    async def _start_jupyter_server_extension(self, serverapp: ServerApp) -> None:
         # Called once the server's event loop runs, on the main thread, and only by ``ServerApp.start``: an
         # in-process test server (pytest-jupyter) never gets here, so a test runner keeps its Ctrl-C.
         if self._sigint.install():
