@@ -9,7 +9,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from jupyter_core.utils import ensure_async
 from jupyter_server.services.contents.fileio import path_to_intermediate
 from tornado import web
 
+from ._layout import dump, locate_metadata
 from ._schema import Turn, merged_streamchat
 
 log = logging.getLogger("jupyter_streamchat.persistence")
@@ -243,7 +243,7 @@ def _target(os_path: str, root: str) -> str:
 def _read_local_metadata(os_path: str, root: str) -> dict[str, Any]:
     with open(_target(os_path, root), "rb") as handle:
         raw = handle.read()
-    located = _locate_metadata(raw)
+    located = locate_metadata(raw)
     if located is not None:
         return located.metadata
     return dict(_parse_notebook(raw, os_path).get("metadata") or {})
@@ -297,17 +297,17 @@ def _same_version(before: os.stat_result, now: os.stat_result) -> bool:
 def _merged(raw: bytes, os_path: str, conversation: str, turn: Turn) -> tuple[int, bytes] | None:
     """Where the file changes and the bytes from there on, or None if the run is already recorded.
 
-    In nbformat's layout only the metadata object and what follows it change (see ``_locate_metadata``);
+    In nbformat's layout only the metadata object and what follows it change (see ``_layout.locate_metadata``);
     any other layout is parsed and re-serialized whole.
     """
-    located = _locate_metadata(raw)
+    located = locate_metadata(raw)
     if located is not None:
         section = merged_streamchat(located.metadata, conversation, turn)
         if section is None:
             return None
         located.metadata["streamchat"] = section
         # One level deeper than a root object: indent every structural line break by one more space.
-        value = _dump(located.metadata)[:-1].replace(b"\n", b"\n ")
+        value = dump(located.metadata)[:-1].replace(b"\n", b"\n ")
         return located.value_at, value + located.after
     notebook = _parse_notebook(raw, os_path)
     metadata = notebook.setdefault("metadata", {})
@@ -315,49 +315,7 @@ def _merged(raw: bytes, os_path: str, conversation: str, turn: Turn) -> tuple[in
     if section is None:
         return None
     metadata["streamchat"] = section
-    return 0, _dump(notebook)
-
-
-# In nbformat's layout (indent 1, sorted keys) a notebook starts with its cells and ends with its
-# metadata, nbformat and nbformat_minor. A raw newline is always structural in JSON, and nothing but
-# these two numbers stands between the metadata object and the root's closing brace, so that object
-# is the notebook's own metadata: it is replaced without decoding, parsing or copying the cells (a
-# 10 MB notebook would otherwise hold the GIL, and stall every stream, for tens of milliseconds).
-_HEAD = b'{\n "cells": ['
-_METADATA_KEY = b'\n "metadata": '
-_TAIL = re.compile(r',\n "nbformat": \d+,\n "nbformat_minor": \d+\n\}\n?\Z')
-_DECODER = json.JSONDecoder()
-
-
-@dataclass(slots=True)
-class _Located:
-    value_at: int  # byte offset of the metadata object: everything before it stays as it is
-    metadata: dict[str, Any]
-    after: bytes  # the bytes after the metadata object
-
-
-def _locate_metadata(raw: bytes) -> _Located | None:
-    """The top-level metadata of a notebook in nbformat's layout, found without parsing its cells; else None."""
-    if not raw.startswith(_HEAD):  # the root's first key is "cells", holding a list: a notebook's
-        return None
-    key_at = raw.rfind(_METADATA_KEY)
-    if key_at < 0:
-        return None
-    value_at = key_at + len(_METADATA_KEY)
-    try:
-        rest = raw[value_at:].decode("utf-8")
-        metadata, end = _DECODER.raw_decode(rest)
-    except ValueError:  # UnicodeDecodeError included
-        return None
-    if not isinstance(metadata, dict) or not _TAIL.match(rest, end):
-        return None
-    return _Located(value_at, metadata, rest[end:].encode("utf-8"))
-
-
-def _dump(value: dict[str, Any]) -> bytes:
-    """nbformat's own on-disk layout, so untouched bytes round-trip exactly."""
-    text = json.dumps(value, indent=1, sort_keys=True, ensure_ascii=False, separators=(",", ": "))
-    return (text + "\n").encode("utf-8")
+    return 0, dump(notebook)
 
 
 def _write_in_place(target: str, old: bytes, offset: int, new_tail: bytes) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import logging
 import os
 from datetime import datetime
 
@@ -23,37 +22,8 @@ from ..persistence.journal import DEFAULT_RESERVE_BYTES
 from ..providers import ProviderConfig, ProviderRegistry, UpstreamSettings, _environ
 from ._kernel_access import KernelAccess
 from ._lifecycle import UNLIMITED_RUN_ACTIVITY, SigintStop, mark_activity, runs_activity, utcnow
+from ._log import attach_package_log, detach_package_log
 from .handlers import route_table
-
-# Every module logs to a child of this logger (``jupyter_streamchat.runs``, ``.journal``, ...).
-PACKAGE_LOGGER = "jupyter_streamchat"
-
-
-class _ToExtensionLog(logging.Handler):
-    """Hands the package's records to the extension's log, so they come out where the server's lines do.
-
-    Module loggers are created at import, before any server exists, and nothing attaches them to the
-    server's log: without this, everything below WARNING went nowhere and warnings came out unformatted.
-    One instance for the process, re-pointed at each new extension app (tests start many in one process).
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.target: logging.Logger | None = None
-
-    def emit(self, record: logging.LogRecord) -> None:
-        target = self.target
-        if target is None:
-            return
-        # Only the target's own handlers (their levels and format; the record already passed the package
-        # logger's level): the record itself still propagates to the root logger, so going up the target's
-        # ancestors too would hand it to root's handlers twice.
-        for handler in target.handlers:
-            if record.levelno >= handler.level:
-                handler.handle(record)
-
-
-_TO_EXTENSION_LOG = _ToExtensionLog()
 
 
 class StreamChat(ExtensionApp):
@@ -269,18 +239,6 @@ class StreamChat(ExtensionApp):
         digest = hashlib.sha256(root.encode()).hexdigest()[:12]
         return os.path.join(jupyter_data_dir(), "streamchat", f"journal-{digest}.sqlite3")
 
-    def _attach_package_log(self) -> None:
-        package = logging.getLogger(PACKAGE_LOGGER)
-        log = self.log
-        _TO_EXTENSION_LOG.target = getattr(log, "logger", log)  # the logger behind a LoggerAdapter
-        # A ``jupyter_streamchat`` logger configured by the user (``ServerApp.logging_config``) keeps its own
-        # handlers and level; otherwise it speaks at the extension's level, through the extension's log.
-        if not package.handlers:
-            package.addHandler(_TO_EXTENSION_LOG)
-        if package.level == logging.NOTSET:
-            level = self.log_level
-            package.setLevel(level if isinstance(level, int) else logging.getLevelName(str(level)))
-
     async def _log_run_end(self, run: Run) -> None:
         """Finish hook: one line per finished run; failed runs are warnings that carry the error code.
 
@@ -318,7 +276,7 @@ class StreamChat(ExtensionApp):
             )
 
     def initialize_handlers(self) -> None:
-        self._attach_package_log()
+        attach_package_log(self.log, self.log_level)
         limits = RunLimits(
             max_concurrent_runs=self.max_concurrent_runs,
             replay_buffer_events=self.replay_buffer_events,
@@ -409,13 +367,7 @@ class StreamChat(ExtensionApp):
         except TimeoutError:
             self.log.warning("streamchat: shutdown did not finish within %.1fs", self.shutdown_timeout)
         finally:
-            self._detach_package_log()
-
-    def _detach_package_log(self) -> None:
-        """A stopped extension's log is gone: the package's records go back to plain propagation."""
-        if _TO_EXTENSION_LOG.target is getattr(self.log, "logger", self.log):
-            logging.getLogger(PACKAGE_LOGGER).removeHandler(_TO_EXTENSION_LOG)
-            _TO_EXTENSION_LOG.target = None
+            detach_package_log(self.log)
 
 
 StreamChatApp = StreamChat
