@@ -2,3 +2,9 @@
 (a server's API through ``client``, or an in-process engine) and terminal/headless fallbacks.
 It never imports ``server``.
 """
+
+from __future__ import annotations
+
+from ._results import PaneResult, RecordState
+
+__all__ = ["PaneResult", "RecordState"]

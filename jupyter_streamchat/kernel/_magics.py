@@ -7,6 +7,7 @@ import asyncio
 import html
 import shlex
 import threading
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -112,18 +113,19 @@ class StreamChatMagics(Magics):
         display(_models_table(listing), raw=True)
 
 
-def _models_now() -> dict[str, Any]:
+def _models_now() -> Mapping[str, Any]:
     """The listing, answered before the magic returns (so headless runs capture it too).
 
     The kernel's loop is busy running this cell, so a fresh backend answers on a loop of its own in
     a worker thread; a local listing takes milliseconds.
     """
-    result: dict[str, Any] = {}
+    listings: list[Mapping[str, Any]] = []
+    errors: list[BaseException] = []
 
     async def ask() -> None:
         backend = discover()
         try:
-            result["listing"] = await backend.models()
+            listings.append(await backend.models())
         finally:
             await backend.aclose()
 
@@ -131,22 +133,22 @@ def _models_now() -> dict[str, Any]:
         try:
             asyncio.run(ask())
         except BaseException as exc:
-            result["error"] = exc
+            errors.append(exc)
 
     worker = threading.Thread(target=run, name="streamchat-models", daemon=True)
     worker.start()
     worker.join(LISTING_TIMEOUT)
-    if "error" in result:
-        raise result["error"]
-    if "listing" not in result:
+    if errors:
+        raise errors[0]
+    if not listings:
         raise TimeoutError(f"no answer within {LISTING_TIMEOUT:.0f} s")
-    return result["listing"]
+    return listings[0]
 
 
 MODEL_COLUMNS = ("model id", "name", "provider", "default")
 
 
-def _models_table(listing: dict[str, Any]) -> dict[str, str]:
+def _models_table(listing: Mapping[str, Any]) -> dict[str, str]:
     """The listing as an HTML table (what notebooks, nbconvert and nbviewer render), with Markdown and
     aligned text for front ends that show only those."""
     default = listing.get("default")
@@ -161,7 +163,7 @@ def _models_table(listing: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def _html_table(rows: list[tuple[str, ...]]) -> str:
+def _html_table(rows: Sequence[tuple[str, ...]]) -> str:
     head = "".join(f"<th>{html.escape(title)}</th>" for title in MODEL_COLUMNS)
     body = "".join(
         f"<tr><td><code>{html.escape(row[0])}</code></td>"
@@ -172,7 +174,7 @@ def _html_table(rows: list[tuple[str, ...]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _markdown_table(rows: list[tuple[str, ...]]) -> str:
+def _markdown_table(rows: Sequence[tuple[str, ...]]) -> str:
     def line(cells: tuple[str, ...]) -> str:
         return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
 
@@ -180,7 +182,7 @@ def _markdown_table(rows: list[tuple[str, ...]]) -> str:
     return "\n".join([line(MODEL_COLUMNS), separator, *(line((f"`{row[0]}`", *row[1:])) for row in rows)])
 
 
-def _text_table(rows: list[tuple[str, ...]]) -> str:
+def _text_table(rows: Sequence[tuple[str, ...]]) -> str:
     table = [MODEL_COLUMNS, *rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(MODEL_COLUMNS))]
     return "\n".join(

@@ -134,7 +134,8 @@ _PLAIN = _parser(highlighted=False)
 
 def render(text: str) -> str:
     """The whole text, highlighted: what a finished reply looks like."""
-    return _HIGHLIGHTED.render(text)
+    rendered: str = _HIGHLIGHTED.render(text)  # markdown-it's renderer is typed loosely
+    return rendered
 
 
 def code_segment(code: str, lang: str, *, first: bool, last: bool, highlighted: bool) -> str:

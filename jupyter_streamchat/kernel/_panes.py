@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import html
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,7 @@ from ..engine._sse import SSEMessage
 from ..engine.runs import TERMINAL_STATUSES, joined
 from . import _markdown, _static, _stats
 from . import _slim as slim
+from ._results import PaneResult, RecordState
 
 MIN_INTERVAL = 0.05  # at most 20 renders per second per pane
 MAX_INTERVAL = 0.5  # ...and at least 2 while text keeps arriving
@@ -56,7 +57,7 @@ class PaneState:
     # Where the run is recorded (its current path) and whether the server says it is: None (no
     # notebook), "pending", "recorded", "gone" (deleted), "refused" (nothing started), "unknown".
     notebook: str | None = None
-    recorded: str | None = None
+    recorded: RecordState | None = None
     #: the context sent with the prompt, as the turn records it (SPEC 10)
     context: list[dict[str, Any]] = field(default_factory=list)
 
@@ -114,7 +115,7 @@ class PaneState:
         self.usage.update(_counts(usage))
         self.ended_at = time.monotonic() if now is None else now
 
-    def adopt_record(self, record: dict[str, Any]) -> None:
+    def adopt_record(self, record: Mapping[str, Any]) -> None:
         """The server's final record is the truth: what it recorded is what the pane shows."""
         self.run = record.get("id") or self.run
         self.text_parts = [record.get("text") or ""]
@@ -128,7 +129,7 @@ class PaneState:
         reported = self.usage.get("output_tokens")
         return reported if reported is not None else (self.deltas or None)
 
-    def result(self, now: float | None = None) -> dict[str, Any]:
+    def result(self, now: float | None = None) -> PaneResult:
         """The pane's outcome and numbers (see ``_stats``); ``now`` ends the tokens/s interval while running."""
         ttft = max(0.0, self.first_at - self.requested_at) if self.first_at is not None else None
         tokens = self.output_tokens

@@ -26,8 +26,10 @@ _IDENTITY = (
 
 class SlimOpen(widgets.Widget):
     def get_state(self, key: Any = None, drop_defaults: bool = False) -> dict[str, Any]:
+        state: dict[str, Any]  # ipywidgets ships no types: this is what get_state documents
         if key is not None or self.comm is not None:
-            return super().get_state(key, drop_defaults)
+            state = super().get_state(key, drop_defaults)
+            return state
         state = super().get_state(None, drop_defaults=True)
         for name in _IDENTITY:
             if self.has_trait(name):

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..engine.runs import TERMINAL_STATUSES
 from . import _markdown, _stats
+from ._results import Measure, PaneResult
 
 # JupyterLab variables with fallbacks, so the same rules work in Lab (light or dark) and elsewhere.
 STYLE = """
@@ -66,20 +67,20 @@ def status_badge(status: str) -> str:
     return f'<span class="jsc-status jsc-status-{html.escape(status)}">{html.escape(status)}</span>'
 
 
-def stats_line(result: dict[str, Any]) -> str:
+def stats_line(result: PaneResult) -> str:
     """The status badge, then the numbers in the wording the panel uses too (``_stats.stats_text``)."""
-    numbers = _stats.stats_text(result.get("ttft"), result.get("tokens_per_second"), result.get("output_tokens"))
+    numbers = _stats.stats_text(result["ttft"], result["tokens_per_second"], result["output_tokens"])
     return " · ".join(part for part in (status_badge(result["status"]), html.escape(numbers)) if part)
 
 
-def error_line(error: dict[str, Any] | None) -> str:
+def error_line(error: Mapping[str, Any] | None) -> str:
     if not error:
         return ""
     code = html.escape(str(error.get("code") or "error"))
     return f'<div class="jsc-error" role="alert">⚠ {code}: {html.escape(str(error.get("message") or ""))}</div>'
 
 
-def pane_html(result: dict[str, Any]) -> str:
+def pane_html(result: PaneResult) -> str:
     parts = [
         '<div class="jsc-pane">',
         '<div class="jsc-head">',
@@ -87,13 +88,13 @@ def pane_html(result: dict[str, Any]) -> str:
         f'<span class="jsc-stats">{stats_line(result)}</span>',
         "</div>",
     ]
-    if result.get("reasoning"):
+    if result["reasoning"]:
         parts.append(
             '<details class="jsc-reasoning"><summary>Reasoning</summary>'
             f"{_markdown.render(result['reasoning'])}</details>"
         )
-    parts.append(f'<div class="jsc-reply">{_markdown.render(result.get("text") or "")}</div>')
-    parts.append(error_line(result.get("error")))
+    parts.append(f'<div class="jsc-reply">{_markdown.render(result["text"])}</div>')
+    parts.append(error_line(result["error"]))
     parts.append("</div>")
     return "".join(parts)
 
@@ -114,20 +115,23 @@ def context_html(records: Sequence[Mapping[str, Any]]) -> str:
     return f'<div class="jsc-context" role="group" aria-label="Context sent">Context: {"".join(chips)}</div>'
 
 
-def summary_html(results: Sequence[dict[str, Any]]) -> str:
+_SUMMARY_COLUMNS: tuple[tuple[str, Measure, str], ...] = (
+    ("first token (s)", "ttft", "{:.2f}"),
+    ("tokens/s", "tokens_per_second", "{:.1f}"),
+    ("output tokens", "output_tokens", "{:d}"),
+)
+
+
+def summary_html(results: Sequence[PaneResult]) -> str:
     """A table with simple bars: time to first token, tokens per second, output tokens, status."""
-    columns = [
-        ("first token (s)", "ttft", "{:.2f}"),
-        ("tokens/s", "tokens_per_second", "{:.1f}"),
-        ("output tokens", "output_tokens", "{:d}"),
-    ]
-    peaks = {key: max((r.get(key) or 0) for r in results) or 1 for _, key, _ in columns}
+    columns = _SUMMARY_COLUMNS
+    peaks = {key: max((r[key] or 0) for r in results) or 1 for _, key, _ in columns}
     head = "".join(f"<th>{title}</th>" for title, _, _ in columns)
     rows = []
     for result in results:
         cells = [f"<td>{html.escape(str(result['model']))}</td>", f"<td>{status_badge(result['status'])}</td>"]
         for _, key, fmt in columns:
-            value = result.get(key)
+            value = result[key]
             if value is None:
                 cells.append("<td>&ndash;</td>")
                 continue
@@ -143,26 +147,26 @@ def summary_html(results: Sequence[dict[str, Any]]) -> str:
     )
 
 
-def chat_html(result: dict[str, Any], note: str) -> str:
-    chips = context_html(result.get("context") or ())
+def chat_html(result: PaneResult, note: str) -> str:
+    chips = context_html(result["context"])
     return (
         f'{STYLE_TAG}<div class="jsc-root">{chips}{pane_html(result)}'
         f'<div class="jsc-note">{html.escape(note)}</div></div>'
     )
 
 
-def compare_html(results: Sequence[dict[str, Any]], note: str) -> str:
+def compare_html(results: Sequence[PaneResult], note: str) -> str:
     panes = "".join(pane_html(result) for result in results)
-    chips = context_html(results[0].get("context") or ()) if results else ""
+    chips = context_html(results[0]["context"]) if results else ""
     return (
         f'{STYLE_TAG}<div class="jsc-root">{chips}<div class="jsc-panes">{panes}</div>{summary_html(results)}'
         f'<div class="jsc-note">{html.escape(note)}</div></div>'
     )
 
 
-def record_phrase(result: dict[str, Any]) -> str | None:
+def record_phrase(result: PaneResult) -> str | None:
     """Whether one run is recorded in its notebook, as the server said it (None: it names no notebook)."""
-    recorded, notebook = result.get("recorded"), result.get("notebook")
+    recorded, notebook = result["recorded"], result["notebook"]
     if recorded is None:
         return None
     if recorded == "recorded":
@@ -173,12 +177,12 @@ def record_phrase(result: dict[str, Any]) -> str | None:
         return "Not recorded: the request was refused, nothing was started"
     if recorded == "unknown":
         return f"Not confirmed: the server could not say whether {notebook} holds this turn"
-    if result.get("status") not in TERMINAL_STATUSES:
+    if result["status"] not in TERMINAL_STATUSES:
         return f"Not recorded yet: the turn goes to {notebook} when the reply ends"
     return f"Not recorded in {notebook} yet: the server has not confirmed it"
 
 
-def record_note(results: Sequence[dict[str, Any]], fallback: str) -> str:
+def record_note(results: Sequence[PaneResult], fallback: str) -> str:
     """One line for a widget's footer: one phrase if every pane is in the same case, else one per model;
     ``fallback`` (where runs go) when no run names a notebook."""
     phrases = [record_phrase(result) for result in results]
@@ -189,13 +193,13 @@ def record_note(results: Sequence[dict[str, Any]], fallback: str) -> str:
     return " · ".join(f"{result['model']}: {phrase}" for result, phrase in zip(results, phrases, strict=True))
 
 
-def outcome(result: dict[str, Any]) -> str:
+def outcome(result: PaneResult) -> str:
     """``model · status`` and, for a failure, its one-line reason."""
     line = f"{result['model']} · {result['status']}"
-    error = result.get("error")
+    error = result["error"]
     return f"{line} {error.get('code')}: {error.get('message')}" if error else line
 
 
-def plain_text(results: Sequence[dict[str, Any]]) -> str:
+def plain_text(results: Sequence[PaneResult]) -> str:
     """``text/plain`` for consoles and for tools that read outputs as text."""
-    return "\n\n".join(f"[{outcome(result)}]\n{result.get('text') or ''}" for result in results)
+    return "\n\n".join(f"[{outcome(result)}]\n{result['text']}" for result in results)

@@ -20,7 +20,7 @@ import html
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping, Sequence
 from contextlib import aclosing
 from typing import Any, TypeVar
 
@@ -34,6 +34,7 @@ from ._backends import Backend, current_backend
 from ._blocking import current_cell, headless, loop_is_running, run_headless, run_in_terminal
 from ._context import ContextLimits, PreparedContext, user_namespace
 from ._panes import Pane
+from ._results import SERVER_RECORD_STATES, PaneResult
 from .client import StreamChatAPIError
 
 log = logging.getLogger("jupyter_streamchat.widgets")
@@ -66,10 +67,10 @@ class _Done:
     def __init__(self, widget: _StreamWidget) -> None:
         self._widget = widget
 
-    def __await__(self) -> Generator[Any, None, list[dict[str, Any]]]:
+    def __await__(self) -> Generator[Any, None, list[PaneResult]]:
         return self._wait().__await__()
 
-    async def _wait(self) -> list[dict[str, Any]]:
+    async def _wait(self) -> list[PaneResult]:
         await asyncio.shield(self._widget._finished)
         self._widget._publish_final()
         return self._widget.results
@@ -85,12 +86,12 @@ class _StreamWidget(slim.VBox):
         self.backend = backend
         self.context = context
         self._finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._record_known: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._handle: DisplayHandle | None = None
         self._shown_in: str | None = None  # the cell whose output shows this widget
         self._final_published = False
-        self._static_cache: tuple[tuple[Any, ...], dict[str, Any]] | None = None
+        self._static_cache: tuple[tuple[object, ...], dict[str, str]] | None = None
         for pane in self.panes:
             pane.state.notebook = backend.notebook
             pane.state.recorded = "pending" if backend.notebook else None
@@ -105,12 +106,13 @@ class _StreamWidget(slim.VBox):
 
     # ----- public ------------------------------------------------------------------------------------
     @property
-    def results(self) -> list[dict[str, Any]]:
+    def results(self) -> list[PaneResult]:
         """One dict per pane: ``run``, ``model``, ``status``, ``text``, and the rest; final after ``done``."""
         return [pane.state.result() for pane in self.panes]
 
     @property
-    def done(self) -> Awaitable[list[dict[str, Any]]]:
+    def done(self) -> Awaitable[list[PaneResult]]:
+        """``await widget.done``: every pane has ended; ``results`` then (the wait alone is cancellable)."""
         return _Done(self)
 
     @property
@@ -152,7 +154,7 @@ class _StreamWidget(slim.VBox):
         bundle["text/plain"] = _static.plain_text(self.results)
         return bundle
 
-    def _static_bundle(self) -> dict[str, Any]:
+    def _static_bundle(self) -> dict[str, str]:
         results = self.results
         key = tuple((r["run"], r["status"], len(r["text"]), len(r["reasoning"]), r["recorded"]) for r in results)
         if self._static_cache is None or self._static_cache[0] != key:  # rendering a reply is not free
@@ -168,7 +170,7 @@ class _StreamWidget(slim.VBox):
             self._handle.update(self._static_bundle(), raw=True)
 
     # ----- lifecycle ---------------------------------------------------------------------------------
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)  # the loop keeps only weak references to tasks
         task.add_done_callback(self._tasks.discard)
@@ -210,7 +212,7 @@ class _StreamWidget(slim.VBox):
             return
         state.notebook = record.get("notebook") or state.notebook  # it follows a rename
         recorded = record.get("recorded")
-        state.recorded = recorded if recorded in ("pending", "recorded", "gone") else "unknown"
+        state.recorded = recorded if recorded in SERVER_RECORD_STATES else "unknown"
 
     def _on_all_ended(self) -> None:
         return None
@@ -370,7 +372,7 @@ class CompareWidget(_StreamWidget):
         if reader is not None and not reader.done() and not reader.cancelling() and not pane.state.finished:
             reader.cancel()  # closes the connection at once, even while it waits for a chunk
 
-    async def _final_record(self, run_id: str | None) -> dict[str, Any] | None:
+    async def _final_record(self, run_id: str | None) -> Mapping[str, Any] | None:
         if run_id is None:
             return None
         deadline = time.monotonic() + RECORD_WAIT_SECONDS

@@ -16,7 +16,11 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from jupyter_events import EventLogger
+    from jupyter_server.serverapp import ServerApp
 
 log = logging.getLogger("jupyter_streamchat.persistence")
 
@@ -48,28 +52,28 @@ def _api_path(path: Any) -> str:
 
 
 class NotebookFollower:
-    def __init__(self, serverapp: Any = None) -> None:
+    def __init__(self, serverapp: ServerApp | None = None) -> None:
         self._serverapp = serverapp
         self._followed: dict[str, Followed] = {}  # run id -> run
         self._gone: set[str] = set()
         self._file_ids: dict[str, str] = {}
         self._recent: deque[tuple[int, dict[str, Any]]] = deque(maxlen=RECENT_EVENTS)
         self._seq = 0
-        self._listening = False
+        self._listening_to: EventLogger | None = None
         self.on_move: MoveHook | None = None
 
     # ----- wiring ----------------------------------------------------------------------------------
     def start(self) -> None:
         logger = getattr(self._serverapp, "event_logger", None)
-        if logger is None or self._listening:
+        if logger is None or self._listening_to is not None:
             return
         logger.add_listener(schema_id=CONTENTS_EVENTS, listener=self._on_contents_event)
-        self._listening = True
+        self._listening_to = logger
 
     def stop(self) -> None:
-        if self._listening:
-            self._serverapp.event_logger.remove_listener(schema_id=CONTENTS_EVENTS, listener=self._on_contents_event)
-            self._listening = False
+        if self._listening_to is not None:
+            self._listening_to.remove_listener(schema_id=CONTENTS_EVENTS, listener=self._on_contents_event)
+            self._listening_to = None
 
     async def _on_contents_event(self, logger: Any, schema_id: str, data: dict[str, Any]) -> None:
         for run in self.apply(data):

@@ -23,9 +23,13 @@ import json
 import logging
 from collections import defaultdict
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..engine._sse import encode_event
+
+if TYPE_CHECKING:
+    from ._schema import Turn
+    from ._writers import FileVersion
 
 log = logging.getLogger("jupyter_streamchat.handoff")
 
@@ -83,9 +87,9 @@ class HandoffHub:
         self,
         path: str,
         conversation: str,
-        turn: dict[str, Any],
-        before: dict[str, Any] | None,
-        after: dict[str, Any] | None,
+        turn: Turn,
+        before: FileVersion | None,
+        after: FileVersion | None,
     ) -> int:
         """Tell every page that has ``path`` open about a turn now in its file; returns how many streams."""
         subscribers = self._subscribers.get(path)
@@ -101,9 +105,9 @@ class HandoffHub:
         subscriber: DocumentSubscriber,
         path: str,
         conversation: str,
-        turn: dict[str, Any],
-        before: dict[str, Any] | None,
-        after: dict[str, Any] | None,
+        turn: Turn,
+        before: FileVersion | None,
+        after: FileVersion | None,
     ) -> None:
         """Tell one new stream about a turn written lately: its page may have missed it while it had no stream
         for ``path`` (a rename, a reload); a page that holds the turn already ignores it."""
@@ -113,9 +117,9 @@ class HandoffHub:
         self,
         path: str,
         conversation: str,
-        turn: dict[str, Any],
-        before: dict[str, Any] | None,
-        after: dict[str, Any] | None,
+        turn: Turn,
+        before: FileVersion | None,
+        after: FileVersion | None,
     ) -> bytes:
         self._seq += 1
         return encode_event(

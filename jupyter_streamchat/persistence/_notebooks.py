@@ -14,12 +14,12 @@ import time
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..engine._errors import BadRequest, Conflict, Forbidden, NotFound
 from ._follow import NotebookFollower
 from ._handoff import DocumentSubscriber, HandoffHub
-from ._schema import conversation_key, has_turn, make_turn, turns_of
+from ._schema import FinishedRun, Turn, conversation_key, has_turn, make_turn, turns_of
 from ._writers import (
     NOTEBOOK_SUFFIX,
     FileWrite,
@@ -30,6 +30,10 @@ from ._writers import (
     write_file,
     write_shared_document,
 )
+
+if TYPE_CHECKING:
+    from jupyter_events import EventLogger
+    from jupyter_server.serverapp import ServerApp
 
 log = logging.getLogger("jupyter_streamchat.persistence")
 
@@ -48,7 +52,7 @@ class _Guarded:
     """A turn written lately: how, and until when a save that drops it gets it back."""
 
     conversation: str
-    turn: dict[str, Any]
+    turn: Turn
     written: FileWrite
     until: float
 
@@ -64,7 +68,7 @@ class NotRecordedYet(Exception):
 class NotebookRecorder:
     def __init__(
         self,
-        serverapp: Any,
+        serverapp: ServerApp,
         handoff: HandoffHub,
         follower: NotebookFollower | None = None,
         retry_timeout: float = RECORD_RETRY_TIMEOUT,
@@ -80,20 +84,20 @@ class NotebookRecorder:
         # path -> run id -> turns written lately: put back if a save drops them, told to pages that subscribe
         self._guarded: dict[str, dict[str, _Guarded]] = {}
         self._repairs: set[asyncio.Task[None]] = set()
-        self._listening = False
+        self._listening_to: EventLogger | None = None
 
     def listen(self) -> None:
         """Watch the contents manager's saves (jupyter_server's contents events), to put back dropped turns."""
         event_logger = getattr(self._serverapp, "event_logger", None)
-        if event_logger is None or self._listening:
+        if event_logger is None or self._listening_to is not None:
             return
         event_logger.add_listener(schema_id=CONTENTS_EVENTS, listener=self._on_contents_event)
-        self._listening = True
+        self._listening_to = event_logger
 
     def close(self) -> None:
-        if self._listening:
-            self._serverapp.event_logger.remove_listener(schema_id=CONTENTS_EVENTS, listener=self._on_contents_event)
-            self._listening = False
+        if self._listening_to is not None:
+            self._listening_to.remove_listener(schema_id=CONTENTS_EVENTS, listener=self._on_contents_event)
+            self._listening_to = None
         for task in self._repairs:
             task.cancel()
 
@@ -118,19 +122,21 @@ class NotebookRecorder:
         except ValueError:
             raise Conflict(f"{path} could not be read as a notebook; nothing was started") from None
 
-    async def record(self, record: dict[str, Any], prompt: Mapping[str, Any] | None) -> str:
+    async def record(self, record: FinishedRun, prompt: Mapping[str, Any] | None) -> str:
         """Land one finished run in its notebook, where that notebook is now; returns how: shared, file,
         duplicate, or gone (deleted: nothing was written, and nothing ever will be).
 
         Raises ``NotRecordedYet`` when the notebook cannot be written just now (see ``retry``).
         """
-        run_id = record["id"]
+        run_id, notebook = record["id"], record["notebook"]
+        if notebook is None:  # the engine records only runs that name one
+            raise NotANotebook(f"run {run_id} names no notebook")
         conversation = conversation_key(record)
         turn = make_turn(record, prompt)
         while True:
             if self.follower.is_gone(run_id):
                 return GONE
-            path = self.follower.path_of(run_id, record["notebook"])
+            path = self.follower.path_of(run_id, notebook)
             if not path.endswith(NOTEBOOK_SUFFIX):  # adopted from an old journal, or renamed to a non-notebook
                 raise NotANotebook(f"{path} is not named like a notebook")
             try:
@@ -147,7 +153,7 @@ class NotebookRecorder:
             except ValueError as error:  # torn by another writer: never written over, tried again
                 raise NotRecordedYet(str(error)) from error
 
-    async def _record_at(self, path: str, conversation: str, turn: dict[str, Any]) -> str:
+    async def _record_at(self, path: str, conversation: str, turn: Turn) -> str:
         async with self._locks[path]:
             if await write_shared_document(self._serverapp, path, conversation, turn):
                 return "shared"
@@ -166,7 +172,7 @@ class NotebookRecorder:
                 written = guarded.written
                 self.handoff.tell(subscriber, path, guarded.conversation, guarded.turn, written.before, written.after)
 
-    async def _write_and_tell(self, path: str, conversation: str, turn: dict[str, Any]) -> FileWrite:
+    async def _write_and_tell(self, path: str, conversation: str, turn: Turn) -> FileWrite:
         """Write the turn into the file (lock held), then tell the pages that have it open.
 
         The file's versions around the write are kept also when no page has it open now: a page that opens
@@ -213,9 +219,7 @@ class NotebookRecorder:
         except Exception:
             log.exception("streamchat: could not check the turns of %s after a save", path)
 
-    async def retry(
-        self, record: dict[str, Any], prompt: Mapping[str, Any] | None, failed: NotRecordedYet
-    ) -> str | None:
+    async def retry(self, record: FinishedRun, prompt: Mapping[str, Any] | None, failed: NotRecordedYet) -> str | None:
         """After ``record`` raised ``failed``: try again with backoff (0.1 s doubling to 5 s) for up to
         ``retry_timeout`` seconds; how it landed, or None if it still could not be written.
 
@@ -238,7 +242,7 @@ class NotebookRecorder:
             except NotRecordedYet as error:
                 failed = error
 
-    async def conversation_turns(self, path: str, conversation: str) -> list[dict[str, Any]]:
+    async def conversation_turns(self, path: str, conversation: str) -> list[Mapping[str, Any]]:
         async with self._locks[path]:
             metadata = await read_metadata(self.contents_manager, path)
         return turns_of(metadata, conversation) if metadata is not None else []

@@ -1,23 +1,75 @@
-"""The ``metadata.streamchat`` schema: pure functions over plain dicts (no I/O, easy to test)."""
+"""The ``metadata.streamchat`` schema: its shapes, and pure functions over plain dicts (no I/O, easy to test).
+
+What we write is typed (``Turn``); what we read back from a notebook is not: anyone may have edited the file,
+so readers take ``Mapping[str, Any]`` and look before they use.
+"""
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, NotRequired, TypedDict
 
+from ..context._types import ContextRecord
 from ..providers._parts import ChatMessage, Content, Part
 
 SCHEMA_VERSION = 1
 DEFAULT_CONVERSATION = "default"
 
 
-def make_turn(record: dict[str, Any], prompt: Mapping[str, Any] | None) -> dict[str, Any]:
+class PromptMessage(TypedDict):
+    role: str
+    content: str
+
+
+class Reply(TypedDict):
+    role: str  # "assistant"
+    content: str  # exactly what clients were streamed
+    reasoning: str
+    status: str  # a terminal status
+    partial: bool  # ended early with some text
+    finish_reason: str | None
+    usage: dict[str, int]
+    error: dict[str, Any] | None
+
+
+class Turn(TypedDict):
+    """One finished run in ``metadata.streamchat.conversations.<id>.turns`` (SPEC 6)."""
+
+    run: str
+    model: str
+    mode: str
+    prompt: PromptMessage
+    reply: Reply
+    created: str
+    finished: str | None
+    context: NotRequired[list[ContextRecord]]  # what was sent besides the prompt (SPEC 10)
+
+
+class FinishedRun(TypedDict):
+    """What a turn is made from: the fields of a run record (``engine.runs.Run.record``) that it keeps."""
+
+    id: str
+    model: str
+    mode: str
+    status: str
+    text: str
+    reasoning: str
+    usage: dict[str, int]
+    finish_reason: str | None
+    error: dict[str, Any] | None
+    notebook: str | None
+    conversation: str | None
+    created: str
+    finished: str | None
+
+
+def make_turn(record: FinishedRun, prompt: Mapping[str, Any] | None) -> Turn:
     """One turn for a finished run record; ``content`` is exactly what clients were streamed, ``context`` what
     the model was sent besides the prompt (SPEC 10), recorded only when there was some."""
     status = record["status"]
     text = record.get("text") or ""
-    turn = {
+    turn: Turn = {
         "run": record["id"],
         "model": record["model"],
         "mode": record["mode"],
@@ -42,11 +94,11 @@ def make_turn(record: dict[str, Any], prompt: Mapping[str, Any] | None) -> dict[
     return turn
 
 
-def conversation_key(record: dict[str, Any]) -> str:
+def conversation_key(record: FinishedRun) -> str:
     return record.get("conversation") or DEFAULT_CONVERSATION
 
 
-def _conversations(metadata: dict[str, Any]) -> dict[str, Any]:
+def _conversations(metadata: Mapping[str, Any]) -> dict[str, Any]:
     """The conversations of ``metadata["streamchat"]``; a malformed section (a notebook is user data) has none."""
     section = metadata.get("streamchat")
     conversations = section.get("conversations") if isinstance(section, dict) else None
@@ -63,7 +115,7 @@ def _created(turn: Any) -> str:
     return created if isinstance(created, str) else ""
 
 
-def has_turn(metadata: dict[str, Any], run_id: str) -> bool:
+def has_turn(metadata: Mapping[str, Any], run_id: str) -> bool:
     return any(
         isinstance(turn, dict) and turn.get("run") == run_id
         for entry in _conversations(metadata).values()
@@ -71,7 +123,7 @@ def has_turn(metadata: dict[str, Any], run_id: str) -> bool:
     )
 
 
-def merged_streamchat(metadata: dict[str, Any], conversation: str, turn: dict[str, Any]) -> dict[str, Any] | None:
+def merged_streamchat(metadata: Mapping[str, Any], conversation: str, turn: Turn) -> dict[str, Any] | None:
     """The new ``metadata["streamchat"]`` with ``turn`` added to ``conversation`` (turns sorted by ``created``,
     equal times in their order), or None if the run is already there, in any conversation.
 
@@ -96,12 +148,12 @@ def merged_streamchat(metadata: dict[str, Any], conversation: str, turn: dict[st
     return section
 
 
-def turns_of(metadata: dict[str, Any], conversation: str) -> list[dict[str, Any]]:
+def turns_of(metadata: Mapping[str, Any], conversation: str) -> list[Mapping[str, Any]]:
     conversations = (metadata.get("streamchat") or {}).get("conversations") or {}
     return list((conversations.get(conversation) or {}).get("turns") or [])
 
 
-def history_messages(turns: list[dict[str, Any]]) -> list[ChatMessage]:
+def history_messages(turns: Iterable[Mapping[str, Any]]) -> list[ChatMessage]:
     """Messages for the next turn: completed and partial replies go to the model; failures do not. A prompt
     keeps the text context it was sent with (images are not sent again)."""
     messages: list[ChatMessage] = []

@@ -9,18 +9,18 @@ import hashlib
 import json
 import logging
 import os
-import re
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeGuard, TypeVar
 
 from jupyter_core.utils import ensure_async
 from jupyter_server.services.contents.fileio import path_to_intermediate
 from tornado import web
 
-from ._schema import merged_streamchat
+from ._layout import dump, locate_metadata
+from ._schema import Turn, merged_streamchat
 
 log = logging.getLogger("jupyter_streamchat.persistence")
 
@@ -38,7 +38,7 @@ class NotANotebook(ValueError):
     """
 
 
-async def write_shared_document(serverapp: Any, path: str, conversation: str, turn: dict[str, Any]) -> bool:
+async def write_shared_document(serverapp: Any, path: str, conversation: str, turn: Turn) -> bool:
     """Write through jupyter-collaboration's shared model if the notebook has a live room; else False."""
     ydoc_apps = serverapp.extension_manager.extension_apps.get("jupyter_server_ydoc") or set()
     ydoc_app = next(iter(ydoc_apps), None)
@@ -60,7 +60,7 @@ async def write_shared_document(serverapp: Any, path: str, conversation: str, tu
     return True
 
 
-def _merge_into_shared(document: Any, conversation: str, turn: dict[str, Any]) -> None:
+def _merge_into_shared(document: Any, conversation: str, turn: Turn) -> None:
     from pycrdt import Map
 
     with document.ydoc.transaction():
@@ -91,6 +91,14 @@ async def notebook_exists(contents_manager: Any, path: str) -> bool:
     return bool(await ensure_async(contents_manager.file_exists(path)))
 
 
+class FileVersion(TypedDict):
+    """A notebook file's version as Jupyter's contents API reports it (what a page compares before it saves)."""
+
+    hash: str | None
+    hash_algorithm: str | None
+    last_modified: str | None  # ISO-8601
+
+
 @dataclass(frozen=True, slots=True)
 class FileWrite:
     """What writing a turn did: ``changed`` is False when the run was already recorded.
@@ -101,12 +109,12 @@ class FileWrite:
     """
 
     changed: bool
-    before: dict[str, Any] | None = None
-    after: dict[str, Any] | None = None
+    before: FileVersion | None = None
+    after: FileVersion | None = None
 
 
 async def write_file(
-    contents_manager: Any, path: str, conversation: str, turn: dict[str, Any], versions: bool = False
+    contents_manager: Any, path: str, conversation: str, turn: Turn, versions: bool = False
 ) -> FileWrite:
     """Read-merge-write of the notebook file. Caller serializes per path.
 
@@ -134,7 +142,7 @@ async def write_file(
     return FileWrite(True, before, await _version_of(contents_manager, path) if versions else None)
 
 
-async def _version_of(contents_manager: Any, path: str) -> dict[str, Any] | None:
+async def _version_of(contents_manager: Any, path: str) -> FileVersion | None:
     try:
         model = await ensure_async(contents_manager.get(path, content=False, require_hash=True))
     except Exception:  # a manager without hashes or a file gone: the page just will not take the version
@@ -152,7 +160,7 @@ def _hash_algorithm(contents_manager: Any) -> str | None:
     return algorithm if isinstance(algorithm, str) and algorithm in hashlib.algorithms_available else None
 
 
-def _local_version(os_path: str, content: bytes, algorithm: str) -> dict[str, Any]:
+def _local_version(os_path: str, content: bytes, algorithm: str) -> FileVersion:
     """The version of a local file as jupyter_server's FileContentsManager reports it (``lstat``'s mtime)."""
     modified = datetime.fromtimestamp(os.lstat(os_path).st_mtime, tz=UTC)
     return {
@@ -235,7 +243,7 @@ def _target(os_path: str, root: str) -> str:
 def _read_local_metadata(os_path: str, root: str) -> dict[str, Any]:
     with open(_target(os_path, root), "rb") as handle:
         raw = handle.read()
-    located = _locate_metadata(raw)
+    located = locate_metadata(raw)
     if located is not None:
         return located.metadata
     return dict(_parse_notebook(raw, os_path).get("metadata") or {})
@@ -248,7 +256,7 @@ def _parse_notebook(raw: bytes, os_path: str) -> dict[str, Any]:
     return notebook
 
 
-def _is_notebook(value: Any) -> bool:
+def _is_notebook(value: object) -> TypeGuard[dict[str, Any]]:
     """nbformat's top level: a version number, metadata, and cells (worksheets before version 4)."""
     if not isinstance(value, dict) or not isinstance(value.get("metadata", {}), dict):
         return False
@@ -258,9 +266,7 @@ def _is_notebook(value: Any) -> bool:
     return isinstance(value.get("cells" if version >= 4 else "worksheets"), list)
 
 
-def _merge_into_local_file(
-    os_path: str, root: str, conversation: str, turn: dict[str, Any], algorithm: str | None
-) -> FileWrite:
+def _merge_into_local_file(os_path: str, root: str, conversation: str, turn: Turn, algorithm: str | None) -> FileWrite:
     target = _target(os_path, root)
     for _ in range(CHANGED_WHILE_MERGING_ATTEMPTS):
         with open(target, "rb") as handle:
@@ -288,20 +294,20 @@ def _same_version(before: os.stat_result, now: os.stat_result) -> bool:
     )
 
 
-def _merged(raw: bytes, os_path: str, conversation: str, turn: dict[str, Any]) -> tuple[int, bytes] | None:
+def _merged(raw: bytes, os_path: str, conversation: str, turn: Turn) -> tuple[int, bytes] | None:
     """Where the file changes and the bytes from there on, or None if the run is already recorded.
 
-    In nbformat's layout only the metadata object and what follows it change (see ``_locate_metadata``);
+    In nbformat's layout only the metadata object and what follows it change (see ``_layout.locate_metadata``);
     any other layout is parsed and re-serialized whole.
     """
-    located = _locate_metadata(raw)
+    located = locate_metadata(raw)
     if located is not None:
         section = merged_streamchat(located.metadata, conversation, turn)
         if section is None:
             return None
         located.metadata["streamchat"] = section
         # One level deeper than a root object: indent every structural line break by one more space.
-        value = _dump(located.metadata)[:-1].replace(b"\n", b"\n ")
+        value = dump(located.metadata)[:-1].replace(b"\n", b"\n ")
         return located.value_at, value + located.after
     notebook = _parse_notebook(raw, os_path)
     metadata = notebook.setdefault("metadata", {})
@@ -309,49 +315,7 @@ def _merged(raw: bytes, os_path: str, conversation: str, turn: dict[str, Any]) -
     if section is None:
         return None
     metadata["streamchat"] = section
-    return 0, _dump(notebook)
-
-
-# In nbformat's layout (indent 1, sorted keys) a notebook starts with its cells and ends with its
-# metadata, nbformat and nbformat_minor. A raw newline is always structural in JSON, and nothing but
-# these two numbers stands between the metadata object and the root's closing brace, so that object
-# is the notebook's own metadata: it is replaced without decoding, parsing or copying the cells (a
-# 10 MB notebook would otherwise hold the GIL, and stall every stream, for tens of milliseconds).
-_HEAD = b'{\n "cells": ['
-_METADATA_KEY = b'\n "metadata": '
-_TAIL = re.compile(r',\n "nbformat": \d+,\n "nbformat_minor": \d+\n\}\n?\Z')
-_DECODER = json.JSONDecoder()
-
-
-@dataclass(slots=True)
-class _Located:
-    value_at: int  # byte offset of the metadata object: everything before it stays as it is
-    metadata: dict[str, Any]
-    after: bytes  # the bytes after the metadata object
-
-
-def _locate_metadata(raw: bytes) -> _Located | None:
-    """The top-level metadata of a notebook in nbformat's layout, found without parsing its cells; else None."""
-    if not raw.startswith(_HEAD):  # the root's first key is "cells", holding a list: a notebook's
-        return None
-    key_at = raw.rfind(_METADATA_KEY)
-    if key_at < 0:
-        return None
-    value_at = key_at + len(_METADATA_KEY)
-    try:
-        rest = raw[value_at:].decode("utf-8")
-        metadata, end = _DECODER.raw_decode(rest)
-    except ValueError:  # UnicodeDecodeError included
-        return None
-    if not isinstance(metadata, dict) or not _TAIL.match(rest, end):
-        return None
-    return _Located(value_at, metadata, rest[end:].encode("utf-8"))
-
-
-def _dump(value: dict[str, Any]) -> bytes:
-    """nbformat's own on-disk layout, so untouched bytes round-trip exactly."""
-    text = json.dumps(value, indent=1, sort_keys=True, ensure_ascii=False, separators=(",", ": "))
-    return (text + "\n").encode("utf-8")
+    return 0, dump(notebook)
 
 
 def _write_in_place(target: str, old: bytes, offset: int, new_tail: bytes) -> None:

@@ -17,7 +17,7 @@ import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ParamSpec, Protocol
 
 import httpx
 
@@ -317,19 +317,26 @@ async def stream_batches(
             yield tail
 
 
-def text_field(value: Any) -> str:
+def text_field(value: object) -> str:
     """A text field of a chunk; anything but a string is a malformed chunk (``decode_events`` says so)."""
     if not isinstance(value, str):
         raise TypeError(f"a text field holds {type(value).__name__}, not a string")
     return value
 
 
+P = ParamSpec("P")
+
+
 def decode_events(
-    transport: HTTPTransport, what: str, decode: Callable[..., Iterable[StreamEvent]], *args: Any
+    transport: HTTPTransport,
+    what: str,
+    decode: Callable[P, Iterable[StreamEvent]],
+    *args: P.args,
+    **kwargs: P.kwargs,
 ) -> list[StreamEvent]:
     """Run an adapter's decoder; an unexpected payload shape becomes a clear ``upstream_malformed``."""
     try:
-        return list(decode(*args))
+        return list(decode(*args, **kwargs))
     except (AttributeError, TypeError, KeyError, ValueError) as exc:
         message = transport.clean(f"{transport.name} sent an unexpected {what}: {exc}")
         raise UpstreamError("upstream_malformed", message) from None
@@ -352,7 +359,7 @@ def parse_json_chunk(data: str, transport: HTTPTransport) -> Any:
     return value
 
 
-def upstream_label(transport: HTTPTransport, value: Any, limit: int = 64) -> str | None:
+def upstream_label(transport: HTTPTransport, value: object, limit: int = 64) -> str | None:
     """A short label the upstream names (a finish reason, a model id), cleaned like any upstream text."""
     if value is None:
         return None

@@ -15,10 +15,13 @@ import hmac
 import ipaddress
 import os
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from ..engine._kernel_contract import ENV_ROOT, ENV_TOKEN, ENV_URL
+
+if TYPE_CHECKING:
+    from jupyter_server.serverapp import ServerApp
 
 KERNEL_USERNAME = "streamchat-kernel"
 
@@ -35,7 +38,7 @@ class KernelAccess:
     def accepts(self, presented: str) -> bool:
         return hmac.compare_digest(presented.encode(), self.token.encode())
 
-    def publish(self, serverapp: Any) -> None:
+    def publish(self, serverapp: ServerApp) -> None:
         """Export the link for every kernel started from now on (restored by ``withdraw``)."""
         values = {
             ENV_URL: server_url(serverapp),
@@ -55,7 +58,7 @@ class KernelAccess:
         self._saved.clear()
 
 
-def server_url(serverapp: Any) -> str:
+def server_url(serverapp: ServerApp) -> str:
     """Where a process on this machine reaches the server directly (not through any proxy in front)."""
     base_url = serverapp.base_url if serverapp.base_url.endswith("/") else serverapp.base_url + "/"
     if getattr(serverapp, "sock", ""):

@@ -22,6 +22,7 @@ can never keep a server alive forever.
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from collections.abc import Callable, Iterable
@@ -67,7 +68,7 @@ def utcnow() -> datetime:
 class SigintStop:
     """Maps SIGINT to a clean stop of the server when nothing else handles it (see the module docstring)."""
 
-    def __init__(self, stop: Callable[[], None], log: Any) -> None:
+    def __init__(self, stop: Callable[[], None], log: logging.Logger | logging.LoggerAdapter[logging.Logger]) -> None:
         self._stop = stop
         self._log = log
         self._received = False

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import logging
 import os
 from datetime import datetime
-from typing import Any
 
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
+from jupyter_server.serverapp import ServerApp
 from tornado.ioloop import IOLoop, PeriodicCallback
 from traitlets import Bool, Enum, Float, Int, List, Unicode, default
 
@@ -23,37 +22,8 @@ from ..persistence.journal import DEFAULT_RESERVE_BYTES
 from ..providers import ProviderConfig, ProviderRegistry, UpstreamSettings, _environ
 from ._kernel_access import KernelAccess
 from ._lifecycle import UNLIMITED_RUN_ACTIVITY, SigintStop, mark_activity, runs_activity, utcnow
+from ._log import attach_package_log, detach_package_log
 from .handlers import route_table
-
-# Every module logs to a child of this logger (``jupyter_streamchat.runs``, ``.journal``, ...).
-PACKAGE_LOGGER = "jupyter_streamchat"
-
-
-class _ToExtensionLog(logging.Handler):
-    """Hands the package's records to the extension's log, so they come out where the server's lines do.
-
-    Module loggers are created at import, before any server exists, and nothing attaches them to the
-    server's log: without this, everything below WARNING went nowhere and warnings came out unformatted.
-    One instance for the process, re-pointed at each new extension app (tests start many in one process).
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.target: logging.Logger | None = None
-
-    def emit(self, record: logging.LogRecord) -> None:
-        target = self.target
-        if target is None:
-            return
-        # Only the target's own handlers (their levels and format; the record already passed the package
-        # logger's level): the record itself still propagates to the root logger, so going up the target's
-        # ancestors too would hand it to root's handlers twice.
-        for handler in target.handlers:
-            if record.levelno >= handler.level:
-                handler.handle(record)
-
-
-_TO_EXTENSION_LOG = _ToExtensionLog()
 
 
 class StreamChat(ExtensionApp):
@@ -263,24 +233,20 @@ class StreamChat(ExtensionApp):
             ),
         )
 
+    @property
+    def _server(self) -> ServerApp:
+        """The server this extension is loaded into (set before any of the hooks below runs)."""
+        serverapp = self.serverapp
+        if serverapp is None:
+            raise RuntimeError("the streamchat extension is not loaded into a Jupyter server")
+        return serverapp
+
     def _journal_file(self) -> str:
         if self.journal_path:
             return self.journal_path
-        root = os.path.realpath(self.serverapp.root_dir)
+        root = os.path.realpath(self._server.root_dir)
         digest = hashlib.sha256(root.encode()).hexdigest()[:12]
         return os.path.join(jupyter_data_dir(), "streamchat", f"journal-{digest}.sqlite3")
-
-    def _attach_package_log(self) -> None:
-        package = logging.getLogger(PACKAGE_LOGGER)
-        log = self.log
-        _TO_EXTENSION_LOG.target = getattr(log, "logger", log)  # the logger behind a LoggerAdapter
-        # A ``jupyter_streamchat`` logger configured by the user (``ServerApp.logging_config``) keeps its own
-        # handlers and level; otherwise it speaks at the extension's level, through the extension's log.
-        if not package.handlers:
-            package.addHandler(_TO_EXTENSION_LOG)
-        if package.level == logging.NOTSET:
-            level = self.log_level
-            package.setLevel(level if isinstance(level, int) else logging.getLevelName(level))
 
     async def _log_run_end(self, run: Run) -> None:
         """Finish hook: one line per finished run; failed runs are warnings that carry the error code.
@@ -319,7 +285,7 @@ class StreamChat(ExtensionApp):
             )
 
     def initialize_handlers(self) -> None:
-        self._attach_package_log()
+        attach_package_log(self.log, self.log_level)
         limits = RunLimits(
             max_concurrent_runs=self.max_concurrent_runs,
             replay_buffer_events=self.replay_buffer_events,
@@ -331,6 +297,15 @@ class StreamChat(ExtensionApp):
         runs = RunManager(limits)
         # Before the service adds its own hook: the line is logged when the run ends, not after persistence.
         runs.add_finish_hook(self._log_run_end)
+        serverapp = self._server
+        journal = RunJournal(self._journal_file(), self.journal_reserve_bytes)
+        notebooks = NotebookRecorder(
+            serverapp,
+            HandoffHub(),
+            NotebookFollower(serverapp),
+            self.record_retry_timeout,
+            self.record_guard_period,
+        )
         self.service = ChatService(
             registry=ProviderRegistry(self.provider_config()),
             runs=runs,
@@ -341,30 +316,24 @@ class StreamChat(ExtensionApp):
                 max_image_bytes=self.max_image_bytes,
                 max_context_chars=self.max_context_chars,
             ),
-            root_dir=self.serverapp.root_dir,
+            root_dir=serverapp.root_dir,
             keepalive_interval=self.keepalive_interval,
-            journal=RunJournal(self._journal_file(), self.journal_reserve_bytes),
-            notebooks=NotebookRecorder(
-                self.serverapp,
-                HandoffHub(),
-                NotebookFollower(self.serverapp),
-                self.record_retry_timeout,
-                self.record_guard_period,
-            ),
+            journal=journal,
+            notebooks=notebooks,
         )
-        self.service.journal.open()  # type: ignore[union-attr]
-        self.service.notebooks.follower.start()  # type: ignore[union-attr]
+        journal.open()
+        notebooks.follower.start()
         self._kernel_access = KernelAccess() if self.kernel_access else None
         self.handlers.extend(route_table(self.service, self._kernel_access))
         self._stopping: asyncio.Future[None] | None = None
         self._activity: PeriodicCallback | None = None
-        self._sigint = SigintStop(lambda: self.serverapp.stop(from_signal=True), self.log)
+        self._sigint = SigintStop(lambda: serverapp.stop(from_signal=True), self.log)
         IOLoop.current().add_callback(self._start_background_work)
 
     async def _start_background_work(self) -> None:
         if self._kernel_access is not None:
             # Here, not in initialize_handlers: the port is only known once the server is bound.
-            self._kernel_access.publish(self.serverapp)
+            self._kernel_access.publish(self._server)
         service = self.service
         assert service.journal is not None
         service.journal.start(service.runs.list)
@@ -375,7 +344,7 @@ class StreamChat(ExtensionApp):
             self._activity = PeriodicCallback(self._mark_activity, self.activity_interval * 1000)
             self._activity.start()
 
-    async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+    async def _start_jupyter_server_extension(self, serverapp: ServerApp) -> None:
         # Called once the server's event loop runs, on the main thread, and only by ``ServerApp.start``: an
         # in-process test server (pytest-jupyter) never gets here, so a test runner keeps its Ctrl-C.
         if self._sigint.install():
@@ -386,7 +355,7 @@ class StreamChat(ExtensionApp):
         cap = self.run_time_limit if self.run_time_limit > 0 else UNLIMITED_RUN_ACTIVITY
         moment = runs_activity((run.created for run in self.service.runs.running()), utcnow(), cap)
         if moment is not None:
-            mark_activity(self.serverapp.web_app.settings, moment)
+            mark_activity(self._server.web_app.settings, moment)
 
     async def stop_extension(self) -> None:
         # ``jupyter server stop`` can get here twice (``api/shutdown``, then SIGTERM when that took over 5 s):
@@ -413,18 +382,17 @@ class StreamChat(ExtensionApp):
         except TimeoutError:
             self.log.warning("streamchat: shutdown did not finish within %.1fs", self.shutdown_timeout)
         finally:
-            self._detach_package_log()
-
-    def _detach_package_log(self) -> None:
-        """A stopped extension's log is gone: the package's records go back to plain propagation."""
-        if _TO_EXTENSION_LOG.target is getattr(self.log, "logger", self.log):
-            logging.getLogger(PACKAGE_LOGGER).removeHandler(_TO_EXTENSION_LOG)
-            _TO_EXTENSION_LOG.target = None
+            detach_package_log(self.log)
 
 
 StreamChatApp = StreamChat
 
+
 # ``python -m jupyter_streamchat``: a Jupyter server with this extension, started the way ``jupyter lab`` starts
 # one; ``--help-all`` prints the server's options and these traits. (``jupyter server --help-all`` cannot list
 # them: jupyter_server prints its help while parsing the command line, before any extension is loaded.)
-main = launch_new_instance = StreamChat.launch_instance
+def main(argv: list[str] | None = None) -> None:
+    StreamChat.launch_instance(argv)
+
+
+launch_new_instance = main
