@@ -1,4 +1,9 @@
-"""Validation of request bodies: ``POST runs`` and ``POST stream``, and the JSON reading every POST shares."""
+"""Validation of request bodies: ``POST runs`` and ``POST stream``, and the JSON reading every POST shares.
+
+Two steps, so an adapter that already holds the body as Python objects (the in-process backend) validates
+it as it is, never serialised and parsed again: ``read_json_object`` (bytes to one JSON object, HTTP only),
+then ``validate_chat_body`` (any object to a ``ChatBody``, or a ``BadRequest`` naming what is wrong).
+"""
 
 from __future__ import annotations
 
@@ -105,7 +110,7 @@ def _options(raw: Any) -> dict[str, Any]:
     return options
 
 
-def parse_json_object(raw: bytes, max_bytes: int) -> dict[str, Any]:
+def read_json_object(raw: bytes, max_bytes: int) -> dict[str, Any]:
     """A request body that must be one JSON object: 413 above ``max_bytes``, 400 for anything else.
 
     The size is checked before parsing, so an oversized body costs no JSON work.
@@ -120,7 +125,6 @@ def parse_json_object(raw: bytes, max_bytes: int) -> dict[str, Any]:
         raise BadRequest(f"request body is nested deeper than {MAX_JSON_DEPTH} levels") from None
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
-    _check_storable(body)
     return body
 
 
@@ -141,6 +145,8 @@ def _check_storable(body: dict[str, Any]) -> None:
             raise BadRequest(f"request body is nested deeper than {MAX_JSON_DEPTH} levels")
         if isinstance(value, dict):
             for key, item in value.items():
+                if not isinstance(key, str):  # only from Python callers: JSON keys are strings
+                    raise BadRequest(f"a key in {_where(trail)} is not a string: {key!r}")
                 if not _storable(key):
                     raise BadRequest(
                         f"a key in {_where(trail)} holds text that cannot be stored as UTF-8 (a lone surrogate)"
@@ -175,8 +181,12 @@ def _where(trail: tuple[Any, ...]) -> str:
     return "".join(reversed(parts)).lstrip(".") or "the request body"
 
 
-def parse_chat_body(raw: bytes, limits: BodyLimits) -> ChatBody:
-    body = parse_json_object(raw, limits.max_body_bytes)
+def validate_chat_body(body: object, limits: BodyLimits) -> ChatBody:
+    """A ``POST runs`` / ``POST stream`` body, taken whole or refused (``BadRequest``); ``body`` is read,
+    never kept: what the ``ChatBody`` holds is copied out of it."""
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object")
+    _check_storable(body)
     has_messages, has_prompt = body.get("messages") is not None, body.get("prompt") is not None
     if has_messages == has_prompt:
         raise BadRequest("send exactly one of 'messages' or 'prompt'")

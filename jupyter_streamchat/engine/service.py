@@ -19,13 +19,13 @@ from ..persistence import (
     history_messages,
     make_turn,
 )
-from ..persistence._schema import DEFAULT_CONVERSATION
 from ..persistence._writers import NotANotebook
 from ..persistence.journal import JournalFault, JournalFull
 from ..providers import ProviderRegistry
 from ._errors import Conflict, StreamChatError
 from ._paths import confine
 from ._validation import BodyLimits, ChatBody
+from .contract import DEFAULT_CONVERSATION
 from .runs import Run, RunManager, RunRequest, utc_now
 
 log = logging.getLogger("jupyter_streamchat")
@@ -111,7 +111,7 @@ class ChatService:
                 turns[turn["run"]] = turn
         for run in self.runs.list({"conversation": conversation}):
             if run.ended_for_clients and run.notebook == notebook and run.id not in turns:
-                turns[run.id] = make_turn(run.record(), run.prompt)
+                turns[run.id] = make_turn(dict(run.record()), run.prompt)
         return history_messages(list(turns.values()))
 
     async def _record_finished(self, run: Run) -> None:
@@ -136,7 +136,7 @@ class ChatService:
         """One attempt now; a notebook that cannot be written just now is retried in the background."""
         if run.notebook and self.notebooks is not None:
             try:
-                how = await self.notebooks.record(run.record(), run.prompt)
+                how = await self.notebooks.record(dict(run.record()), run.prompt)
             except NotRecordedYet as failed:
                 log.info("streamchat run %s: not recorded in %s yet (%s); retrying", run.id, run.notebook, failed)
                 retry = asyncio.get_running_loop().create_task(
@@ -160,7 +160,7 @@ class ChatService:
     async def _retry_record(self, run: Run, failed: NotRecordedYet) -> None:
         assert self.notebooks is not None
         try:
-            how = await self.notebooks.retry(run.record(), run.prompt, failed)
+            how = await self.notebooks.retry(dict(run.record()), run.prompt, failed)
         except NotANotebook as error:
             log.warning("streamchat run %s: not recorded, %s", run.id, error)
             how = GONE

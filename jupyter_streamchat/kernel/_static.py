@@ -10,7 +10,7 @@ import html
 from collections.abc import Sequence
 from typing import Any
 
-from ..engine.runs import TERMINAL_STATUSES
+from ..engine.contract import TERMINAL_STATUSES
 from . import _markdown
 
 # JupyterLab variables with fallbacks, so the same rules work in Lab (light or dark) and elsewhere.

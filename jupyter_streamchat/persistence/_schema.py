@@ -5,8 +5,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from ..engine.contract import DEFAULT_CONVERSATION
+
 SCHEMA_VERSION = 1
-DEFAULT_CONVERSATION = "default"
 
 
 def make_turn(record: dict[str, Any], prompt: dict[str, str] | None) -> dict[str, Any]:
