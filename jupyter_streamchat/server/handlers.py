@@ -216,7 +216,7 @@ class RunsHandler(BaseHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        filters = contract.listing_filters(self.get_query_argument)
+        filters = contract.listing_filters(lambda key: self.get_query_argument(key, ""))
         self.finish(contract.run_list(self.service.runs.list(filters), self.viewer))
 
     @web.authenticated
