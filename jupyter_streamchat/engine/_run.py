@@ -47,6 +47,8 @@ log = logging.getLogger("jupyter_streamchat.runs")
 
 # Why a run was asked to end early. "stop" and "disconnect" mean stopped; "shutdown" interrupted.
 STOP, DISCONNECT, SHUTDOWN, TIME_LIMIT = "stop", "disconnect", "shutdown", "time_limit"
+_TRUNCATED = {"code": "upstream_truncated", "message": "the stream ended before the model finished"}
+_OUT_OF_TIME = {"code": "time_limit", "message": "the run exceeded its time limit"}
 
 
 def utc_now() -> str:
@@ -126,24 +128,12 @@ class Run:
 
         Its ids go on after the last one journaled: a client that saw any of them resumes with a snapshot.
         """
-        request = RunRequest(
-            record["model"],
-            [prompt] if prompt else [],
-            {},
-            record.get("notebook"),
-            record.get("conversation"),
-            record.get("owner"),
-        )
+        notebook, conversation, owner = record.get("notebook"), record.get("conversation"), record.get("owner")
+        request = RunRequest(record["model"], [prompt] if prompt else [], {}, notebook, conversation, owner)
         events = record.get("events")
         last_seq = events if isinstance(events, int) and not isinstance(events, bool) and events > 1 else 1
-        run = cls(
-            request,
-            record.get("mode") or DETACHED,
-            replay_limit,
-            run_id=record["id"],
-            created=record["created"],
-            last_seq=last_seq,
-        )
+        mode = record.get("mode") or DETACHED
+        run = cls(request, mode, replay_limit, run_id=record["id"], created=record["created"], last_seq=last_seq)
         run.finish_reason, run.usage = record.get("finish_reason"), dict(record.get("usage") or {})
         if record.get("reasoning"):
             run._on_event(Reasoning(record["reasoning"]))
@@ -278,17 +268,11 @@ class Run:
             async for batch in stream:
                 for event in batch:
                     on_event(event)
-            if self._terminal_seen:
-                outcome = (COMPLETED, None)
-            else:
-                outcome = (
-                    FAILED,
-                    {"code": "upstream_truncated", "message": "the stream ended before the model finished"},
-                )
+            outcome = (COMPLETED, None) if self._terminal_seen else (FAILED, dict(_TRUNCATED))
         except asyncio.CancelledError:
             outcome = (self._status_after_cancel(), None)
             if outcome[0] == FAILED:
-                outcome = (FAILED, {"code": "time_limit", "message": "the run exceeded its time limit"})
+                outcome = (FAILED, dict(_OUT_OF_TIME))
         except UpstreamError as exc:
             outcome = (COMPLETED, None) if self._terminal_seen else (FAILED, exc.as_dict())
         except ReplyTooLarge as exc:
@@ -345,7 +329,12 @@ class Run:
         if self._sink is not None:
             self._unjournaled.append((kind, text))
         events.add_text(kind, EVENT_DELTA if kind == TEXT else EVENT_REASONING, text)
-        self._appended()
+        sink = self._sink  # ``_appended``, inlined on the per-token path
+        if sink is None:
+            events.release(events.seq, events.text_chars, events.reasoning_chars)
+        elif not self._queued:
+            self._queued = True
+            sink(self)
 
     def _too_large(self, kind: int, kept: str) -> NoReturn:
         """Keep and send the part of a text event that fits under the cap (what is recorded is what was

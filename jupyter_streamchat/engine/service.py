@@ -19,6 +19,7 @@ from ..persistence import (
     history_messages,
     make_turn,
 )
+from ..persistence._follow import Followed
 from ..persistence._writers import NotANotebook
 from ..persistence.journal import JournalFault, JournalFull
 from ..providers import ProviderRegistry
@@ -206,7 +207,7 @@ class ChatService:
             # again, which the notebook merge (idempotent by run id) turns into nothing.
             log.exception("streamchat run %s: could not note in the journal that it is recorded", run_id)
 
-    async def _notebook_moved(self, run: Any) -> None:
+    async def _notebook_moved(self, run: Followed) -> None:
         """A run's notebook was renamed: its journal row follows, so a recovery writes into the new path."""
         if self.journal is not None and run.notebook:
             await self.journal.follow_notebook(run.id, run.notebook)
