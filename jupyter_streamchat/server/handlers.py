@@ -187,6 +187,10 @@ class SSEHandler(BaseHandler):
                     await self.flush()
         except StreamClosedError:
             return False
+        finally:
+            # Also when the iterator never started (the first flush failed): closing it then runs nothing.
+            if self._subscription is not None:
+                self._subscription.close()
         return not self.client_gone()
 
     def client_gone(self) -> bool:
