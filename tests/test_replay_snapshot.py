@@ -53,8 +53,8 @@ async def test_a_finished_run_keeps_only_its_text_and_replays_exactly(streamchat
     assert await collect(streamchat_client.events(started["id"], after=done_id)) == []
     # And what the server keeps of the run is its text, not its events
     run = service_of(jp_serverapp).runs.get(started["id"])
-    kept = sum(len(entry[3]) for entry in run._log)
-    assert len(run._log) == 1 and kept < 200, f"{len(run._log)} events, {kept} bytes kept"
+    events, kept = run.retained_events()
+    assert events == 1 and kept < 200, f"{events} events, {kept} bytes kept"
 
 
 async def test_a_reader_behind_at_the_end_still_gets_every_event(streamchat_client, upstream, jp_serverapp):

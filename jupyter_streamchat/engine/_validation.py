@@ -1,4 +1,9 @@
-"""Validation of request bodies: ``POST runs`` and ``POST stream``, and the JSON reading every POST shares."""
+"""Validation of request bodies: ``POST runs`` and ``POST stream``, and the JSON reading every POST shares.
+
+Two steps, so an adapter that already holds the body as Python objects (the in-process backend) validates
+it as it is, never serialised and parsed again: ``read_json_object`` (bytes to one JSON object, HTTP only),
+then ``validate_chat_body`` (any object to a ``ChatBody``, or a ``BadRequest`` naming what is wrong).
+"""
 
 from __future__ import annotations
 
@@ -121,7 +126,7 @@ def _options(raw: Any) -> dict[str, Any]:
     return options
 
 
-def parse_json_object(raw: bytes, max_bytes: int) -> dict[str, Any]:
+def read_json_object(raw: bytes, max_bytes: int) -> dict[str, Any]:
     """A request body that must be one JSON object: 413 above ``max_bytes``, 400 for anything else.
 
     The size is checked before parsing, so an oversized body costs no JSON work.
@@ -136,7 +141,6 @@ def parse_json_object(raw: bytes, max_bytes: int) -> dict[str, Any]:
         raise BadRequest(f"request body is nested deeper than {MAX_JSON_DEPTH} levels") from None
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
-    _check_storable(body)
     return body
 
 
@@ -157,6 +161,8 @@ def _check_storable(body: dict[str, Any]) -> None:
             raise BadRequest(f"request body is nested deeper than {MAX_JSON_DEPTH} levels")
         if isinstance(value, dict):
             for key, item in value.items():
+                if not isinstance(key, str):  # only from Python callers: JSON keys are strings
+                    raise BadRequest(f"a key in {_where(trail)} is not a string: {key!r}")
                 if not _storable(key):
                     raise BadRequest(
                         f"a key in {_where(trail)} holds text that cannot be stored as UTF-8 (a lone surrogate)"
@@ -192,7 +198,17 @@ def _where(trail: tuple[Any, ...]) -> str:
 
 
 def parse_chat_body(raw: bytes, limits: BodyLimits) -> ChatBody:
-    body = parse_json_object(raw, limits.max_raw_bytes)
+    """A body as HTTP delivers it: its images may add their base64 size to ``max_body_bytes``."""
+    return validate_chat_body(read_json_object(raw, limits.max_raw_bytes), limits, body_bytes=len(raw))
+
+
+def validate_chat_body(body: object, limits: BodyLimits, body_bytes: int | None = None) -> ChatBody:
+    """A ``POST runs`` / ``POST stream`` body, taken whole or refused (``BadRequest``); ``body`` is read,
+    never kept: what the ``ChatBody`` holds is copied out of it. ``body_bytes``: its size on the wire, held
+    to ``max_body_bytes`` without its images."""
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object")
+    _check_storable(body)
     images = ImageBudget(limits.max_image_bytes)
     has_messages, has_prompt = body.get("messages") is not None, body.get("prompt") is not None
     if has_messages == has_prompt:
@@ -213,6 +229,6 @@ def parse_chat_body(raw: bytes, limits: BodyLimits) -> ChatBody:
         options=_options(body.get("options")),
         context=parse_context(body.get("context"), limits.max_context_chars, images),
     )
-    if len(raw) - images.encoded > limits.max_body_bytes:
+    if body_bytes is not None and body_bytes - images.encoded > limits.max_body_bytes:
         raise PayloadTooLarge(f"request body is larger than {limits.max_body_bytes} bytes (not counting images)")
     return parsed

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +21,7 @@ from ..persistence import (
     history_messages,
     make_turn,
 )
-from ..persistence._schema import DEFAULT_CONVERSATION
+from ..persistence._follow import Followed
 from ..persistence._writers import NotANotebook
 from ..persistence.journal import JournalFault, JournalFull
 from ..providers import ProviderRegistry
@@ -29,6 +30,7 @@ from ._errors import BadRequest, Conflict, StreamChatError
 from ._parts import inline_context, with_context
 from ._paths import confine
 from ._validation import BodyLimits, ChatBody
+from .contract import DEFAULT_CONVERSATION
 from .runs import Run, RunManager, RunRequest, utc_now
 
 log = logging.getLogger("jupyter_streamchat")
@@ -118,7 +120,7 @@ class ChatService:
 
     async def history(self, notebook: str | None, conversation: str) -> list[ChatMessage]:
         """The conversation so far: turns recorded in the notebook plus finished runs not yet there."""
-        turns: dict[str, dict[str, Any]] = {}
+        turns: dict[str, Mapping[str, Any]] = {}
         if notebook is not None and self.notebooks is not None:
             try:
                 recorded = await self.notebooks.conversation_turns(notebook, conversation or DEFAULT_CONVERSATION)
@@ -223,7 +225,7 @@ class ChatService:
             # again, which the notebook merge (idempotent by run id) turns into nothing.
             log.exception("streamchat run %s: could not note in the journal that it is recorded", run_id)
 
-    async def _notebook_moved(self, run: Any) -> None:
+    async def _notebook_moved(self, run: Followed) -> None:
         """A run's notebook was renamed: its journal row follows, so a recovery writes into the new path."""
         if self.journal is not None and run.notebook:
             await self.journal.follow_notebook(run.id, run.notebook)

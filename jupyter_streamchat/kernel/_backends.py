@@ -11,18 +11,25 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import json
 import os
 import socket
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, Iterator, Mapping
 from contextlib import aclosing, contextmanager
-from typing import Any, Protocol
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
+from ..engine import contract
 from ..engine._errors import StreamChatError
 from ..engine._kernel_contract import ENV_ROOT, ENV_TOKEN, ENV_URL, TOKEN_HEADER
+from ..engine._relay import run_events
+from ..engine._run import DISCONNECT
 from ..engine._sse import SSEDecoder, SSEMessage
+from ..engine._validation import validate_chat_body
 from .client import StreamChatAPIError, StreamChatClient
+
+if TYPE_CHECKING:
+    from ..engine._run import Run
 
 KEEPALIVE_SECONDS = 15.0
 # Widgets render at most every 50 ms, so events are taken in batches every 40 ms: one HTTP chunk per
@@ -38,10 +45,11 @@ class Backend(Protocol):
 
     async def models(self) -> dict[str, Any]: ...
     async def start_run(self, body: dict[str, Any]) -> dict[str, Any]: ...
-    def events(self, run_id: str, after: int = 0) -> AsyncIterator[SSEMessage]: ...
-    def stream(self, body: dict[str, Any]) -> AsyncIterator[SSEMessage]: ...
+    def events(self, run_id: str, after: int = 0) -> AsyncGenerator[SSEMessage]: ...
+    def stream(self, body: dict[str, Any]) -> AsyncGenerator[SSEMessage]: ...
     async def stop(self, run_id: str) -> dict[str, Any]: ...
     async def get_run(self, run_id: str) -> dict[str, Any]: ...
+    async def list_runs(self, status: str = "", notebook: str = "", conversation: str = "") -> list[dict[str, Any]]: ...
     async def wait_recorded(self, run_id: str) -> dict[str, Any]: ...
     async def aclose(self) -> None: ...
 
@@ -65,10 +73,10 @@ class ServerBackend:
     async def start_run(self, body: dict[str, Any]) -> dict[str, Any]:
         return await self._client.start_run(body)
 
-    def events(self, run_id: str, after: int = 0) -> AsyncIterator[SSEMessage]:
+    def events(self, run_id: str, after: int = 0) -> AsyncGenerator[SSEMessage]:
         return self._client.events(run_id, after, batch=BATCH_SECONDS)
 
-    def stream(self, body: dict[str, Any]) -> AsyncIterator[SSEMessage]:
+    def stream(self, body: dict[str, Any]) -> AsyncGenerator[SSEMessage]:
         return self._client.stream(body, batch=BATCH_SECONDS)
 
     async def stop(self, run_id: str) -> dict[str, Any]:
@@ -76,6 +84,9 @@ class ServerBackend:
 
     async def get_run(self, run_id: str) -> dict[str, Any]:
         return await self._client.get_run(run_id)
+
+    async def list_runs(self, status: str = "", notebook: str = "", conversation: str = "") -> list[dict[str, Any]]:
+        return await self._client.list_runs(status=status, notebook=notebook, conversation=conversation)
 
     async def wait_recorded(self, run_id: str) -> dict[str, Any]:
         return await self._client.get_run(run_id, wait="recorded")
@@ -85,9 +96,14 @@ class ServerBackend:
 
 
 class InProcessBackend:
-    """The same engine as the server extension, running on the kernel's event loop."""
+    """The same engine as the server extension, running on the kernel's event loop.
 
-    notebook = None
+    A thin adapter over ``engine.contract`` and ``engine._relay``, as the server's handlers are: its answers
+    have the API's shapes, its events are the bytes the API sends (decoded here as a remote client decodes
+    them). Bodies are validated as the Python objects they are, never serialised and parsed again.
+    """
+
+    notebook: str | None = None
     note = "Notebook persistence is off: no Jupyter server started this kernel (in-process engine)."
 
     def __init__(self, environ: Mapping[str, str] = os.environ) -> None:
@@ -104,26 +120,30 @@ class InProcessBackend:
         )
 
     async def models(self) -> dict[str, Any]:
-        registry = self.service.registry
         with _as_api_error():
-            return {"models": await registry.list_models(), "default": await registry.default_model()}
+            return dict(await contract.models_answer(self.service.registry))
 
     async def start_run(self, body: dict[str, Any]) -> dict[str, Any]:
-        run = await self._start(body, "detached")
-        return {"id": run.id, "status": run.status}
+        return dict(contract.start_result(await self._start(body, contract.DETACHED)))
 
-    async def events(self, run_id: str, after: int = 0) -> AsyncIterator[SSEMessage]:
+    async def list_runs(self, status: str = "", notebook: str = "", conversation: str = "") -> list[dict[str, Any]]:
+        given = {"status": status, "notebook": notebook, "conversation": conversation}
+        with _as_api_error():
+            filters = contract.listing_filters(given.__getitem__)
+        return [dict(record) for record in contract.run_list(self.service.runs.list(filters))["runs"]]
+
+    async def events(self, run_id: str, after: int = 0) -> AsyncGenerator[SSEMessage]:
         run = self._run(run_id)
-        async with aclosing(_decoded(run.subscribe(after))) as messages:
+        with _as_api_error():
+            after = contract.resume_point(str(after), run)
+        async with aclosing(_decoded(run_events(run.subscribe(after), KEEPALIVE_SECONDS, BATCH_SECONDS))) as messages:
             async for message in messages:
                 yield message
 
-    async def stream(self, body: dict[str, Any]) -> AsyncIterator[SSEMessage]:
-        from ..engine.runs import DISCONNECT
-
-        run = await self._start(body, "direct")
+    async def stream(self, body: dict[str, Any]) -> AsyncGenerator[SSEMessage]:
+        run = await self._start(body, contract.DIRECT)
         try:
-            async with aclosing(_decoded(run.subscribe(0))) as messages:
+            async with aclosing(_decoded(run_events(run.subscribe(0), KEEPALIVE_SECONDS, BATCH_SECONDS))) as messages:
                 async for message in messages:
                     yield message
         finally:
@@ -131,12 +151,10 @@ class InProcessBackend:
             run.request_end(DISCONNECT)
 
     async def stop(self, run_id: str) -> dict[str, Any]:
-        run = self._run(run_id)
-        stopped = await run.stop()
-        return {"id": run.id, "status": run.status, "stopped": stopped}
+        return dict(await contract.stop(self._run(run_id)))
 
     async def get_run(self, run_id: str) -> dict[str, Any]:
-        return self._run(run_id).record()
+        return dict(contract.public_record(self._run(run_id)))
 
     async def wait_recorded(self, run_id: str) -> dict[str, Any]:
         return await self.get_run(run_id)  # no notebook here: nothing to wait for
@@ -144,38 +162,24 @@ class InProcessBackend:
     async def aclose(self) -> None:
         await self.service.aclose(timeout=5.0)
 
-    async def _start(self, body: dict[str, Any], mode: str) -> Any:
-        from ..engine._validation import parse_chat_body
-
-        body = {key: value for key, value in body.items() if key != "notebook"}
+    async def _start(self, body: dict[str, Any], mode: str) -> Run:
         with _as_api_error():
-            parsed = parse_chat_body(json.dumps(body).encode(), self.service.body_limits)
+            # No notebook in-process: a body naming one (a widget's) is taken, and nothing is recorded.
+            parsed = replace(validate_chat_body(body, self.service.body_limits), notebook=None)
             return await self.service.start_run(parsed, mode)
 
-    def _run(self, run_id: str) -> Any:
-        run = self.service.runs.get(run_id)
-        if run is None:
-            raise StreamChatAPIError(404, f"unknown run {run_id!r}")
-        return run
+    def _run(self, run_id: str) -> Run:
+        with _as_api_error():
+            return contract.find_run(self.service.runs.get, run_id)
 
 
-async def _decoded(subscription: Any) -> AsyncIterator[SSEMessage]:
-    """A run's encoded events, decoded exactly as a remote client decodes them."""
+async def _decoded(chunks: AsyncGenerator[bytes]) -> AsyncGenerator[SSEMessage]:
+    """Encoded events, decoded exactly as a remote client decodes them."""
     decoder = SSEDecoder()
-    try:
-        while True:
-            chunk = subscription.take()
-            if chunk:
-                for message in decoder.feed(chunk.decode()):
-                    yield message
-                if not subscription.exhausted:
-                    await asyncio.sleep(BATCH_SECONDS)
-            elif subscription.exhausted:
-                return
-            else:
-                await subscription.wait(KEEPALIVE_SECONDS)
-    finally:
-        subscription.close()
+    async with aclosing(chunks):
+        async for chunk in chunks:
+            for message in decoder.feed(chunk.decode()):
+                yield message
 
 
 @contextmanager

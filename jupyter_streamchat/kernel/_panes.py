@@ -19,7 +19,8 @@ from typing import Any
 import ipywidgets as widgets
 
 from ..engine._sse import SSEMessage
-from ..engine.runs import TERMINAL_STATUSES, joined
+from ..engine.contract import TERMINAL_STATUSES
+from ..engine.runs import joined
 from . import _markdown, _static, _stats
 from . import _slim as slim
 from ._results import PaneResult, RecordState

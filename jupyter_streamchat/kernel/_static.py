@@ -10,7 +10,7 @@ import html
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..engine.runs import TERMINAL_STATUSES
+from ..engine.contract import TERMINAL_STATUSES
 from . import _markdown, _stats
 from ._results import Measure, PaneResult
 

@@ -28,6 +28,7 @@ import httpx
 import ipywidgets as widgets
 from IPython.display import DisplayHandle, display
 
+from ..engine.contract import DEFAULT_CONVERSATION
 from . import _slim as slim
 from . import _static
 from ._backends import Backend, current_backend
@@ -39,7 +40,6 @@ from .client import StreamChatAPIError
 
 log = logging.getLogger("jupyter_streamchat.widgets")
 
-DEFAULT_CONVERSATION = "default"
 MIN_PANES, MAX_PANES = 2, 4
 REATTACH_SECONDS = 10.0  # a detached run is followed across server hiccups this long
 RECORD_WAIT_SECONDS = 5.0

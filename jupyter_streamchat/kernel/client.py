@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 from urllib.parse import unquote
 
 import httpx
 
 from ..engine._sse import SSEMessage, iter_sse
-from ..providers._asyncio_backend import asyncio_transport
+from ..providers import AsyncioTransport
 
 
 class StreamChatAPIError(Exception):
@@ -47,7 +47,7 @@ class StreamChatClient:
             base_url = f"http://localhost/{path}"
         elif base_url.startswith("http://") and not trust_env:
             # The lean socket layer the server uses for providers (about 40 % less CPU per read).
-            transport = asyncio_transport(httpx.Limits())
+            transport = AsyncioTransport(limits=httpx.Limits())
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/streamchat/",
             headers=all_headers,
@@ -66,11 +66,18 @@ class StreamChatClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+    async def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        """The answer, which the API always makes a JSON object (SPEC 4)."""
         response = await self._http.request(method, path, **kwargs)
         if response.status_code >= 400:
             raise StreamChatAPIError(response.status_code, _message(response))
-        return response.json()
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):
+            raise StreamChatAPIError(response.status_code, "the server's answer is not a JSON object")
+        return answer
 
     async def models(self) -> dict[str, Any]:
         return await self._json("GET", "models")
@@ -84,12 +91,13 @@ class StreamChatClient:
         return await self._json("GET", f"runs/{run_id}", params={"wait": wait} if wait else None)
 
     async def list_runs(self, **filters: str) -> list[dict[str, Any]]:
-        return (await self._json("GET", "runs", params=filters))["runs"]
+        runs: list[dict[str, Any]] = (await self._json("GET", "runs", params=filters))["runs"]
+        return runs
 
     async def stop(self, run_id: str) -> dict[str, Any]:
         return await self._json("POST", f"runs/{run_id}/stop")
 
-    async def events(self, run_id: str, after: int | None = None, batch: float = 0.0) -> AsyncIterator[SSEMessage]:
+    async def events(self, run_id: str, after: int | None = None, batch: float = 0.0) -> AsyncGenerator[SSEMessage]:
         """A detached run's events from ``after`` on (sent as ``Last-Event-ID``); ``batch``: see the handler."""
         headers = {"Last-Event-ID": str(after)} if after else {}
         params = {"batch": batch} if batch else {}
@@ -97,13 +105,13 @@ class StreamChatClient:
         async for message in self._sse(request):
             yield message
 
-    async def stream(self, body: dict[str, Any], batch: float = 0.0) -> AsyncIterator[SSEMessage]:
+    async def stream(self, body: dict[str, Any], batch: float = 0.0) -> AsyncGenerator[SSEMessage]:
         """A direct stream: leaving the iteration closes the connection, which stops the run."""
         params = {"batch": batch} if batch else {}
         async for message in self._sse(self._http.build_request("POST", "stream", json=body, params=params)):
             yield message
 
-    async def _sse(self, request: httpx.Request) -> AsyncIterator[SSEMessage]:
+    async def _sse(self, request: httpx.Request) -> AsyncGenerator[SSEMessage]:
         response = await self._http.send(request, stream=True)
         try:
             await _raise_for_status(response)

@@ -11,10 +11,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any, NotRequired, TypedDict
 
 from ..context._types import ContextRecord
+from ..engine.contract import DEFAULT_CONVERSATION
 from ..providers._parts import ChatMessage, Content, Part
 
 SCHEMA_VERSION = 1
-DEFAULT_CONVERSATION = "default"
 
 
 class PromptMessage(TypedDict):

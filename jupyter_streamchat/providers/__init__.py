@@ -11,6 +11,7 @@ from typing import Any
 
 from ..engine._errors import NotFound
 from . import _environ
+from ._asyncio_backend import AsyncioTransport
 from ._base import Delta, EventBatch, Finish, Provider, Reasoning, StreamEvent, UpstreamError, UpstreamSettings, Usage
 from ._redact import Redactor, secrets_of_url
 from .anthropic import AnthropicProvider
@@ -18,6 +19,7 @@ from .demo import DemoProvider
 from .openai import OpenAIProvider
 
 __all__ = [
+    "AsyncioTransport",
     "Delta",
     "EventBatch",
     "Finish",

@@ -13,7 +13,9 @@ on TLS (a graceful TLS shutdown would wait for the peer's close_notify).
 ``AsyncioTransport`` puts this backend under httpx through public APIs only: an
 ``httpx.AsyncBaseTransport`` around ``httpcore.AsyncConnectionPool(network_backend=...)``, taking
 httpx's own transport options, so TLS verification, client certificates, HTTP/2 and the local
-address mean exactly what they mean for ``httpx.AsyncHTTPTransport``.
+address mean exactly what they mean for ``httpx.AsyncHTTPTransport``. It is public as
+``jupyter_streamchat.providers.AsyncioTransport``, where the kernel's API client (``kernel/client.py``)
+takes it from.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from typing import Any
 
 import httpcore
 import httpx
+
+__all__ = ["AsyncioBackend", "AsyncioTransport", "asyncio_transport"]
 
 _HIGH_WATER = 1 << 20  # buffered bytes before we stop reading the socket (back-pressure)
 
@@ -324,7 +328,7 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
             method=request.method,
             url=httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path),
             headers=request.headers.raw,
-            content=request.stream,  # type: ignore[arg-type]  # httpx's request streams are iterables
+            content=request.stream,
             extensions=request.extensions,
         )
         try:
@@ -347,5 +351,5 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
 
 
 def asyncio_transport(limits: httpx.Limits, **options: Any) -> AsyncioTransport:
-    """``AsyncioTransport(limits=limits, **options)``: what the provider clients and ``client.py`` use."""
+    """Shorthand for ``AsyncioTransport(limits=limits, **options)``."""
     return AsyncioTransport(limits=limits, **options)

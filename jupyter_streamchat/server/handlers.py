@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import json
 import os
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from typing import Any
 
 from jupyter_core.utils import ensure_async
@@ -15,21 +16,23 @@ from jupyter_server.auth.identity import PasswordIdentityProvider
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
+from tornado.http1connection import HTTP1Connection
 from tornado.iostream import StreamClosedError
 
+from ..engine import contract
 from ..engine._errors import BadRequest, Forbidden, NotFound, StreamChatError
 from ..engine._kernel_contract import TOKEN_HEADER
 from ..engine._paths import confine, refuse_hidden
-from ..engine._sse import PING, encode_event
-from ..engine._validation import parse_chat_body
-from ..engine.runs import DISCONNECT, TERMINAL_STATUSES, Run, Subscription
+from ..engine._relay import queued_events, run_events
+from ..engine._sse import encode_event
+from ..engine._validation import ChatBody, parse_chat_body
+from ..engine.runs import DISCONNECT, Run, Subscription
 from ..engine.service import ChatService
 from ..persistence import HandoffHub, NotebookRecorder
 from ..persistence._handoff import DocumentSubscriber
 from ._kernel_access import KERNEL_USERNAME, KernelAccess
 
 AUTH_RESOURCE = "streamchat"
-MAX_BATCH_SECONDS = 1.0
 # Paths one documents/events stream may name: more notebooks than a page plausibly has open, and a URL that
 # stays well under the server's header size limit.
 MAX_DOCUMENT_PATHS = 64
@@ -67,17 +70,6 @@ class _KernelAuthorizer(Authorizer):
 
 
 _KERNEL_AUTHORIZER = _KernelAuthorizer()
-
-
-def public_record(run: Run) -> dict[str, Any]:
-    """A run's record as the API answers it: with the prompt it answers, so a client that attaches
-    to a run it did not start (after a reload, or one started from a cell) can show the question;
-    and, for a run that names a notebook, whether it is ``recorded`` there (SPEC 6)."""
-    prompt = run.prompt
-    record = {**run.record(), "prompt": prompt["content"] if prompt else None}
-    if run.notebook_state is not None:
-        record["recorded"] = run.notebook_state
-    return record
 
 
 class BaseHandler(APIHandler):
@@ -154,7 +146,7 @@ class BaseHandler(APIHandler):
             if not self._finished:
                 self.send_error(e.status, exc_info=(type(e), e, e.__traceback__))
             return
-        super()._handle_request_exception(e)  # type: ignore[misc]
+        super()._handle_request_exception(e)
 
     def start_sse(self) -> None:
         self.set_status(200)
@@ -164,60 +156,49 @@ class BaseHandler(APIHandler):
 
     def get_run(self, run_id: str) -> Run:
         """The run, if it is this request's user's to see: another user's run does not exist for them."""
-        run = self.service.runs.get(run_id)
-        viewer = self.viewer
-        if run is None or (viewer is not None and run.owner != viewer):
-            raise NotFound(f"unknown run {run_id!r}")
-        return run
+        return contract.find_run(self.service.runs.get, run_id, self.viewer)
+
+    def chat_body(self) -> ChatBody:
+        limits = self.service.body_limits
+        return parse_chat_body(self.request.body, limits)
 
     def events_url(self, run: Run) -> str:
         return url_path_join(self.base_url, "streamchat", "runs", run.id, "events")
 
 
 class SSEHandler(BaseHandler):
-    """Relays a run's events; subclasses decide what a client going away means."""
+    """Writes an SSE response from an engine iterator of encoded events (``engine/_relay.py``); subclasses
+    decide what a client going away means."""
 
     _subscription: Subscription | None = None
 
-    async def relay(self, subscription: Subscription, batch: float = 0.0) -> bool:
-        """Write events until the run is over; False if the client went away first.
-
-        ``?batch=S`` (0 < S <= 1): the client takes events at most every S seconds, several per
-        write. A kernel rendering at 20 Hz asks for this: one write per token would cost it far
-        more CPU in HTTP parsing than the tokens themselves. Hanging up is still seen at once.
-        """
+    def run_events(self, subscription: Subscription, batch: float = 0.0) -> AsyncGenerator[bytes]:
+        """A run's events; a hang-up closes ``subscription`` at once, which ends them."""
         self._subscription = subscription
-        keepalive = self.service.keepalive_interval
+        return run_events(subscription, self.service.keepalive_interval, batch)
+
+    async def relay(self, chunks: AsyncGenerator[bytes]) -> bool:
+        """Write and flush each chunk until the iterator ends; False if the client went away first."""
         try:
-            await self.flush()
-            while True:
-                chunk = subscription.take()
-                if chunk:
+            async with aclosing(chunks):
+                await self.flush()
+                async for chunk in chunks:
                     self.write(chunk)
-                    await self.flush()
-                    if batch and not subscription.exhausted:
-                        await asyncio.sleep(batch)
-                elif subscription.exhausted:
-                    return not self.request.connection.stream.closed()  # type: ignore[union-attr]
-                elif not await subscription.wait(keepalive):
-                    self.write(PING)
                     await self.flush()
         except StreamClosedError:
             return False
         finally:
-            subscription.close()
+            # Also when the iterator never started (the first flush failed): closing it then runs nothing.
+            if self._subscription is not None:
+                self._subscription.close()
+        return not self.client_gone()
 
-    def _batch_interval(self) -> float:
-        raw = self.get_query_argument("batch", "")
-        if not raw:
-            return 0.0
-        try:
-            batch = float(raw)
-        except ValueError:
-            raise BadRequest(f"'batch' must be a number of seconds, got {raw!r}") from None
-        if not 0 <= batch <= MAX_BATCH_SECONDS:
-            raise BadRequest(f"'batch' must be between 0 and {MAX_BATCH_SECONDS} seconds")
-        return batch
+    def client_gone(self) -> bool:
+        connection = self.request.connection
+        return isinstance(connection, HTTP1Connection) and connection.stream.closed()
+
+    def batch_interval(self) -> float:
+        return contract.batch_interval(self.get_query_argument("batch", ""))
 
     def on_connection_close(self) -> None:
         if self._subscription is not None:
@@ -232,34 +213,27 @@ class ModelsHandler(BaseHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        registry = self.service.registry
-        models = await registry.list_models()
-        self.finish({"models": models, "default": await registry.default_model()})
+        self.finish(await contract.models_answer(self.service.registry))
 
 
 class RunsHandler(BaseHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        status = self.get_query_argument("status", "")
-        if status and status not in (*TERMINAL_STATUSES, "running"):
-            raise BadRequest(f"unknown status {status!r}")
-        filters = {key: self.get_query_argument(key, "") for key in ("status", "notebook", "conversation")}
-        viewer = self.viewer
-        runs = [run for run in self.service.runs.list(filters) if viewer is None or run.owner == viewer]
-        self.finish({"runs": [public_record(run) for run in runs]})
+        filters = contract.listing_filters(lambda key: self.get_query_argument(key, ""))
+        self.finish(contract.run_list(self.service.runs.list(filters), self.viewer))
 
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        body = parse_chat_body(self.request.body, self.service.body_limits)
+        body = self.chat_body()
         if body.notebook is not None:
             await self.require_contents_write()
             await self.require_visible_notebook(body.notebook)
-        run = await self.service.start_run(body, mode="detached", owner=self.run_owner)
+        run = await self.service.start_run(body, mode=contract.DETACHED, owner=self.run_owner)
         self.set_status(201)
         self.set_header("Location", url_path_join(self.base_url, "streamchat", "runs", run.id))
-        self.finish({"id": run.id, "status": run.status, "events_url": self.events_url(run)})
+        self.finish(contract.start_result(run, self.events_url(run)))
 
 
 class RunHandler(BaseHandler):
@@ -273,16 +247,14 @@ class RunHandler(BaseHandler):
             raise BadRequest(f"'wait' can only be 'recorded', got {wait!r}")
         if wait:
             await self.service.wait_notebook_settled(run, MAX_RECORDED_WAIT)
-        self.finish(public_record(run))
+        self.finish(contract.public_record(run))
 
 
 class RunStopHandler(BaseHandler):
     @web.authenticated
     @authorized
     async def post(self, run_id: str) -> None:
-        run = self.get_run(run_id)
-        stopped = await run.stop()
-        self.finish({"id": run.id, "status": run.status, "stopped": stopped})
+        self.finish(await contract.stop(self.get_run(run_id)))
 
 
 class RunEventsHandler(SSEHandler):
@@ -292,23 +264,11 @@ class RunEventsHandler(SSEHandler):
     @authorized
     async def get(self, run_id: str) -> None:
         run = self.get_run(run_id)
-        after = self._resume_point(run)
-        batch = self._batch_interval()  # a bad value is a 400 before the stream starts
-        self.start_sse()
-        self.end_sse(await self.relay(run.subscribe(after), batch))
-
-    def _resume_point(self, run: Run) -> int:
         raw = self.request.headers.get("Last-Event-ID") or self.get_query_argument("after", "0")
-        try:
-            after = int(raw)
-        except ValueError:
-            raise BadRequest(f"the resume point must be an event id, got {raw!r}") from None
-        if after < 0:
-            raise BadRequest("the resume point must not be negative")
-        # An id this run never issued (yet): waiting for it would hang, and end without `done` if it never comes.
-        if after > run.last_seq:
-            raise BadRequest(f"the resume point {after} is beyond the run's last event ({run.last_seq})")
-        return after
+        after = contract.resume_point(raw, run)
+        batch = self.batch_interval()  # a bad value is a 400 before the stream starts
+        self.start_sse()
+        self.end_sse(await self.relay(self.run_events(run.subscribe(after), batch)))
 
 
 class DirectStreamHandler(SSEHandler):
@@ -319,16 +279,16 @@ class DirectStreamHandler(SSEHandler):
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        body = parse_chat_body(self.request.body, self.service.body_limits)
-        batch = self._batch_interval()  # a bad value is a 400 before any run starts
+        body = self.chat_body()
+        batch = self.batch_interval()  # a bad value is a 400 before any run starts
         if body.notebook is not None:
             await self.require_contents_write()
             await self.require_visible_notebook(body.notebook)
-        self._run = run = await self.service.start_run(body, mode="direct", owner=self.run_owner)
-        if self.request.connection.stream.closed():  # type: ignore[union-attr]
+        self._run = run = await self.service.start_run(body, mode=contract.DIRECT, owner=self.run_owner)
+        if self.client_gone():
             run.request_end(DISCONNECT)
         self.start_sse()
-        client_present = await self.relay(run.subscribe(0), batch)
+        client_present = await self.relay(self.run_events(run.subscribe(0), batch))
         if not client_present:
             run.request_end(DISCONNECT)
             await run.wait_recorded()
@@ -340,7 +300,7 @@ class DirectStreamHandler(SSEHandler):
         super().on_connection_close()
 
 
-class DocumentEventsHandler(BaseHandler):
+class DocumentEventsHandler(SSEHandler):
     """The open-document side of the hand-off: finished turns for the notebooks a page has open (see persistence).
 
     ``?path=a.ipynb&path=b/c.ipynb``: one stream for all of them, because a browser has only 6 connections per
@@ -376,26 +336,16 @@ class DocumentEventsHandler(BaseHandler):
         try:
             self.start_sse()
             self.write(encode_event(0, "ready", {"paths": paths}))
-            await self.flush()
-            while True:
-                try:
-                    chunk = await asyncio.wait_for(subscriber.queue.get(), self.service.keepalive_interval)
-                except TimeoutError:
-                    chunk = PING
-                if not chunk:  # the connection closed
-                    break
-                self.write(chunk)
-                await self.flush()
-        except StreamClosedError:
-            pass
+            self.end_sse(await self.relay(queued_events(subscriber.queue, self.service.keepalive_interval)))
         finally:
             handoff.unsubscribe(subscriber)
 
     def on_connection_close(self) -> None:
         if self._subscriber is not None:
-            # Stop offering turns to a client that is gone, and wake the loop so it ends now.
+            # Stop offering turns to a client that is gone, and end its events now.
             self._handoff().unsubscribe(self._subscriber)
             self._subscriber.queue.put_nowait(b"")
+        super().on_connection_close()
 
     def _handoff(self) -> HandoffHub:
         return self._recorder().handoff

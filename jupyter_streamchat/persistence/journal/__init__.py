@@ -42,7 +42,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ...engine._parts import PromptRecord
-from ...engine.runs import REASONING_PART, RUNNING, TEXT_PART, Run
+from ...engine.contract import RUNNING
+from ...engine.runs import REASONING_PART, TEXT_PART, Run
 from ._owners import Owners
 from ._recovery import JournaledRun, Recovery, recover
 from ._store import REASONING, TEXT, ChunkRow, JournalFault, JournalReplaced, RunRow, Store
@@ -269,7 +270,7 @@ class RunJournal:
             progress = self._progress.get(run.id)
             final = run.status != RUNNING
             if progress is None or (not parts and not final):
-                run._release(seq, text_chars, reasoning_chars)  # nothing to write: its text is journaled
+                run.release(seq, text_chars, reasoning_chars)  # nothing to write: its text is journaled
                 continue
             _group(run.id, parts, chunks)
             if final:
@@ -295,7 +296,7 @@ class RunJournal:
         for item in taken:
             progress, run = item.progress, item.progress.run
             progress.text_chars, progress.reasoning_chars = item.text_chars, item.reasoning_chars
-            run._release(item.seq, item.text_chars, item.reasoning_chars)
+            run.release(item.seq, item.text_chars, item.reasoning_chars)
             if item.final:
                 self._progress.pop(run.id, None)
                 waiter = self._finals.pop(run.id, None)
@@ -305,10 +306,7 @@ class RunJournal:
     def _requeue(self, taken: list[_Taken]) -> None:
         for item in taken:
             run = item.progress.run
-            run.untake(item.parts)
-            if not run._queued:
-                run._queued = True
-                self._pending.append(run)
+            run.untake(item.parts)  # queues the run again (through ``enqueue``)
 
     # ----- rebuilding a removed or replaced journal ------------------------------------------------
     async def _rebuild(self, why: str) -> None:

@@ -141,7 +141,7 @@ def _process_gone(info: dict[str, Any]) -> bool:
         return False  # another machine's process cannot be checked from here
     recorded, current = info.get("start"), _process_start(pid)
     if recorded is not None and current is not None:
-        return current != recorded  # a different start time: the pid was reused
+        return bool(current != recorded)  # a different start time: the pid was reused
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

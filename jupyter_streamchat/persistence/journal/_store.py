@@ -70,7 +70,7 @@ class Store:
         self._identity: tuple[int, int] | None = None
 
     # ----- the file ----------------------------------------------------------------------------
-    def connect(self) -> None:
+    def connect(self) -> sqlite3.Connection:
         make_private_dirs(self.path.parent)
         # Create the file ourselves: SQLite would create it with the umask's mode (often 0644), and it
         # gives the -wal and -shm files the mode of the database file.
@@ -92,14 +92,13 @@ class Store:
         stat = os.stat(self.path)
         self._identity = (stat.st_dev, stat.st_ino)
         self.db = db
+        return db
 
     def guard(self) -> sqlite3.Connection:
         """The connection, once it is safe to use (see the module docstring); raises ``JournalFault`` if not."""
         self._check_shm()
         if self.db is None:
-            self.connect()
-            assert self.db is not None
-            return self.db
+            return self.connect()
         try:
             stat = os.stat(self.path)
         except FileNotFoundError:
