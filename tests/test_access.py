@@ -18,10 +18,10 @@ import pytest
 from jupyter_server.auth import Authorizer, IdentityProvider, User
 from traitlets.config import Config
 
+from harness.upstream import Script, Stall, Text
 from jupyter_streamchat.client import StreamChatAPIError, StreamChatClient
 from jupyter_streamchat.engine._kernel_contract import ENV_TOKEN, TOKEN_HEADER
 from tests.helpers import chat, collect, wait_finished
-from tests.upstream import Script, Stall, Text
 
 
 class NoContentsWrites(Authorizer):

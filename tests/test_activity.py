@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from harness.upstream import Script, Stall, Text
 from jupyter_streamchat.server._lifecycle import ACTIVITY_SETTING, mark_activity, runs_activity
 from tests.helpers import chat, collect
-from tests.upstream import Script, Stall, Text
 
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 

@@ -21,8 +21,8 @@ import httpcore
 import httpx
 import pytest
 
+from harness.upstream import Done, FakeUpstream, Finish, Script, Text, Usage
 from jupyter_streamchat.providers._asyncio_backend import AsyncioBackend, asyncio_transport
-from tests.upstream import Done, FakeUpstream, Finish, Script, Text, Usage
 
 LIMITS = httpx.Limits(max_connections=4, max_keepalive_connections=4)
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests._lab import (  # the two jp_ fixtures switch pytest-jupyter's loop handling off here
+from harness.lab import (  # the two jp_ fixtures switch pytest-jupyter's loop handling off here
     LabProcess,
     browser_available,
     dialogs_seen,
@@ -23,9 +23,9 @@ from tests._lab import (  # the two jp_ fixtures switch pytest-jupyter's loop ha
     launch_browser,
     open_lab,
     screenshot,
-    wait_for,
 )
-from tests.upstream import FakeUpstream, Script, Stall, Text
+from harness.upstream import FakeUpstream, Script, Stall, Text
+from harness.waiting import wait_until
 
 pytestmark = [
     pytest.mark.timeout(240),
@@ -100,7 +100,7 @@ def test_stop_one_pane_in_the_browser_then_save(lab: LabProcess, upstream_for_la
 
             # When the user saves, Then both turns are in the file, once each, and no dialog came up
             page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
-            notebook = wait_for(lambda: saved_with_turns(lab, 2), 20, message="two turns in the saved notebook")
+            notebook = wait_until(lambda: saved_with_turns(lab, 2), 20, what="two turns in the saved notebook")
             assert dialogs_seen(page) == []
         finally:
             browser.close()

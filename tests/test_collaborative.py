@@ -24,9 +24,9 @@ from tornado.httpclient import HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 from traitlets.config import Config
 
+from harness.upstream import FakeUpstream, Script, Stall, Text
 from jupyter_streamchat.client import StreamChatClient
 from tests.helpers import chat, collect, text_of, wait_finished
-from tests.upstream import FakeUpstream, Script, Stall, Text
 
 NOTEBOOK = "shared.ipynb"
 SAVE_DELAY = 0.2

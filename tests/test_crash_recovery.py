@@ -16,10 +16,10 @@ from typing import Any
 import nbformat
 import pytest
 
+from harness.server_process import ServerProcess
+from harness.upstream import FakeUpstream, Script, Stall, Text
 from jupyter_streamchat.client import StreamChatAPIError, StreamChatClient
-from tests._server_process import ServerProcess
 from tests.helpers import chat, collect, text_of, wait_finished
-from tests.upstream import FakeUpstream, Script, Stall, Text
 
 NOTEBOOK = "chat.ipynb"
 CHUNKS = ["Hel", "lo ", "wor"]

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
+from harness.upstream import Finish, Script, Stall, Text, Usage
 from jupyter_streamchat.client import StreamChatAPIError
 from tests.helpers import chat, collect, ids_of, text_of, wait_finished
-from tests.upstream import Finish, Script, Stall, Text, Usage
 
 
 async def test_detached_run_completes_with_ordered_events(streamchat_client, upstream):

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests._server_process import free_port
+from harness.server_process import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 SETUP_SECONDS = 1200.0  # venv + pip (cached) + npm ci (cached) + the labextension build, on 2 shared cores

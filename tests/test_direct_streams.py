@@ -6,8 +6,8 @@ import asyncio
 import time
 from contextlib import aclosing
 
+from harness.upstream import Malformed, Script, Stall, Text
 from tests.helpers import chat, collect, ids_of, text_of, wait_finished
-from tests.upstream import Malformed, Script, Stall, Text
 
 
 async def test_direct_stream_completes_with_the_same_event_format(streamchat_client, upstream):

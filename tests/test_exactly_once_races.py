@@ -10,9 +10,9 @@ import nbformat
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from harness.upstream import Done, Finish, Script, Stall, Text, Usage
 from jupyter_streamchat.engine.runs import SHUTDOWN
 from tests.helpers import chat, service_of, text_of, wait_finished
-from tests.upstream import Done, Finish, Script, Stall, Text, Usage
 
 ACTIONS = st.lists(
     st.tuples(st.sampled_from(["stop", "disconnect", "reattach", "shutdown"]), st.floats(0, 0.08)),

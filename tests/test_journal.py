@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from harness.upstream import Script, Stall, Text
 from jupyter_streamchat.engine.runs import Run, RunRequest
 from jupyter_streamchat.persistence import RunJournal
 from jupyter_streamchat.providers import Delta
 from tests.helpers import chat, collect, service_of
-from tests.upstream import Script, Stall, Text
 
 
 async def test_an_unpaced_stream_is_journaled_in_group_commits_not_one_per_token(

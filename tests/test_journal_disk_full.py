@@ -24,11 +24,11 @@ from typing import Any
 import nbformat
 import pytest
 
+from harness.server_process import ServerProcess
+from harness.upstream import FakeUpstream, Script, Stall, Text
 from jupyter_streamchat.client import StreamChatAPIError, StreamChatClient
-from tests._server_process import ServerProcess
 from tests.helpers import chat, collect, text_of, wait_finished
 from tests.test_crash_recovery import notebook_with_turn, poll, recovered_run, turns_for, valid_notebook
-from tests.upstream import FakeUpstream, Script, Stall, Text
 
 RESERVE = 64 * 1024
 NOTEBOOK = "disk.ipynb"

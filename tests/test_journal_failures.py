@@ -18,10 +18,10 @@ from typing import Any
 import nbformat
 import pytest
 
+from harness.upstream import Finish, Malformed, Script, Stall, Text, Usage
 from jupyter_streamchat.client import StreamChatAPIError
 from jupyter_streamchat.persistence import RunJournal
 from tests.helpers import chat, collect, service_of, text_of, wait_finished
-from tests.upstream import Finish, Malformed, Script, Stall, Text, Usage
 
 
 def journal_of(jp_serverapp: Any) -> RunJournal:

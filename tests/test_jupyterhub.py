@@ -1,9 +1,9 @@
 """jupyter_streamchat behind a real JupyterHub: configurable-http-proxy, /user/<name>/ prefixes, hub tokens.
 
-One hub for the module (``tests/_hub.py``): ``jupyterhub`` from PyPI, ``configurable-http-proxy`` from npm,
+One hub for the module (``harness/hub.py``): ``jupyterhub`` from PyPI, ``configurable-http-proxy`` from npm,
 ``SimpleLocalProcessSpawner`` running ``jupyterhub-singleuser`` with the extension, on 127.0.0.1, stdin not a
 terminal. Users authenticate with API tokens made through the hub's REST API, as a user makes them on the
-hub's token page. Every bound is checked at the loopback upstream (``tests/upstream.py``), which records when
+hub's token page. Every bound is checked at the loopback upstream (``harness/upstream.py``), which records when
 the server hung up on it.
 """
 
@@ -23,12 +23,12 @@ import httpx
 import nbformat
 import pytest
 
+from harness.hub import Hub, missing_requirements
+from harness.kernels import ServerKernel
+from harness.upstream import FakeUpstream, Script, Stall, Text
 from jupyter_streamchat.client import StreamChatAPIError, StreamChatClient
 from jupyter_streamchat.engine._sse import SSEMessage, iter_sse
-from tests._hub import Hub, missing_requirements
-from tests._kernels import ServerKernel
 from tests.helpers import chat, collect, ids_of, text_of, wait_finished
-from tests.upstream import FakeUpstream, Script, Stall, Text
 
 _MISSING = missing_requirements()
 # Skipped where the hub's pieces are missing, but never in CI (CI=true), where ./dev installs them.

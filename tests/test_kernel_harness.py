@@ -1,4 +1,4 @@
-"""Self-test of tests/_kernels.py against real ipykernel kernels, started by a real server and by nobody.
+"""Self-test of harness/kernels.py against real ipykernel kernels, started by a real server and by nobody.
 
 Other tests trust this harness to tell them what a kernel printed, raised, displayed and sent over comms, and
 whether an interrupt landed; if it misreads any of that, they pass or fail for the wrong reason.
@@ -16,9 +16,9 @@ import httpx
 import nbformat
 import pytest
 
-from tests._kernels import Kernel, LocalKernel, ServerKernel, Starting
-from tests._server_process import ServerProcess
-from tests.upstream import FakeUpstream
+from harness.kernels import Kernel, LocalKernel, ServerKernel, Starting
+from harness.server_process import ServerProcess
+from harness.upstream import FakeUpstream
 
 StartKernel = Callable[[], Starting[Kernel]]
 

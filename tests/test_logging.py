@@ -17,10 +17,10 @@ import httpx
 import nbformat
 import pytest
 
+from harness.server_process import ServerProcess, serving
+from harness.upstream import FakeUpstream, Script, Status
 from jupyter_streamchat.client import StreamChatClient
-from tests._server_process import ServerProcess, serving
 from tests.helpers import chat, collect, text_of, wait_finished
-from tests.upstream import FakeUpstream, Script, Status
 
 API_KEY = "sk-test-LOGGED-NEVER-0123456789abcdef"
 PROMPT = "PROMPT-TEXT-zebra-crossing-4711"
@@ -67,7 +67,7 @@ async def test_finished_runs_are_logged_without_secrets_or_text(server: ServerPr
     # And a WARNING for the failed one, with its error code
     warning = rf"^\[W [^]]*\] streamchat run {re.escape(failed['id'])} failed \(upstream_http_error\): (.*)$"
     assert "model anthropic:logged-denied, detached" in wait_for_line(server, warning).group(1)
-    # And module loggers reach the same log (the line tests/_lab.py's recorded_how reads)
+    # And module loggers reach the same log (the line harness/lab.py's recorded_how reads)
     wait_for_line(server, rf"streamchat run {re.escape(done['id'])} recorded in {NOTEBOOK} \(file\)$")
     # And nothing logged carries the key, the prompt or the reply
     log = server.log_path.read_text(errors="replace")
@@ -77,7 +77,7 @@ async def test_finished_runs_are_logged_without_secrets_or_text(server: ServerPr
 
 
 def test_a_package_logger_configured_by_the_user_is_left_alone(tmp_path: Path, upstream: FakeUpstream):
-    # Given a server whose logging_config routes jupyter_streamchat itself (as tests/_lab.py does)
+    # Given a server whose logging_config routes jupyter_streamchat itself (as harness/lab.py does)
     process = ServerProcess(tmp_path / "server", upstream.openai_base_url)
     routed = {"loggers": {"jupyter_streamchat": {"level": "INFO", "handlers": ["console"]}}}
     (process.workdir / "config" / "jupyter_server_config.json").write_text(

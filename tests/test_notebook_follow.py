@@ -19,10 +19,10 @@ import nbformat
 import pytest
 from tornado.httpclient import HTTPClientError
 
+from harness.server_process import ServerProcess
+from harness.upstream import Script, Stall, Text
 from jupyter_streamchat.client import StreamChatAPIError, StreamChatClient
-from tests._server_process import ServerProcess
 from tests.helpers import chat, collect, service_of
-from tests.upstream import Script, Stall, Text
 
 NOTEBOOK = "nb.ipynb"
 

@@ -10,8 +10,8 @@ import httpx
 import nbformat
 import pytest
 
+from harness.upstream import Drop, Script, Stall, Text
 from tests.helpers import chat, collect, service_of, text_of, wait_finished
-from tests.upstream import Drop, Script, Stall, Text
 
 
 def turns(root, path: str, conversation: str = "default") -> list[dict]:

@@ -17,8 +17,8 @@ from typing import Any
 import nbformat
 import pytest
 
+from harness.upstream import Script, Stall, Text
 from tests.helpers import chat, collect, service_of
-from tests.upstream import Script, Stall, Text
 
 NOTEBOOK = "torn.ipynb"
 

@@ -21,7 +21,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tests._server_process import ServerProcess, private_env
+from harness.server_process import ServerProcess, private_env
+from harness.upstream import FakeUpstream
 from tests.test_crash_recovery import (
     NOTEBOOK,
     PARTIAL,
@@ -33,7 +34,6 @@ from tests.test_crash_recovery import (
     turns_for,
     valid_notebook,
 )
-from tests.upstream import FakeUpstream
 
 # The server's shutdown_timeout is 5 s; a busy 2-core machine gets a generous margin on top.
 EXIT_WITHIN = 15.0

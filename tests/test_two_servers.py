@@ -13,8 +13,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from harness.server_process import ServerProcess
+from harness.upstream import FakeUpstream
 from jupyter_streamchat.client import StreamChatAPIError, StreamChatClient
-from tests._server_process import ServerProcess
 from tests.helpers import chat, collect, text_of, wait_finished
 from tests.test_crash_recovery import (
     NOTEBOOK,
@@ -29,7 +30,6 @@ from tests.test_crash_recovery import (
     turns_for,
     valid_notebook,
 )
-from tests.upstream import FakeUpstream
 
 MAINTENANCE = "--StreamChat.journal_maintenance_interval=0.5"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from harness.upstream import Drop, Finish, Malformed, Script, Stall, Status, StreamError, Text, Think, Truncate, Usage
 from tests.helpers import chat, collect, text_of, wait_finished
-from tests.upstream import Drop, Finish, Malformed, Script, Stall, Status, StreamError, Text, Think, Truncate, Usage
 
 
 async def run_to_end(client, model: str) -> dict:

@@ -1,4 +1,4 @@
-"""Self-tests for the fake upstream (tests/upstream.py), using plain httpx clients against the real socket."""
+"""Self-tests for the fake upstream (harness/upstream.py), using plain httpx clients against the real socket."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.upstream import (
+from harness.upstream import (
     Done,
     Drop,
     FakeUpstream,

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from harness.upstream import Drop, FakeUpstream, Script, Stall, Text
 from tests.helpers import chat, collect, text_of, wait_finished
-from tests.upstream import Drop, FakeUpstream, Script, Stall, Text
 
 
 @pytest.fixture(scope="module")

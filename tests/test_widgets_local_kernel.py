@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests._kernels import Execution, LocalKernel
-from tests._server_process import ServerProcess, free_port
+from harness.kernels import Execution, LocalKernel
+from harness.server_process import ServerProcess, free_port
+from harness.upstream import FakeUpstream, Script, Stall, Text
 from tests.conftest import OPENAI_KEY
-from tests.upstream import FakeUpstream, Script, Stall, Text
 
 RENDERS_PER_SECOND = 20
 PAYLOAD_PER_CHAR = 8
@@ -154,7 +154,7 @@ async def test_long_replies_are_throttled_linear_and_exact(upstream):
         results = await results_of(kernel, "cmp")
         panes = await value_of(
             kernel,
-            "[{'tail': p.reply._tail.model_id, 'ids': sorted(__import__('tests._widget_tree', fromlist=['x'])"
+            "[{'tail': p.reply._tail.model_id, 'ids': sorted(__import__('harness.widget_tree', fromlist=['x'])"
             ".model_ids(p.box))} for p in cmp.panes]",
         )
         messages = list(kernel.messages)

@@ -16,9 +16,9 @@ from typing import Any
 import nbformat
 import pytest
 
-from tests._kernels import ServerKernel
-from tests._server_process import ServerProcess, serving
-from tests.upstream import FakeUpstream, Script, Stall, Status, Text
+from harness.kernels import ServerKernel
+from harness.server_process import ServerProcess, serving
+from harness.upstream import FakeUpstream, Script, Stall, Status, Text
 
 NOTEBOOK = "analysis.ipynb"
 CHUNKS = ["Partial ", "answer ", "so far"]

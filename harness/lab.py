@@ -1,6 +1,6 @@
 """A real ``jupyter lab`` process and a real browser (Debian chromium driven by Playwright), for UI tests.
 
-``LabProcess`` starts JupyterLab with jupyter_streamchat like ``tests/_server_process.py`` starts a plain server:
+``LabProcess`` starts JupyterLab with jupyter_streamchat like ``harness/server_process.py`` starts a plain server:
 every directory Jupyter would touch (config, data, runtime, home, settings, workspaces) is private to the test, so
 no user or machine setting leaks in -- but the labextensions installed in this environment
 (``<sys.prefix>/share/jupyter/labextensions``, on Jupyter's default path) are found as usual. Nothing is downloaded:
@@ -31,7 +31,8 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from tests._server_process import REPO, free_port, private_env
+from harness.server_process import REPO, free_port, private_env
+from harness.waiting import wait_until
 
 CHROMIUM = Path(os.environ.get("STREAMCHAT_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -72,21 +73,6 @@ def browser_available() -> str | None:
     if shutil.which("jupyter-lab") is None and not (Path(sys.executable).parent / "jupyter-lab").exists():
         return "jupyterlab is not installed"
     return None
-
-
-def wait_for(
-    probe: Callable[[], T], timeout: float = 10.0, interval: float = 0.05, message: str | Callable[[], str] = ""
-) -> T:
-    """Call ``probe`` until it returns something truthy; return that, or fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            text = message() if callable(message) else message
-            raise AssertionError(f"timed out after {timeout}s waiting for {text or probe}")
-        time.sleep(interval)
 
 
 def notebook_json(source: str = "", metadata: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -320,10 +306,10 @@ class LabProcess:
         return dict(self.api("GET", f"streamchat/runs/{run_id}").json())
 
     def wait_run_finished(self, run_id: str, timeout: float = 20.0) -> dict[str, Any]:
-        return wait_for(
+        return wait_until(
             lambda: (record := self.run_record(run_id))["status"] != "running" and record,
             timeout,
-            message=f"run {run_id} to finish",
+            what=f"run {run_id} to finish",
         )
 
     def shutdown_kernels(self) -> None:

@@ -31,9 +31,8 @@ from typing import Any
 
 import httpx
 
-from tests._server_process import free_port
+from harness.server_process import REPO, free_port
 
-REPO = Path(__file__).resolve().parent.parent
 CHP = REPO / "tests" / "hub" / "node_modules" / ".bin" / "configurable-http-proxy"
 ADMIN_SERVICE = "streamchat-tests"
 

@@ -41,6 +41,8 @@ from jupyter_client.manager import AsyncKernelManager
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
+from harness.server_process import REPO
+
 __all__ = [
     "OUTPUT_TYPES",
     "Execution",
@@ -52,7 +54,6 @@ __all__ = [
     "local_kernel_env",
 ]
 
-REPO = Path(__file__).resolve().parent.parent
 PROTOCOL_VERSION = "5.3"
 # The iopub messages a notebook front end turns into (or applies to) cell outputs.
 OUTPUT_TYPES = frozenset({"stream", "display_data", "update_display_data", "execute_result", "error", "clear_output"})
