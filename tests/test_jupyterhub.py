@@ -26,6 +26,7 @@ import pytest
 from harness.hub import Hub, missing_requirements
 from harness.kernels import ServerKernel
 from harness.upstream import FakeUpstream, Script, Stall, Text
+from harness.waiting import await_until
 from jupyter_streamchat.client import StreamChatAPIError, StreamChatClient
 from jupyter_streamchat.engine._sse import SSEMessage, iter_sse
 from tests.helpers import chat, collect, ids_of, text_of, wait_finished
@@ -101,17 +102,6 @@ def turns_in(path: Path, run_id: str) -> list[dict[str, Any]]:
     return [turn for conv in conversations.values() for turn in conv.get("turns", []) if turn.get("run") == run_id]
 
 
-async def poll(check: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
 # ----- streaming through the proxy ---------------------------------------------------------------
 
 
@@ -178,7 +168,9 @@ async def test_keepalive_comments_and_detached_stop_pass_the_proxy(
 
             reader = asyncio.create_task(read())
             # When nothing happens upstream for a while
-            await poll(lambda: any(line == ": ping" for _, line in lines), KEEPALIVE * 8, "a keepalive comment")
+            await await_until(
+                lambda: any(line == ": ping" for _, line in lines), KEEPALIVE * 8, what="a keepalive comment"
+            )
             # Then the keepalive comments reach the client through the proxy, after the word, while the run is silent
             texts = [line for _, line in lines]
             assert "event: delta" in texts and texts.index("event: delta") < texts.index(": ping")
@@ -276,14 +268,13 @@ async def test_a_detached_run_keeps_the_server_active_at_the_hub_until_it_ends(
     async with client(hub, tokens, "bob") as bob:
         started = await bob.start_run(chat("openai:hub-activity", "take your time"))
         await collect(bob.events(started["id"]), limit=1)
-        left = await poll(lambda: hub_last_activity(), 5, "bob's last activity")
+        left = await await_until(lambda: hub_last_activity(), what="bob's last activity")
 
         # When a few seconds pass
         # Then the hub hears that the server is active (what idle culling looks at), later than his last request
-        later = await poll(
+        later = await await_until(
             lambda: (moment := hub_last_activity()) > left and (moment - left).total_seconds() >= 2.0,
-            15,
-            "the hub to see activity from the running run",
+            what="the hub to see activity from the running run",
         )
         assert later
 
@@ -342,7 +333,7 @@ async def test_stopping_the_server_through_the_hub_records_the_run_once(
         # And a new run into the same notebook lands next to it, the first one still there once
         after = await carol.start_run(chat("openai:hub-after", "again", notebook="chat.ipynb", conversation="c1"))
         assert (await wait_finished(carol, after["id"]))["status"] == "completed"
-    await poll(lambda: turns_in(notebook, after["id"]), 10, "the second turn in the notebook")
+    await await_until(lambda: turns_in(notebook, after["id"]), what="the second turn in the notebook")
     assert turns_in(notebook, run_id) == [turn]
 
 
@@ -439,7 +430,9 @@ async def test_a_kernel_uses_chat_through_the_hub_with_no_configuration(
     async with client(hub, tokens, "alice") as alice:
         record = await alice.get_run(result["run"])
         assert record["notebook"] == "kernel.ipynb" and record["status"] == "completed"
-    await poll(lambda: turns_in(hub.root("alice") / "kernel.ipynb", result["run"]), 10, "the turn in kernel.ipynb")
+    await await_until(
+        lambda: turns_in(hub.root("alice") / "kernel.ipynb", result["run"]), what="the turn in kernel.ipynb"
+    )
 
     # And the kernel's credential opens alice's streamchat routes only, never bob's server
     credential = {"X-StreamChat-Token": env["JUPYTER_STREAMCHAT_TOKEN"]}
