@@ -21,7 +21,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -226,19 +225,21 @@ class LabProcess:
             self.process = subprocess.Popen(
                 args, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.workdir
             )
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"jupyter lab exited with {self.process.returncode}:\n{self.log_tail()}")
+        process = self.process
+
+        def answers() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError(f"jupyter lab exited with {process.returncode}:\n{self.log_tail()}")
             try:
-                if httpx.get(f"{self.base_url}api/status", headers=self.headers, timeout=1).status_code == 200:
-                    break
+                return httpx.get(f"{self.base_url}api/status", headers=self.headers, timeout=1).status_code == 200
             except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise TimeoutError(f"jupyter lab did not answer within {timeout}s:\n{self.log_tail()}")
-            time.sleep(0.1)
+                return False
+
+        try:
+            wait_until(answers, timeout, what=lambda: f"jupyter lab to answer:\n{self.log_tail()}")
+        except AssertionError:
+            self.stop()
+            raise
         self._check_labextension()
 
     def _check_labextension(self) -> None:
@@ -280,14 +281,14 @@ class LabProcess:
     def read_notebook(self, path: str) -> dict[str, Any]:
         """The notebook's JSON. Jupyter's "atomic" save rewrites the file in place (after a backup copy), so a
         reader can catch it half-written: read again until it parses."""
-        deadline = time.monotonic() + 5
-        while True:
+
+        def parsed() -> dict[str, Any] | None:
             try:
                 return dict(json.loads((self.root / path).read_text()))
             except json.JSONDecodeError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
+                return None
+
+        return wait_until(parsed, what=f"{path} to parse")
 
     # ----- runs ---------------------------------------------------------------------------------------
     def start_run(
