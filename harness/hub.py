@@ -160,6 +160,9 @@ class Hub:
                 "c.Spawner.start_timeout = 120",
                 "c.Spawner.http_timeout = 120",
                 "c.JupyterHub.init_spawners_timeout = 60",
+                # Only SIGINT stops a server here: the hub's later SIGTERM would hide a server that ignores it
+                # (a test's own guard fails first).
+                "c.Spawner.interrupt_timeout = 300",
             ]
         )
 
