@@ -1,4 +1,4 @@
-"""The fake LLM upstream (``tests/upstream.py``) in its own process, driven over stdin/stdout.
+"""The fake LLM upstream (``harness/upstream.py``) in its own process, driven over stdin/stdout.
 
 Run as ``python -m benchmarks._upstream_proc``: it starts a ``FakeUpstream``, prints
 ``{"port": N, "pid": P}`` and then answers one JSON command per line (``script``, ``wait_request``,
@@ -26,8 +26,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def build_script(spec: dict[str, Any]) -> Any:
-    """A ``tests.upstream.Script`` from a JSON spec (kinds: bulk, bulk_stall, stall, bursts, reply)."""
-    from tests.upstream import Bulk, Done, Finish, Script, Stall, Text, Usage
+    """A ``harness.upstream.Script`` from a JSON spec (kinds: bulk, bulk_stall, stall, bursts, reply)."""
+    from harness.upstream import Bulk, Done, Finish, Script, Stall, Text, Usage
 
     kind = spec["kind"]
     if kind == "bulk":
@@ -92,7 +92,7 @@ def main() -> None:
     import logging
 
     from benchmarks._proc import raise_fd_limit
-    from tests.upstream import FakeUpstream
+    from harness.upstream import FakeUpstream
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     raise_fd_limit()

@@ -1,6 +1,6 @@
 """9. Behind JupyterHub: what configurable-http-proxy adds, against the same single-user server directly.
 
-A real JupyterHub (``tests/_hub.py``: jupyterhub from PyPI, configurable-http-proxy from npm, a local
+A real JupyterHub (``harness/hub.py``: jupyterhub from PyPI, configurable-http-proxy from npm, a local
 ``jupyterhub-singleuser`` with the extension) on loopback, one user. Every measurement is taken twice, on the
 same server, alternating: **direct** (the single-user server's own port, as a kernel on the hub's host reaches
 it) and **proxy** (the hub's public port, ``/user/<name>/``, as a browser reaches it). Both send the user's
@@ -142,7 +142,7 @@ async def measure(bench: Bench, routes: list[Route], pids: dict[str, int]) -> di
 
 
 async def run(bench: Bench) -> Section:
-    from tests._hub import Hub, missing_requirements
+    from harness.hub import Hub, missing_requirements
 
     section = Section(NAME, TITLE)
     missing = missing_requirements()

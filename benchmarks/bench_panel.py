@@ -1,6 +1,6 @@
 """8. Side panel: one long Markdown reply streamed into the JupyterLab panel, in Debian chromium.
 
-A real ``jupyter lab`` (``tests/_lab.py``'s ``LabProcess``) relays a model of the fake upstream (OpenAI wire
+A real ``jupyter lab`` (``harness/lab.py``'s ``LabProcess``) relays a model of the fake upstream (OpenAI wire
 format) that streams a realistic Markdown reply (paragraphs, bullet lists, fenced python blocks, tables:
 ``bench_widgets.markdown_reply``) at 200 tokens/s (20,000 tokens; ``--quick``: 2,000), then the same at an
 accelerated 2,000 tokens/s. Playwright types the prompt in the panel and clicks Send; the panel follows the
@@ -155,7 +155,8 @@ def measure(bench: Bench, model: str, chunks: list[str], pace: float, workdir: P
     """One reply streamed into the panel: the numbers above (runs in a thread: Playwright's sync API)."""
     from playwright.sync_api import sync_playwright
 
-    from tests._lab import LabProcess, launch_browser, open_lab, wait_for
+    from harness.lab import LabProcess, launch_browser, open_lab
+    from harness.waiting import wait_until
 
     lab = LabProcess(
         workdir,
@@ -195,7 +196,7 @@ def measure(bench: Bench, model: str, chunks: list[str], pace: float, workdir: P
                 panel.get_by_role("button", name="Send").click()
                 # Polled with a plain querySelector: Playwright's own selector engine walks Lab's whole DOM
                 # (~10 ms a query at the end of a long reply), which would count as the page's work.
-                wait_for(
+                wait_until(
                     lambda: page.evaluate(
                         "() => !!document.querySelector("
                         "'#jp-StreamChat-panel article.jp-StreamChat-reply[data-status]:not([data-status=running])')"
@@ -215,7 +216,7 @@ def measure(bench: Bench, model: str, chunks: list[str], pace: float, workdir: P
                 streamed = _normalized(reply.locator(".jp-StreamChat-replyBody").text_content() or "")
 
                 record = lab.run_record(str(run_id))
-                wait_for(lambda: lab.recorded_how(str(run_id)), timeout=20)
+                wait_until(lambda: lab.recorded_how(str(run_id)), timeout=20)
                 page.reload()
                 page.wait_for_function("() => window.jupyterapp && window.jupyterapp.started")
                 page.evaluate("() => window.jupyterapp.commands.execute('streamchat:open')")

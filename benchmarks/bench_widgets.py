@@ -1,7 +1,7 @@
 """7. Notebook widgets: ``compare()`` with 4 panes x 200 tokens/s, in a kernel that a Jupyter server started.
 
 The kernel is the real thing a notebook gets: a session on ``widgets.ipynb`` created through the server's
-REST API, driven over the server's websocket by ``tests._kernels.ServerKernel``, which stamps every iopub
+REST API, driven over the server's websocket by ``harness.kernels.ServerKernel``, which stamps every iopub
 message on arrival and sizes its ``content`` as compact JSON.  The models are served by the fake upstream
 (OpenAI wire format), one delta every 5 ms, with realistic Markdown replies (paragraphs of ~60 tokens, a
 bullet list, a 20-line fenced python block, a table).  In the kernel::
@@ -44,7 +44,7 @@ from typing import Any
 
 import nbformat
 
-from tests._kernels import KernelMessage, ServerKernel
+from harness.kernels import KernelMessage, ServerKernel
 
 from ._bench import Bench
 from ._proc import ForeignLoad, cpu_seconds

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 from traitlets.config import Config
 
-from tests.upstream import FakeUpstream
+from harness.upstream import FakeUpstream
 
 pytest_plugins = ("pytest_jupyter.jupyter_server", "jupyter_streamchat.pytest_plugin")
 
@@ -43,10 +43,10 @@ def jp_server_config(streamchat_server_config: dict[str, Any]) -> Config:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Debian's chromium driven by Playwright, one per test module (browser tests, see tests/_lab.py)."""
+    """Debian's chromium driven by Playwright, one per test module (browser tests, see harness/lab.py)."""
     from playwright.sync_api import sync_playwright
 
-    from tests._lab import launch_browser
+    from harness.lab import launch_browser
 
     playwright = sync_playwright().start()
     try:

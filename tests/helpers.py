@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
+from harness.waiting import await_until
 from jupyter_streamchat.client import StreamChatClient
 from jupyter_streamchat.engine._sse import SSEMessage
 
@@ -44,13 +43,14 @@ def ids_of(events: list[SSEMessage]) -> list[int]:
     return [int(message.id or 0) for message in events]
 
 
-async def wait_finished(client: StreamChatClient, run_id: str, timeout: float = 10.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
+async def wait_finished(client: StreamChatClient, run_id: str, timeout: float = 30.0) -> dict[str, Any]:
+    """The run's record once its status says it ended (the API's answer, not a duration)."""
+
+    async def ended() -> dict[str, Any] | None:
         record = await client.get_run(run_id)
-        if record["status"] != "running" or time.monotonic() > deadline:
-            return record
-        await asyncio.sleep(0.02)
+        return record if record["status"] != "running" else None
+
+    return await await_until(ended, timeout, what=f"run {run_id} to end")
 
 
 def service_of(jp_serverapp: Any) -> Any:

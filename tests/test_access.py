@@ -18,10 +18,11 @@ import pytest
 from jupyter_server.auth import Authorizer, IdentityProvider, User
 from traitlets.config import Config
 
+from harness.upstream import Script, Stall, Text
+from harness.waiting import await_until
 from jupyter_streamchat.client import StreamChatAPIError, StreamChatClient
 from jupyter_streamchat.engine._kernel_contract import ENV_TOKEN, TOKEN_HEADER
 from tests.helpers import chat, collect, wait_finished
-from tests.upstream import Script, Stall, Text
 
 
 class NoContentsWrites(Authorizer):
@@ -126,10 +127,7 @@ class TestTwoUsers:
         # Given a server that belongs to alice (as JupyterHub tells its single-user servers)
         monkeypatch.setenv("JUPYTERHUB_USER", "alice")
         alice, bob = people
-        for _ in range(250):
-            if os.environ.get(ENV_TOKEN):
-                break
-            await asyncio.sleep(0.02)
+        await await_until(lambda: os.environ.get(ENV_TOKEN), what=f"the server to set {ENV_TOKEN}")
         # When a kernel on it starts a run with its scoped credential
         headers = {TOKEN_HEADER: os.environ[ENV_TOKEN]}
         async with httpx.AsyncClient(base_url=streamchat_url + "streamchat/", headers=headers, timeout=10) as kernel:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from harness.upstream import Script, Stall, Text
+from harness.waiting import await_until
 from jupyter_streamchat.server._lifecycle import ACTIVITY_SETTING, mark_activity, runs_activity
 from tests.helpers import chat, collect
-from tests.upstream import Script, Stall, Text
 
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -53,21 +53,17 @@ async def test_a_streaming_run_keeps_the_server_active_and_stops_when_it_ends(
     await collect(streamchat_client.events(started["id"]), limit=2)
     after_requests = web_app.last_activity()
 
-    # When nothing but the run happens for a second
-    await asyncio.sleep(1.0)
-
-    # Then the server's last activity (what jupyterhub-singleuser reports to the hub) kept moving
-    assert web_app.last_activity() > after_requests + timedelta(seconds=0.5)
+    # When nothing but the run happens
+    # Then the server's last activity (what jupyterhub-singleuser reports to the hub) keeps moving, tick by tick
+    moved = await await_until(lambda: (moment := web_app.last_activity()) > after_requests and moment)
+    await await_until(lambda: web_app.last_activity() > moved, what="a second tick to move activity again")
 
     # When the run ends
     await streamchat_client.stop(started["id"])
-    ended = datetime.now(UTC)
-    await asyncio.sleep(0.5)
     settled = web_app.last_activity()
-    await asyncio.sleep(0.5)
-
-    # Then the run no longer counts: activity stays where the stop request left it
-    assert settled <= ended + timedelta(seconds=0.3)
+    # Then the run no longer counts: the next activity tick (the periodic callback's own) leaves it where it was
+    (app,) = jp_serverapp.extension_manager.extension_apps["jupyter_streamchat"]
+    app._mark_activity()
     assert web_app.last_activity() == settled
 
 
@@ -82,8 +78,7 @@ async def test_runs_older_than_the_time_limit_do_not_count(
     run = app.service.runs.get(started["id"])
     run.created = iso(datetime.now(UTC) - timedelta(seconds=app.run_time_limit + 60))
     jp_serverapp.web_app.settings.pop(ACTIVITY_SETTING, None)
-    await asyncio.sleep(0.5)
-    # Then it no longer moves the server's activity forward
-    moment = jp_serverapp.web_app.settings.get(ACTIVITY_SETTING)
-    assert moment is not None and moment < datetime.now(UTC) - timedelta(seconds=59)
+    # Then the next activity tick marks only the moment the cap ended, not now
+    moment = await await_until(lambda: jp_serverapp.web_app.settings.get(ACTIVITY_SETTING), what="an activity tick")
+    assert moment < datetime.now(UTC) - timedelta(seconds=59)
     await streamchat_client.stop(started["id"])

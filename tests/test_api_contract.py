@@ -10,10 +10,10 @@ import re
 import httpx
 import pytest
 
+from harness.upstream import Script, Stall, Status, Text
 from jupyter_streamchat.server.handlers import route_table
 from tests.conftest import ANTHROPIC_KEY, OPENAI_KEY
 from tests.helpers import chat, collect, wait_finished
-from tests.upstream import Script, Stall, Status, Text
 
 # Every method of every route (test_the_auth_test_covers_every_route keeps this list complete).
 ROUTES = [

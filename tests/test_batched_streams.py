@@ -8,9 +8,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from harness.upstream import Script
 from jupyter_streamchat.engine._sse import SSEDecoder
 from tests.helpers import chat
-from tests.upstream import Script
 
 TOKENS = [f"t{i} " for i in range(40)]
 

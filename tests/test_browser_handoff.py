@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests._lab import (  # the two jp_ fixtures switch pytest-jupyter's loop handling off here
+from harness.lab import (  # the two jp_ fixtures switch pytest-jupyter's loop handling off here
     LabProcess,
     browser_available,
     dialogs_seen,
@@ -26,8 +26,8 @@ from tests._lab import (  # the two jp_ fixtures switch pytest-jupyter's loop ha
     open_lab,
     running,
     screenshot,
-    wait_for,
 )
+from harness.waiting import wait_until
 
 # The labextension's stream slots for the whole origin (labextension/src/slots.ts STREAM_SLOTS and lock names).
 STREAM_SLOTS = 5
@@ -124,10 +124,10 @@ def document_of(page: Any, path: str) -> dict[str, Any]:
 
 
 def wait_in_document(page: Any, path: str, conversation: str, run_id: str) -> None:
-    wait_for(
+    wait_until(
         lambda: run_id in run_ids(document_of(page, path)["streamchat"], conversation),
         15,
-        message=f"turn {run_id} in the open document {path}",
+        what=f"turn {run_id} in the open document {path}",
     )
 
 
@@ -167,7 +167,7 @@ def all_ready(page: Any, paths: list[str]) -> bool:
 
 def wait_recorded(lab: LabProcess, run_id: str) -> str:
     """Until the server logs how it recorded the run; returns how (file, shared, duplicate)."""
-    return wait_for(lambda: lab.recorded_how(run_id), 15, message=lambda: f"run {run_id} recorded\n{lab.log_tail()}")
+    return wait_until(lambda: lab.recorded_how(run_id), 15, what=lambda: f"run {run_id} recorded\n{lab.log_tail()}")
 
 
 # ----- tests -----------------------------------------------------------------------------------------------------
@@ -184,8 +184,8 @@ def test_clean_open_notebook_takes_the_turn_and_stays_clean(lab: LabProcess, pag
     run_id, record = finished_run(lab, nb, "c1")
 
     assert wait_recorded(lab, run_id) == "file"
-    wait_for(lambda: model_has_run(page, "c1", run_id), 15, message="the turn in the open document")
-    state = wait_for(lambda: (s := document_state(page))["dirty"] is False and s, 10, message="a clean document")
+    wait_until(lambda: model_has_run(page, "c1", run_id), 15, what="the turn in the open document")
+    state = wait_until(lambda: (s := document_state(page))["dirty"] is False and s, 10, what="a clean document")
 
     turns = turns_of(state["streamchat"], "c1")
     assert [t["run"] for t in turns] == [run_id]
@@ -201,7 +201,7 @@ def test_clean_open_notebook_takes_the_turn_and_stays_clean(lab: LabProcess, pag
     # And a save now asks nothing: the page knows the version the server wrote
     written = (lab.root / nb).stat().st_mtime_ns
     page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
-    wait_for(lambda: (lab.root / nb).stat().st_mtime_ns != written, 15, message="the save")
+    wait_until(lambda: (lab.root / nb).stat().st_mtime_ns != written, 15, what="the save")
     assert run_ids(disk_section(lab, nb), "c1") == [run_id]
     assert dialogs_seen(page) == []
 
@@ -219,23 +219,23 @@ def test_dirty_open_notebook_gets_the_turn_in_file_and_document_and_saves_withou
     lab.write_notebook(nb)
     page = page_for(nb)
     type_into_first_cell(page, "x = 42")
-    wait_for(lambda: document_state(page)["dirty"], 10, message="unsaved edits")
+    wait_until(lambda: document_state(page)["dirty"], 10, what="unsaved edits")
 
     run_id, _ = finished_run(lab, nb, "c1")
 
     assert wait_recorded(lab, run_id) == "file"
     assert run_ids(disk_section(lab, nb), "c1") == [run_id]
     assert source_on_disk(lab, nb) == ""
-    wait_for(lambda: model_has_run(page, "c1", run_id), 15, message="the turn in the open document")
+    wait_until(lambda: model_has_run(page, "c1", run_id), 15, what="the turn in the open document")
     state = document_state(page)
     assert state["dirty"] is True, "the user's edit is not saved yet"
     assert state["cells"] == ["x = 42"], "the user's unsaved edit must still be in the document"
 
     page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
 
-    wait_for(lambda: source_on_disk(lab, nb) == "x = 42", 15, message="the save")
+    wait_until(lambda: source_on_disk(lab, nb) == "x = 42", 15, what="the save")
     assert run_ids(disk_section(lab, nb), "c1") == [run_id]
-    wait_for(lambda: document_state(page)["dirty"] is False, 10, message="a clean document after the save")
+    wait_until(lambda: document_state(page)["dirty"] is False, 10, what="a clean document after the save")
     assert dialogs_seen(page) == []
 
 
@@ -251,7 +251,7 @@ def test_control_without_the_handoff_the_save_asks_file_changed(lab: LabProcess,
     lab.write_notebook(nb)
     page = page_for(nb, before_goto=no_stream, subscribed=False)
     type_into_first_cell(page, "y = 1")
-    wait_for(lambda: document_state(page)["dirty"], 10, message="unsaved edits")
+    wait_until(lambda: document_state(page)["dirty"], 10, what="unsaved edits")
 
     run_id, _ = finished_run(lab, nb, "c7")
     assert wait_recorded(lab, run_id) == "file"
@@ -259,7 +259,7 @@ def test_control_without_the_handoff_the_save_asks_file_changed(lab: LabProcess,
     assert not model_has_run(page, "c7", run_id)
 
     page.evaluate("() => { void window.jupyterapp.commands.execute('docmanager:save'); }")
-    wait_for(lambda: any("File Changed" in text for text in dialogs_seen(page)), 10, message="the File Changed dialog")
+    wait_until(lambda: any("File Changed" in text for text in dialogs_seen(page)), 10, what="the File Changed dialog")
 
 
 def test_concurrent_runs_land_once_each_in_order(lab: LabProcess, page_for: Any) -> None:
@@ -285,7 +285,7 @@ def test_concurrent_runs_land_once_each_in_order(lab: LabProcess, page_for: Any)
         done = not state["dirty"] and sorted(run_ids(section, "c3")) == sorted(run_ids_started)
         return state if done else None
 
-    state = wait_for(all_saved, 15, message=lambda: f"all turns saved: {document_state(page)}")
+    state = wait_until(all_saved, 15, what=lambda: f"all turns saved: {document_state(page)}")
     on_disk = disk_section(lab, nb)
     assert on_disk == state["streamchat"]
     turns = turns_of(on_disk, "c3")
@@ -301,17 +301,17 @@ def test_renamed_notebook_takes_turns_under_its_new_path(lab: LabProcess, page_f
     page = page_for("before-rename.ipynb")
 
     page.evaluate("() => window.jupyterapp.shell.currentWidget.context.rename('after-rename.ipynb')")
-    wait_for(
+    wait_until(
         lambda: handoff_states(page).get("after-rename.ipynb") == {"state": "ready", "path": "after-rename.ipynb"},
         15,
-        message=lambda: f"a subscription for the new path: {handoff_states(page)}",
+        what=lambda: f"a subscription for the new path: {handoff_states(page)}",
     )
     run_id, _ = finished_run(lab, "after-rename.ipynb", "c4")
 
     assert wait_recorded(lab, run_id) == "file"
-    wait_for(lambda: model_has_run(page, "c4", run_id), 15, message="the turn in the open document")
-    wait_for(
-        lambda: run_id in run_ids(disk_section(lab, "after-rename.ipynb"), "c4"), 15, message="the turn in the file"
+    wait_until(lambda: model_has_run(page, "c4", run_id), 15, what="the turn in the open document")
+    wait_until(
+        lambda: run_id in run_ids(disk_section(lab, "after-rename.ipynb"), "c4"), 15, what="the turn in the file"
     )
     assert not (lab.root / "before-rename.ipynb").exists()
     assert dialogs_seen(page) == []
@@ -338,7 +338,7 @@ def test_subscription_recovers_after_failed_connections(lab: LabProcess, page_fo
 
     run_id, _ = finished_run(lab, "flaky.ipynb", "c5")
     assert wait_recorded(lab, run_id) == "file"
-    wait_for(lambda: model_has_run(page, "c5", run_id), 15, message="the turn in the open document")
+    wait_until(lambda: model_has_run(page, "c5", run_id), 15, what="the turn in the open document")
     assert dialogs_seen(page) == []
 
 
@@ -356,16 +356,16 @@ def test_one_stream_serves_all_notebooks_of_a_page(lab: LabProcess, page_for: An
     for name in names[1:]:
         open_another(page, name)
 
-    wait_for(lambda: all_ready(page, names), 20, message=lambda: f"all subscribed: {handoff_states(page)}")
-    wait_for(
+    wait_until(lambda: all_ready(page, names), 20, what=lambda: f"all subscribed: {handoff_states(page)}")
+    wait_until(
         lambda: lab.document_streams() == [sorted(names)],
         10,
-        message=lambda: f"one stream on the server: {lab.document_streams()}; the page sent {streams.sent}",
+        what=lambda: f"one stream on the server: {lab.document_streams()}; the page sent {streams.sent}",
     )
 
     for name in names:
         edit_document(page, name, f"edit of {name}")
-    wait_for(lambda: all(document_of(page, name)["dirty"] for name in names), 10, message="unsaved edits everywhere")
+    wait_until(lambda: all(document_of(page, name)["dirty"] for name in names), 10, what="unsaved edits everywhere")
 
     # All six end at about the same time.
     started = {name: lab.start_run(name, "c6", prompt=f"for {name}", history=False) for name in names}
@@ -381,7 +381,7 @@ def test_one_stream_serves_all_notebooks_of_a_page(lab: LabProcess, page_for: An
 
     page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save-all')")
     for name, run_id in started.items():
-        wait_for(lambda name=name: source_on_disk(lab, name) == f"edit of {name}", 15, message=f"{name} saved")
+        wait_until(lambda name=name: source_on_disk(lab, name) == f"edit of {name}", 15, what=f"{name} saved")
         assert run_ids(disk_section(lab, name), "c6") == [run_id]
     assert dialogs_seen(page) == []
 
@@ -391,14 +391,14 @@ def test_one_stream_serves_all_notebooks_of_a_page(lab: LabProcess, page_for: An
     other_streams = DocumentStreams()
     other = page_for("second-tab.ipynb", context=page.context, before_goto=other_streams.install)
     open_another(other, "second-tab-2.ipynb")
-    wait_for(
-        lambda: all_ready(other, ["second-tab.ipynb", "second-tab-2.ipynb"]), 15, message=lambda: handoff_states(other)
+    wait_until(
+        lambda: all_ready(other, ["second-tab.ipynb", "second-tab-2.ipynb"]), 15, what=lambda: handoff_states(other)
     )
     both_tabs = [sorted(names), ["second-tab-2.ipynb", "second-tab.ipynb"]]
-    wait_for(
+    wait_until(
         lambda: sorted(lab.document_streams()) == both_tabs,
         10,
-        message=lambda: (
+        what=lambda: (
             f"one stream per tab on the server: {lab.document_streams()}; the second tab sent {other_streams.sent};"
             f" hand-off states {handoff_states(other)}"
         ),
@@ -430,8 +430,8 @@ def test_rename_resubscribes_without_a_gap(lab: LabProcess, page_for: Any) -> No
     streams = DocumentStreams()
     page = page_for("stays.ipynb", before_goto=streams.install)
     open_another(page, "old-name.ipynb")
-    wait_for(lambda: all_ready(page, ["stays.ipynb", "old-name.ipynb"]), 15, message=lambda: handoff_states(page))
-    wait_for(lambda: lab.document_streams() == [["old-name.ipynb", "stays.ipynb"]], 10, message=lab.document_streams)
+    wait_until(lambda: all_ready(page, ["stays.ipynb", "old-name.ipynb"]), 15, what=lambda: handoff_states(page))
+    wait_until(lambda: lab.document_streams() == [["old-name.ipynb", "stays.ipynb"]], 10, what=lab.document_streams)
     page.evaluate(
         """() => {
           window.__staysStates = [];
@@ -445,21 +445,21 @@ def test_rename_resubscribes_without_a_gap(lab: LabProcess, page_for: Any) -> No
     )
 
     page.evaluate("() => window.jupyterapp.shell.currentWidget.context.rename('new-name.ipynb')")
-    wait_for(
+    wait_until(
         lambda: all_ready(page, ["stays.ipynb", "new-name.ipynb"]),
         15,
-        message=lambda: f"a subscription for the new path: {handoff_states(page)}",
+        what=lambda: f"a subscription for the new path: {handoff_states(page)}",
     )
-    wait_for(lambda: lab.document_streams() == [["new-name.ipynb", "stays.ipynb"]], 10, message=lab.document_streams)
+    wait_until(lambda: lab.document_streams() == [["new-name.ipynb", "stays.ipynb"]], 10, what=lab.document_streams)
     # the first notebook, both, then both under their new names
     assert streams.sent == [["stays.ipynb"], ["old-name.ipynb", "stays.ipynb"], ["new-name.ipynb", "stays.ipynb"]]
     assert page.evaluate("() => window.__staysStates") == []  # never anything but 'ready'
 
     edit_document(page, "new-name.ipynb", "renamed = True")
-    wait_for(lambda: document_state(page)["dirty"], 10, message="unsaved edits")
+    wait_until(lambda: document_state(page)["dirty"], 10, what="unsaved edits")
     run_id, _ = finished_run(lab, "new-name.ipynb", "c8")
     assert wait_recorded(lab, run_id) == "file"
-    wait_for(lambda: model_has_run(page, "c8", run_id), 15, message="the turn in the renamed document")
+    wait_until(lambda: model_has_run(page, "c8", run_id), 15, what="the turn in the renamed document")
     assert document_state(page)["cells"] == ["renamed = True"]
     assert run_ids(disk_section(lab, "new-name.ipynb"), "c8") == [run_id]
 
@@ -493,19 +493,17 @@ def test_without_a_free_slot_the_page_parks_then_subscribes(lab: LabProcess, pag
     lab.write_notebook("parked-2.ipynb")
     streams = DocumentStreams()
     page = page_for("parked.ipynb", context=context, before_goto=streams.install, subscribed=False)
-    wait_for(
-        lambda: handoff_states(page)["parked.ipynb"]["state"] == "parked", 15, message=lambda: handoff_states(page)
-    )
+    wait_until(lambda: handoff_states(page)["parked.ipynb"]["state"] == "parked", 15, what=lambda: handoff_states(page))
     assert streams.sent == []
     run_id, _ = finished_run(lab, "parked.ipynb", "c9")
     assert wait_recorded(lab, run_id) == "file"
 
     holder.evaluate("name => window.__release[name]()", names[0])
-    wait_for(lambda: all_ready(page, ["parked.ipynb"]), 15, message=lambda: handoff_states(page))
+    wait_until(lambda: all_ready(page, ["parked.ipynb"]), 15, what=lambda: handoff_states(page))
 
     open_another(page, "parked-2.ipynb")
-    wait_for(lambda: all_ready(page, ["parked.ipynb", "parked-2.ipynb"]), 15, message=lambda: handoff_states(page))
-    wait_for(lambda: lab.document_streams() == [["parked-2.ipynb", "parked.ipynb"]], 10, message=lab.document_streams)
+    wait_until(lambda: all_ready(page, ["parked.ipynb", "parked-2.ipynb"]), 15, what=lambda: handoff_states(page))
+    wait_until(lambda: lab.document_streams() == [["parked-2.ipynb", "parked.ipynb"]], 10, what=lab.document_streams)
     for name in ("parked.ipynb", "parked-2.ipynb"):
         run_id, _ = finished_run(lab, name, "c9")
         assert wait_recorded(lab, run_id) == "file"

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests._lab import (  # the two jp_ fixtures switch pytest-jupyter's loop handling off here
+from harness.lab import (  # the two jp_ fixtures switch pytest-jupyter's loop handling off here
     LabProcess,
     browser_available,
     console_of,
@@ -25,8 +25,8 @@ from tests._lab import (  # the two jp_ fixtures switch pytest-jupyter's loop ha
     jp_server_cleanup,  # noqa: F401
     open_lab,
     running,
-    wait_for,
 )
+from harness.waiting import wait_until
 from tests.test_browser_panel import open_panel, reload_lab, send_chat, wait_status, write_notebook
 
 pytestmark = [
@@ -101,10 +101,10 @@ def document_counts(page: Any) -> Counter[str]:
 
 def wait_file_holds(lab: LabProcess, path: str, run_ids: list[str], timeout: float = 20.0) -> Counter[str]:
     """Until the notebook file holds a turn for each run; then each exactly once. Returns the file's counts."""
-    wait_for(
+    wait_until(
         lambda: all(file_counts(lab, path)[run] for run in run_ids),
         timeout,
-        message=lambda: f"turns {run_ids} in the file {path}; it holds {dict(file_counts(lab, path))}",
+        what=lambda: f"turns {run_ids} in the file {path}; it holds {dict(file_counts(lab, path))}",
     )
     counts = file_counts(lab, path)
     assert {run: counts[run] for run in run_ids} == dict.fromkeys(run_ids, 1), f"not once each: {dict(counts)}"
@@ -116,7 +116,7 @@ def type_into_cell(page: Any, text: str, index: int = 0) -> None:
     page.locator(".jp-Notebook .jp-Cell .cm-content").nth(index).click()
     page.keyboard.press("Control+End")
     page.keyboard.type(text)
-    wait_for(lambda: document_state(page)["dirty"], 10, message="unsaved edits")
+    wait_until(lambda: document_state(page)["dirty"], 10, what="unsaved edits")
 
 
 def accept_leaving(page: Any) -> None:
@@ -133,10 +133,10 @@ def two_panel_turns(page: Any) -> list[str]:
         wait_status(page, run_id, "completed", 60)
         run_ids.append(run_id)
     # The page has taken both turns: what a reload or a discard then throws away is the open document's copy.
-    wait_for(
+    wait_until(
         lambda: all(document_counts(page)[run] for run in run_ids),
         20,
-        message=lambda: f"both turns in the open document: {dict(document_counts(page))}\n{console_of(page)[-2000:]}",
+        what=lambda: f"both turns in the open document: {dict(document_counts(page))}\n{console_of(page)[-2000:]}",
     )
     return run_ids
 
@@ -160,13 +160,13 @@ def save_in(page: Any, timeout: float = 30.0) -> list[str]:
     the save at ``started``, so it shows as a dialog and no ``completed``."""
     page.evaluate(WATCH_SAVES)
     page.evaluate("() => { void window.jupyterapp.commands.execute('docmanager:save'); }")
-    wait_for(
+    wait_until(
         lambda: (
             {"completed", "failed"} & set(page.evaluate("() => window.__saveStates"))
             or page.locator(".jp-Dialog").count()
         ),
         timeout,
-        message=lambda: f"the save to end: {page.evaluate('() => window.__saveStates')}",
+        what=lambda: f"the save to end: {page.evaluate('() => window.__saveStates')}",
     )
     return list(page.evaluate("() => window.__saveStates"))
 
@@ -183,10 +183,10 @@ def runs_of(lab: LabProcess, path: str) -> list[dict[str, Any]]:
 
 def wait_runs_ended(lab: LabProcess, path: str, count: int, timeout: float = 60.0) -> list[str]:
     """Until ``count`` runs name the notebook and none is running; their ids (each must have completed)."""
-    runs = wait_for(
+    runs = wait_until(
         lambda: len(found := runs_of(lab, path)) == count and all(r["status"] != "running" for r in found) and found,
         timeout,
-        message=lambda: f"{count} ended runs for {path}: {runs_of(lab, path)}\n{lab.log_tail(2000)}",
+        what=lambda: f"{count} ended runs for {path}: {runs_of(lab, path)}\n{lab.log_tail(2000)}",
     )
     assert [r["status"] for r in runs] == ["completed"] * count, runs
     return [r["id"] for r in runs]
@@ -270,12 +270,12 @@ def test_close_with_discard_keeps_both_panel_turns_in_the_file(
 
     page.evaluate("() => { void window.jupyterapp.commands.execute('application:close'); }")
     page.locator(".jp-Dialog").get_by_role("button", name="Discard").click()
-    wait_for(
+    wait_until(
         lambda: page.evaluate(
             "path => !Array.from(window.jupyterapp.shell.widgets('main')).some(w => w.context?.path === path)", nb
         ),
         10,
-        message="the notebook closed",
+        what="the notebook closed",
     )
 
     wait_file_holds(lab, nb, run_ids, FILE_BOUND)
@@ -338,10 +338,10 @@ def test_run_all_in_one_of_two_pages_then_save_no_file_changed_every_turn_once(
         assert other_state["dirty"] is True
         assert other_state["cells"][0] == "%load_ext jupyter_streamchat" + edit, "the other tab lost its edit"
     else:
-        wait_for(
+        wait_until(
             lambda: all(document_counts(other)[run] == 1 for run in run_ids),
             20,
-            message=lambda: f"every turn once in the other tab: {dict(document_counts(other))}",
+            what=lambda: f"every turn once in the other tab: {dict(document_counts(other))}",
         )
         assert document_state(other)["dirty"] is False, "the other tab's clean document became dirty"
     assert_no_dialog(runner, other)

@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests._lab import (  # the two jp_ fixtures switch pytest-jupyter's loop handling off here
+from harness.lab import (  # the two jp_ fixtures switch pytest-jupyter's loop handling off here
     CONSOLE,
     DIALOG_RECORDER,
     LabProcess,
@@ -25,8 +25,9 @@ from tests._lab import (  # the two jp_ fixtures switch pytest-jupyter's loop ha
     running,
     screenshot,
     upstream_args,
-    wait_for,
 )
+from harness.upstream import FakeUpstream, Script
+from harness.waiting import wait_until
 from tests.test_browser_panel import (
     PANEL,
     VIEWPORT,
@@ -37,7 +38,6 @@ from tests.test_browser_panel import (
     set_theme,
     wait_status,
 )
-from tests.upstream import FakeUpstream, Script
 
 pytestmark = [
     pytest.mark.timeout(300),
@@ -133,7 +133,7 @@ def test_notebook7_opens_the_panel_from_the_view_menu_and_chats(
                 set_theme(page, theme)
                 shots.append(screenshot(page, f"panel-notebook7-{suffix}.png"))
             page.set_viewport_size({"width": 900, "height": 800})
-            wait_for(lambda: panel.is_visible(), 10, message="the panel in a narrow Notebook 7 page")
+            wait_until(lambda: panel.is_visible(), 10, what="the panel in a narrow Notebook 7 page")
             shots.append(screenshot(page, "panel-notebook7-narrow-dark.png"))
         finally:
             set_theme(page, "JupyterLab Light")  # the theme is a user setting: later pages would open dark

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests._lab import (  # the two jp_ fixtures switch pytest-jupyter's loop handling off here
+from harness.lab import (  # the two jp_ fixtures switch pytest-jupyter's loop handling off here
     LabProcess,
     browser_available,
     console_of,
@@ -32,8 +32,9 @@ from tests._lab import (  # the two jp_ fixtures switch pytest-jupyter's loop ha
     running,
     screenshot,
     upstream_args,
-    wait_for,
 )
+from harness.upstream import FakeUpstream, Script
+from harness.waiting import wait_until
 from tests.test_browser_panel import (
     PANEL,
     VIEWPORT,
@@ -43,7 +44,6 @@ from tests.test_browser_panel import (
     wait_status,
     widen_right_sidebar,
 )
-from tests.upstream import FakeUpstream, Script
 
 pytestmark = [
     pytest.mark.timeout(300),
@@ -223,14 +223,14 @@ def test_a_reply_naming_remote_images_fetches_nothing_and_shows_their_urls(
         wait_status(page, run_id, "completed", 60)
 
         # Then the data: image renders (the page did load the images it was allowed to)
-        dom = wait_for(
+        dom = wait_until(
             lambda: (
                 (d := page.evaluate(REPLY_DOM, [run_id, host]))["dataImages"]
                 and all(img["loaded"] for img in d["dataImages"])
                 and d
             ),
             30,
-            message=lambda: f"the data: image to load: {page.evaluate(REPLY_DOM, [run_id, host])}",
+            what=lambda: f"the data: image to load: {page.evaluate(REPLY_DOM, [run_id, host])}",
         )
         assert [img["src"] for img in dom["dataImages"]] == ["data:image/png;base64,"], dom["dataImages"]
         assert all(img["visible"] for img in dom["dataImages"])
@@ -240,7 +240,7 @@ def test_a_reply_naming_remote_images_fetches_nothing_and_shows_their_urls(
         page.evaluate(
             "url => { const img = new Image(); img.src = url; document.body.appendChild(img); }", base + "sentinel"
         )
-        wait_for(lambda: "/sentinel" in counting_server.seen(), 10, message="the sentinel request at the counter")
+        wait_until(lambda: "/sentinel" in counting_server.seen(), 10, what="the sentinel request at the counter")
         assert counting_server.seen() == ["/sentinel"], (
             f"the page fetched what the reply named: {counting_server.seen()}"
         )
@@ -340,15 +340,15 @@ def test_conversations_named_like_object_members_are_shown_and_merged_as_data(la
 
         # Then the panel offers each of them as a conversation, with its recorded turn
         select = panel.get_by_label("Conversation", exact=True)
-        wait_for(
+        wait_until(
             lambda: (
                 set(OBJECT_MEMBER_NAMES) <= set(select.locator("option").evaluate_all("os => os.map(o => o.value)"))
             ),
             10,
-            message=lambda: f"the conversations in the select: {select.inner_html()}",
+            what=lambda: f"the conversations in the select: {select.inner_html()}",
         )
         select.select_option("constructor")
-        wait_for(lambda: "reply to about constructor" in (panel.text_content() or ""), 10)
+        wait_until(lambda: "reply to about constructor" in (panel.text_content() or ""), 10)
 
         # When a run of conversation "constructor" ends while the notebook is open (handed to the open document)
         run_id = lab.start_run(nb, "constructor", prompt="and now?")
@@ -359,15 +359,15 @@ def test_conversations_named_like_object_members_are_shown_and_merged_as_data(la
             section = document_state(page)["streamchat"] or {}
             return [t["run"] for t in section.get("conversations", {}).get(name, {}).get("turns", [])]
 
-        wait_for(
+        wait_until(
             lambda: turns_of("constructor") == ["old-constructor", run_id],
             30,
-            message=lambda: f"the turn in 'constructor': {document_state(page)['streamchat']}\n{console_of(page)}",
+            what=lambda: f"the turn in 'constructor': {document_state(page)['streamchat']}\n{console_of(page)}",
         )
         for name in OBJECT_MEMBER_NAMES[1:]:
             assert turns_of(name) == [f"old-{name}"]
         # And the panel shows the new reply in that conversation, and no object of the page gained a member
-        wait_for(lambda: reply_count(page, run_id) == 1, 30, message="the new reply in the panel")
+        wait_until(lambda: reply_count(page, run_id) == 1, 30, what="the new reply in the panel")
         assert page.evaluate("() => Object.getOwnPropertyNames(Object.prototype).sort()") == prototype
         assert page.evaluate("() => ({}).turns === undefined && typeof ({}).constructor === 'function'")
         assert dialogs_seen(page) == []

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -24,9 +23,10 @@ from tornado.httpclient import HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 from traitlets.config import Config
 
+from harness.upstream import FakeUpstream, Script, Stall, Text
+from harness.waiting import await_until
 from jupyter_streamchat.client import StreamChatClient
 from tests.helpers import chat, collect, text_of, wait_finished
-from tests.upstream import FakeUpstream, Script, Stall, Text
 
 NOTEBOOK = "shared.ipynb"
 SAVE_DELAY = 0.2
@@ -72,17 +72,6 @@ class WebsocketChannel:
         await self._connection.write_message(message, binary=True)
 
 
-async def poll(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
 @asynccontextmanager
 async def open_collaboratively(base_url: str, token: str, path: str) -> AsyncIterator[YNotebook]:
     """Open ``path`` like JupyterLab in collaborative mode; yields the client's live replica."""
@@ -101,7 +90,7 @@ async def open_collaboratively(base_url: str, token: str, path: str) -> AsyncIte
         async with Provider(notebook.ydoc, WebsocketChannel(connection, room)) as provider:
             await asyncio.wait_for(provider.synced.wait(), 10)
             # The room loads the file when it starts; wait until its cells reached this client.
-            await poll(lambda: len(notebook.ycells) > 0, 10, "the room's content")
+            await await_until(lambda: len(notebook.ycells) > 0, what="the room's content")
             yield notebook
     finally:
         connection.close()
@@ -167,9 +156,9 @@ async def test_completed_run_lands_in_shared_document_and_file_once(
         run_id = started["id"]
 
         # Then the turn went through the shared document
-        assert await poll(lambda: recorded_via(jp_serverapp, run_id), 10, "the turn to be recorded") == "shared"
+        assert await await_until(lambda: recorded_via(jp_serverapp, run_id), what="the turn to be recorded") == "shared"
         # And the collaborating client receives it, exactly once
-        (turn,) = await poll(lambda: client_turns(shared, run_id), 10, "the turn at the client")
+        (turn,) = await await_until(lambda: client_turns(shared, run_id), what="the turn at the client")
         assert turn["reply"]["content"] == "Hi there"
         assert turn["reply"]["status"] == "completed" and turn["reply"]["partial"] is False
         assert turn["prompt"] == {"role": "user", "content": "hello"}
@@ -177,7 +166,7 @@ async def test_completed_run_lands_in_shared_document_and_file_once(
         assert await server_turns(jp_serverapp, run_id) == [turn]
 
         # And after the save delay the file on disk has it exactly once, next to the client's new cell
-        await poll(lambda: disk_turns(path, run_id), 10, "the turn in the file")
+        await await_until(lambda: disk_turns(path, run_id), what="the turn in the file")
         on_disk = nbformat.read(path, as_version=4)
         nbformat.validate(on_disk)
         assert streamchat_turns(on_disk.metadata, run_id) == [turn]
@@ -210,16 +199,16 @@ async def test_stopped_run_lands_in_shared_document_once_with_partial_text(
 
         # Then the stop answered once the partial was recorded, through the shared document
         assert answer["status"] == "stopped" and answer["stopped"] is True and again["stopped"] is False
-        assert await poll(lambda: recorded_via(jp_serverapp, run_id), 10, "the turn to be recorded") == "shared"
+        assert await await_until(lambda: recorded_via(jp_serverapp, run_id), what="the turn to be recorded") == "shared"
         (in_model,) = await server_turns(jp_serverapp, run_id)
         assert in_model["reply"]["status"] == "stopped"
         assert in_model["reply"]["partial"] is True
         assert in_model["reply"]["content"] == text_of(seen) == "partial"
         # And the client sees exactly that turn, once
-        assert await poll(lambda: client_turns(shared, run_id), 10, "the turn at the client") == [in_model]
+        assert await await_until(lambda: client_turns(shared, run_id), what="the turn at the client") == [in_model]
 
         # And the saved file has it exactly once
-        await poll(lambda: disk_turns(path, run_id), 10, "the turn in the file")
+        await await_until(lambda: disk_turns(path, run_id), what="the turn in the file")
         on_disk = nbformat.read(path, as_version=4)
         nbformat.validate(on_disk)
         assert streamchat_turns(on_disk.metadata, run_id) == [in_model]
@@ -231,7 +220,10 @@ async def test_stopped_run_lands_in_shared_document_once_with_partial_text(
         assert len(client_turns(shared, run_id)) == 1
         later = await streamchat_client.start_run(chat("openai:collab-next", "more", notebook=NOTEBOOK))
         assert (await wait_finished(streamchat_client, later["id"]))["status"] == "completed"
-        await poll(lambda: disk_turns(path, later["id"]), 10, "the second turn in the file")
+        await await_until(lambda: disk_turns(path, later["id"]), what="the second turn in the file")
         turns = nbformat.read(path, as_version=4).metadata["streamchat"]["conversations"]["default"]["turns"]
         assert [t["run"] for t in turns] == [run_id, later["id"]]
-        assert await poll(lambda: recorded_via(jp_serverapp, later["id"]), 10, "the turn to be recorded") == "shared"
+        assert (
+            await await_until(lambda: recorded_via(jp_serverapp, later["id"]), what="the turn to be recorded")
+            == "shared"
+        )

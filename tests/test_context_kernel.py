@@ -4,11 +4,9 @@ receives the table as text and the figure as a PNG, and the notebook records wha
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,10 +14,11 @@ from typing import Any
 import nbformat
 import pytest
 
-from tests._kernels import LocalKernel, ServerKernel
-from tests._server_process import ServerProcess, serving
+from harness.kernels import LocalKernel, ServerKernel
+from harness.server_process import ServerProcess, serving
+from harness.upstream import FakeUpstream, Script
+from harness.waiting import await_until
 from tests.conftest import OPENAI_KEY
-from tests.upstream import FakeUpstream, Script
 
 NOTEBOOK = "sales.ipynb"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -48,18 +47,21 @@ def recorded_turns(server: ServerProcess) -> list[dict[str, Any]]:
     return [turn for conv in conversations.values() for turn in conv["turns"]]
 
 
+def turns_now(server: ServerProcess) -> list[dict[str, Any]]:
+    try:
+        return recorded_turns(server)
+    except (ValueError, nbformat.reader.NotJSONError):  # caught mid-write: read again
+        return []
+
+
 async def turns_written(server: ServerProcess, count: int) -> list[dict[str, Any]]:
     """The notebook's turns once the server has written ``count`` of them (a magic returns no widget to await)."""
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            turns = recorded_turns(server)
-        except (ValueError, nbformat.reader.NotJSONError):  # caught mid-write: read again
-            turns = []
-        if len(turns) >= count:
-            return turns
-        assert time.monotonic() < deadline, f"the notebook holds {len(turns)} of {count} turns"
-        await asyncio.sleep(0.05)
+
+    def enough() -> list[dict[str, Any]] | None:
+        turns = turns_now(server)
+        return turns if len(turns) >= count else None
+
+    return await await_until(enough, 60, what=f"{count} turns in {NOTEBOOK}")
 
 
 async def settled(kernel: LocalKernel | ServerKernel, name: str) -> dict[str, Any]:

@@ -11,9 +11,9 @@ import zlib
 import nbformat
 import pytest
 
+from harness.upstream import Script, Status
 from jupyter_streamchat.client import StreamChatAPIError
 from tests.helpers import chat, wait_finished
-from tests.upstream import Script, Status
 
 TABLE = "DataFrame `df`: 3 rows x 3 columns\n\n| month | sales | region |\n|---|---|---|\n| Jan | 1 | N |"
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests._server_process import free_port
+from harness.server_process import free_port
+from harness.waiting import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 SETUP_SECONDS = 1200.0  # venv + pip (cached) + npm ci (cached) + the labextension build, on 2 shared cores
@@ -46,18 +46,17 @@ def lab_env(tmp_path: Path) -> dict[str, str]:
 
 def wait_for_lab(process: subprocess.Popen[bytes], url: str, log: Path) -> str:
     """The Lab page's HTML, once the server answers it (polled; the setup before it takes minutes)."""
-    deadline = time.monotonic() + SETUP_SECONDS
-    while time.monotonic() < deadline:
+
+    def page() -> str | None:
         if process.poll() is not None:
             raise AssertionError(f"./dev lab exited with {process.returncode}:\n{log.read_text()[-4000:]}")
         try:
             response = httpx.get(url, timeout=5)
-            if response.status_code == 200:
-                return response.text
         except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"Lab did not answer within {SETUP_SECONDS:.0f} s:\n{log.read_text()[-4000:]}")
+            return None
+        return response.text if response.status_code == 200 else None
+
+    return wait_until(page, SETUP_SECONDS, what=lambda: f"Lab to answer:\n{log.read_text()[-4000:]}", interval=0.5)
 
 
 @pytest.mark.timeout(SETUP_SECONDS + 120)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from contextlib import aclosing
 
+from harness.upstream import Malformed, Script, Stall, Text
 from tests.helpers import chat, collect, ids_of, text_of, wait_finished
-from tests.upstream import Malformed, Script, Stall, Text
 
 
 async def test_direct_stream_completes_with_the_same_event_format(streamchat_client, upstream):
@@ -29,10 +28,10 @@ async def test_client_hangup_mid_stall_closes_upstream_promptly(streamchat_clien
             if text_of(seen) == "Hello":
                 break
     # Leaving the `async with` closed the client's connection
-    hung_up = time.monotonic()
     request = await upstream.wait_for_request_async("stall")
-    closed_at = await request.wait_closed_async(5)
-    assert closed_at is not None and closed_at - hung_up < 0.5
+    # Then the upstream saw its connection closed during its 30 s stall (a hang-up is only recorded while the
+    # response is in progress), not at its end; the latency is benchmarks/bench_stop.py's to measure
+    assert await request.wait_closed_async(60) is not None
     record = await wait_finished(streamchat_client, seen[0].json()["id"])
     assert record["status"] == "stopped" and record["text"] == "Hello"
 

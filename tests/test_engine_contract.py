@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
+from harness.upstream import FakeUpstream, Script, Stall, Text
 from jupyter_streamchat.engine import contract
 from jupyter_streamchat.engine._validation import BodyLimits, validate_chat_body
 from jupyter_streamchat.kernel._backends import InProcessBackend
 from jupyter_streamchat.kernel.client import StreamChatAPIError
 from tests.conftest import ANTHROPIC_KEY, OPENAI_KEY
 from tests.helpers import chat, collect, text_of
-from tests.upstream import FakeUpstream, Script, Stall, Text
 
 # What differs between two runs of the same request by nature: identity, clock, and who started it (a
 # Jupyter user over HTTP, nobody in a kernel of its own).

@@ -10,9 +10,9 @@ import nbformat
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from harness.upstream import Done, Finish, Script, Stall, Text, Usage
 from jupyter_streamchat.engine.runs import SHUTDOWN
 from tests.helpers import chat, service_of, text_of, wait_finished
-from tests.upstream import Done, Finish, Script, Stall, Text, Usage
 
 ACTIONS = st.lists(
     st.tuples(st.sampled_from(["stop", "disconnect", "reattach", "shutdown"]), st.floats(0, 0.08)),
@@ -82,7 +82,7 @@ async def race(case, client, upstream, root, service) -> None:
     ended_early = False
     extra: list[asyncio.Task] = []
     for action, delay in actions:
-        await asyncio.sleep(delay)
+        await asyncio.sleep(delay)  # the subject: hypothesis draws when each action lands in the stream
         if action == "stop":
             extra.append(asyncio.ensure_future(client.stop(rid)))
             ended_early = True

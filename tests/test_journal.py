@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sqlite3
 import stat
@@ -11,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from harness.upstream import Script, Stall, Text
+from harness.waiting import await_until
 from jupyter_streamchat.engine.runs import Run, RunRequest
 from jupyter_streamchat.persistence import RunJournal
 from jupyter_streamchat.providers import Delta
 from tests.helpers import chat, collect, service_of
-from tests.upstream import Script, Stall, Text
 
 
 async def test_an_unpaced_stream_is_journaled_in_group_commits_not_one_per_token(
@@ -139,10 +139,8 @@ class TestPrivacy:
         upstream.script("quick", Script.reply(["private"]))
         started = await streamchat_client.start_run(chat("openai:quick"))
         await collect(streamchat_client.events(started["id"]))
-        for _ in range(100):
-            if journal.with_name("journal.sqlite3-wal").exists() and journal.with_name("journal.sqlite3-shm").exists():
-                break
-            await asyncio.sleep(0.05)
+        companions = [journal.with_name("journal.sqlite3-wal"), journal.with_name("journal.sqlite3-shm")]
+        await await_until(lambda: all(f.exists() for f in companions), what="SQLite's -wal and -shm files")
         # Then the journal and its companions are 0600, and the folders it created 0700
         files = [journal, journal.with_name("journal.sqlite3-wal"), journal.with_name("journal.sqlite3-shm")]
         assert {f.name: oct(mode(f)) for f in files} == {f.name: "0o600" for f in files}

@@ -24,11 +24,12 @@ from typing import Any
 import nbformat
 import pytest
 
+from harness.server_process import ServerProcess
+from harness.upstream import FakeUpstream, Script, Stall, Text
+from harness.waiting import await_until
 from jupyter_streamchat.client import StreamChatAPIError, StreamChatClient
-from tests._server_process import ServerProcess
 from tests.helpers import chat, collect, text_of, wait_finished
-from tests.test_crash_recovery import notebook_with_turn, poll, recovered_run, turns_for, valid_notebook
-from tests.upstream import FakeUpstream, Script, Stall, Text
+from tests.test_crash_recovery import notebook_with_turn, recovered_run, turns_for, valid_notebook
 
 RESERVE = 64 * 1024
 NOTEBOOK = "disk.ipynb"
@@ -92,7 +93,7 @@ def server(tmp_path: Path, upstream: FakeUpstream, small_disk: Path) -> Iterator
 
 
 async def logged(server: ServerProcess, words: str) -> None:
-    await poll(lambda: words in server.log_path.read_text(errors="replace"), 20, f"the log line {words!r}")
+    await await_until(lambda: words in server.log_path.read_text(errors="replace"), what=f"the log line {words!r}")
 
 
 async def refused(client: StreamChatClient, model: str, direct: bool = False) -> StreamChatAPIError:
@@ -147,7 +148,7 @@ async def test_a_full_journal_disk_refuses_new_runs_and_never_changes_a_status_a
         # And detached and direct runs streaming into a notebook while the journal's disk fills up
         detached = Reader(client.events((await client.start_run(chat("openai:long", notebook=NOTEBOOK)))["id"]))
         direct = Reader(client.stream(chat("openai:long", notebook=NOTEBOOK)))
-        await poll(lambda: detached.text and direct.text, 10, "the first words of both runs")
+        await await_until(lambda: detached.text and direct.text, what="the first words of both runs")
         filler = fill(small_disk)
 
         # When new runs are asked for while the disk is full
@@ -223,7 +224,7 @@ async def test_a_journal_deleted_while_running_is_rebuilt_and_a_later_kill9_lose
             finished = await client.start_run(chat("openai:quick"))
             assert (await wait_finished(client, finished["id"]))["status"] == "completed"
             reader = Reader(client.events((await client.start_run(chat("openai:long", notebook=NOTEBOOK)))["id"]))
-            await poll(lambda: reader.text, 10, "the first words")
+            await await_until(lambda: reader.text, what="the first words")
             # When the journal's files are deleted under the server
             for suffix in ("", "-wal", "-shm"):
                 with contextlib.suppress(FileNotFoundError):
@@ -233,7 +234,7 @@ async def test_a_journal_deleted_while_running_is_rebuilt_and_a_later_kill9_lose
             await logged(server, "rebuilt with")
             # And goes on streaming: the client gets more words
             seen_at_rebuild = len(reader.text)
-            await poll(lambda: len(reader.text) > seen_at_rebuild + 20, 10, "more words after the rebuild")
+            await await_until(lambda: len(reader.text) > seen_at_rebuild + 20, what="more words after the rebuild")
             # When the server is then killed with SIGKILL and starts again
             server.kill()
         reader.stop()
@@ -269,7 +270,7 @@ async def test_an_immutable_shm_neither_kills_the_server_nor_loses_a_word(
             assert (await wait_finished(client, started["id"]))["status"] == "completed"
             # Given a run streaming to a client
             reader = Reader(client.events((await client.start_run(chat("openai:long")))["id"]))
-            await poll(lambda: reader.text, 10, "the first words")
+            await await_until(lambda: reader.text, what="the first words")
             # When the journal's -shm file becomes immutable
             if not chattr("+i", shm):
                 pytest.skip(f"chattr +i is not supported for {shm}")

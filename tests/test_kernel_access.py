@@ -6,24 +6,21 @@ Kernels inherit the server's environment, so these tests read the published vari
 
 from __future__ import annotations
 
-import asyncio
 import os
 from pathlib import Path
 
 import httpx
 import pytest
 
+from harness.waiting import await_until
 from jupyter_streamchat.engine._kernel_contract import ENV_ROOT, ENV_TOKEN, ENV_URL, TOKEN_HEADER
 from tests.helpers import chat, wait_finished
 
 
-async def published_link(timeout: float = 5.0) -> tuple[str, str]:
+async def published_link() -> tuple[str, str]:
     """The link as a kernel started now would see it (published once the server is listening)."""
-    for _ in range(int(timeout / 0.02)):
-        if os.environ.get(ENV_URL) and os.environ.get(ENV_TOKEN):
-            return os.environ[ENV_URL], os.environ[ENV_TOKEN]
-        await asyncio.sleep(0.02)
-    raise AssertionError("the server never published the kernel link")
+    await await_until(lambda: os.environ.get(ENV_URL) and os.environ.get(ENV_TOKEN), what="the kernel link")
+    return os.environ[ENV_URL], os.environ[ENV_TOKEN]
 
 
 def same_file(a: str | Path, b: str | Path) -> bool:

@@ -1,4 +1,4 @@
-"""Self-test of tests/_kernels.py against real ipykernel kernels, started by a real server and by nobody.
+"""Self-test of harness/kernels.py against real ipykernel kernels, started by a real server and by nobody.
 
 Other tests trust this harness to tell them what a kernel printed, raised, displayed and sent over comms, and
 whether an interrupt landed; if it misreads any of that, they pass or fail for the wrong reason.
@@ -6,7 +6,6 @@ whether an interrupt landed; if it misreads any of that, they pass or fail for t
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,9 +15,9 @@ import httpx
 import nbformat
 import pytest
 
-from tests._kernels import Kernel, LocalKernel, ServerKernel, Starting
-from tests._server_process import ServerProcess
-from tests.upstream import FakeUpstream
+from harness.kernels import Kernel, LocalKernel, ServerKernel, Starting
+from harness.server_process import ServerProcess
+from harness.upstream import FakeUpstream
 
 StartKernel = Callable[[], Starting[Kernel]]
 
@@ -68,16 +67,6 @@ def start_kernel(request: pytest.FixtureRequest) -> StartKernel:
     return lambda: ServerKernel.start(server.base_url, server.token, path)
 
 
-async def wait_until_running(kernel: Kernel, msg_id: str) -> None:
-    """Until the cell's code runs: ipykernel ignores SIGINT while idle, and busy comes before the handler is set."""
-    await kernel.wait_for(
-        lambda messages: any(m.msg_type == "execute_input" and m.parent_msg_id == msg_id for m in messages),
-        timeout=10,
-        what=f"execute_input of {msg_id}",
-    )
-    await asyncio.sleep(0.2)
-
-
 async def test_print_goes_to_stdout(start_kernel: StartKernel) -> None:
     async with start_kernel() as kernel:
         execution = (await kernel.execute("print(1+1)")).raise_for_error()
@@ -102,11 +91,11 @@ async def test_exception_is_an_error_and_the_kernel_goes_on(start_kernel: StartK
 async def test_busy_cells_can_be_interrupted(start_kernel: StartKernel) -> None:
     async with start_kernel() as kernel:
         for code, enames in [
+            # busy cells, the subject: one awaiting, one blocking
             ("import asyncio; await asyncio.sleep(30)", {"CancelledError", "KeyboardInterrupt"}),
             ("import time; time.sleep(30)", {"KeyboardInterrupt"}),
         ]:
-            msg_id = kernel.send_execute(code)
-            await wait_until_running(kernel, msg_id)
+            msg_id = await kernel.start_running(code)
             await kernel.interrupt()
             # The cell fails at once (its error on iopub); the shell reply may take longer on a loaded machine
             # (CI once saw the error and idle, and no reply within 5 s).
@@ -185,8 +174,7 @@ async def test_server_kernel_under_a_base_url(tmp_path: Path, module_upstream: F
             code = "import os, jupyter_streamchat; print(os.environ['JPY_SESSION_NAME'])"
             session_name = (await kernel.execute(code)).raise_for_error().stdout.strip()
             assert session_name.endswith("/notes/alice.ipynb")
-            msg_id = kernel.send_execute("import asyncio; await asyncio.sleep(30)")
-            await wait_until_running(kernel, msg_id)
+            msg_id = await kernel.start_running("import asyncio; await asyncio.sleep(30)")  # a busy cell
             await kernel.interrupt()
             assert (await kernel.wait_execution(msg_id, timeout=5)).status == "error"
         # Closing deleted the session, which shut its kernel down.

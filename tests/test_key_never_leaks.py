@@ -19,12 +19,12 @@ import httpx
 import nbformat
 import pytest
 
+from harness.server_process import ServerProcess, serving
+from harness.upstream import FakeUpstream, Malformed, Script, Status, StreamError, Text
 from jupyter_streamchat.client import StreamChatClient
 from jupyter_streamchat.providers._redact import ERROR_TEXT_LIMIT, REDACTED
-from tests._server_process import ServerProcess, serving
 from tests.helpers import chat, collect
 from tests.test_logging import wait_for_line
-from tests.upstream import FakeUpstream, Malformed, Script, Status, StreamError, Text
 
 OPENAI_KEY = "sk-QZ7XK2M9VW4PJ8RT5NB3"
 ANTHROPIC_KEY = "sk-ant-HY6GC3LD8FE2TU9SA4WM"

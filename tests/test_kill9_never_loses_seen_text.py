@@ -15,11 +15,11 @@ from typing import Any
 import nbformat
 import pytest
 
+from harness.server_process import ServerProcess
+from harness.upstream import FakeUpstream, Script, Stall, Text
 from jupyter_streamchat.client import StreamChatClient
-from tests._server_process import ServerProcess
 from tests.helpers import chat
 from tests.test_crash_recovery import notebook_with_turn, recovered_run, turns_for, valid_notebook
-from tests.upstream import FakeUpstream, Script, Stall, Text
 
 NOTEBOOK = "seen.ipynb"
 WORDS = [f"word{i} " for i in range(600)]  # ~4,700 characters, a chunk every 2 ms

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,10 +16,11 @@ import httpx
 import nbformat
 import pytest
 
+from harness.server_process import ServerProcess, serving
+from harness.upstream import FakeUpstream, Script, Status
+from harness.waiting import wait_until
 from jupyter_streamchat.client import StreamChatClient
-from tests._server_process import ServerProcess, serving
 from tests.helpers import chat, collect, text_of, wait_finished
-from tests.upstream import FakeUpstream, Script, Status
 
 API_KEY = "sk-test-LOGGED-NEVER-0123456789abcdef"
 PROMPT = "PROMPT-TEXT-zebra-crossing-4711"
@@ -40,15 +40,11 @@ def server(tmp_path: Path, upstream: FakeUpstream) -> Iterator[ServerProcess]:
         yield process
 
 
-def wait_for_line(server: ServerProcess, pattern: str, timeout: float = 10.0) -> re.Match[str]:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = re.search(pattern, server.log_path.read_text(errors="replace"), re.M)
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no line matching {pattern!r} within {timeout}s; log:\n{server.log_tail()}")
-        time.sleep(0.05)
+def wait_for_line(server: ServerProcess, pattern: str) -> re.Match[str]:
+    return wait_until(
+        lambda: re.search(pattern, server.log_path.read_text(errors="replace"), re.M),
+        what=lambda: f"a line matching {pattern!r}; log:\n{server.log_tail()}",
+    )
 
 
 async def test_finished_runs_are_logged_without_secrets_or_text(server: ServerProcess, upstream: FakeUpstream):
@@ -67,7 +63,7 @@ async def test_finished_runs_are_logged_without_secrets_or_text(server: ServerPr
     # And a WARNING for the failed one, with its error code
     warning = rf"^\[W [^]]*\] streamchat run {re.escape(failed['id'])} failed \(upstream_http_error\): (.*)$"
     assert "model anthropic:logged-denied, detached" in wait_for_line(server, warning).group(1)
-    # And module loggers reach the same log (the line tests/_lab.py's recorded_how reads)
+    # And module loggers reach the same log (the line harness/lab.py's recorded_how reads)
     wait_for_line(server, rf"streamchat run {re.escape(done['id'])} recorded in {NOTEBOOK} \(file\)$")
     # And nothing logged carries the key, the prompt or the reply
     log = server.log_path.read_text(errors="replace")
@@ -77,7 +73,7 @@ async def test_finished_runs_are_logged_without_secrets_or_text(server: ServerPr
 
 
 def test_a_package_logger_configured_by_the_user_is_left_alone(tmp_path: Path, upstream: FakeUpstream):
-    # Given a server whose logging_config routes jupyter_streamchat itself (as tests/_lab.py does)
+    # Given a server whose logging_config routes jupyter_streamchat itself (as harness/lab.py does)
     process = ServerProcess(tmp_path / "server", upstream.openai_base_url)
     routed = {"loggers": {"jupyter_streamchat": {"level": "INFO", "handlers": ["console"]}}}
     (process.workdir / "config" / "jupyter_server_config.json").write_text(
@@ -87,15 +83,22 @@ def test_a_package_logger_configured_by_the_user_is_left_alone(tmp_path: Path, u
     process.start()
     try:
         upstream.script("routed", Script.reply(["fine"]))
-        started = httpx.post(
-            f"{process.base_url}streamchat/runs",
-            json=chat("openai:routed", notebook=NOTEBOOK),
-            headers={"Authorization": f"token {process.token}"},
-            timeout=10,
-        ).json()
-        line = rf"streamchat run {re.escape(started['id'])} recorded in {NOTEBOOK} \(file\)$"
-        wait_for_line(process, line)
-        time.sleep(0.5)  # a duplicate would be written right after the first line
+
+        def recorded_line(run_id: str) -> str:
+            line = rf"streamchat run {re.escape(run_id)} recorded in {NOTEBOOK} \(file\)$"
+            wait_for_line(process, line)
+            return line
+
+        def start_run() -> str:
+            body = chat("openai:routed", notebook=NOTEBOOK)
+            headers = {"Authorization": f"token {process.token}"}
+            return str(
+                httpx.post(f"{process.base_url}streamchat/runs", json=body, headers=headers, timeout=10).json()["id"]
+            )
+
+        line = recorded_line(start_run())
+        # A later run's line ends the check: a duplicate comes from the same logging call, so before that line
+        recorded_line(start_run())
         # Then its lines come out once, through the user's handler only
         assert len(re.findall(line, process.log_path.read_text(errors="replace"), re.M)) == 1
     finally:

@@ -7,7 +7,6 @@ to say the run is no longer pending (``GET runs/{id}?wait=recorded``).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import sqlite3
@@ -19,10 +18,11 @@ import nbformat
 import pytest
 from tornado.httpclient import HTTPClientError
 
+from harness.server_process import ServerProcess
+from harness.upstream import Script, Stall, Text
+from harness.waiting import await_until
 from jupyter_streamchat.client import StreamChatAPIError, StreamChatClient
-from tests._server_process import ServerProcess
 from tests.helpers import chat, collect, service_of
-from tests.upstream import Script, Stall, Text
 
 NOTEBOOK = "nb.ipynb"
 
@@ -49,16 +49,15 @@ async def wait_recorded(jp_fetch, run_id: str) -> dict[str, Any]:
     return json.loads(response.body)
 
 
-async def journaled_notebook(journal: str, run_id: str, expected: str, timeout: float = 10.0) -> str:
-    """The notebook path in the run's journal row, once it is ``expected`` (or whatever it is at the timeout)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
+async def journaled_notebook(journal: str, run_id: str, expected: str) -> str:
+    """The notebook path in the run's journal row, once it is ``expected``."""
+
+    def notebook() -> str:
         with contextlib.closing(sqlite3.connect(journal)) as db:
             (raw,) = db.execute("SELECT record FROM runs WHERE id = ?", (run_id,)).fetchone()
-        notebook = json.loads(raw)["notebook"]
-        if notebook == expected or asyncio.get_running_loop().time() > deadline:
-            return notebook
-        await asyncio.sleep(0.02)
+        return str(json.loads(raw)["notebook"])
+
+    return await await_until(lambda: (path := notebook()) == expected and path, what=f"{expected} in the journal")
 
 
 async def streaming(client, upstream, model: str, notebook: str, conversation: str | None = None) -> str:

@@ -17,8 +17,8 @@ import nbformat
 import pytest
 from traitlets.config import Config
 
+from harness.upstream import Script, Stall, Text
 from tests.helpers import chat, collect
-from tests.upstream import Script, Stall, Text
 
 NOTEBOOK = "tracked.ipynb"
 LOCAL = "jupyter_server_fileid.manager.LocalFileIdManager"

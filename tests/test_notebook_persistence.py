@@ -10,8 +10,9 @@ import httpx
 import nbformat
 import pytest
 
+from harness.upstream import Drop, Script, Stall, Text
+from harness.waiting import await_until
 from tests.helpers import chat, collect, service_of, text_of, wait_finished
-from tests.upstream import Drop, Script, Stall, Text
 
 
 def turns(root, path: str, conversation: str = "default") -> list[dict]:
@@ -21,21 +22,17 @@ def turns(root, path: str, conversation: str = "default") -> list[dict]:
     return conversations.get(conversation, {}).get("turns", [])
 
 
-async def wait_turns(root, path: str, count: int, conversation: str = "default", timeout: float = 10) -> list[dict]:
-    """The run's `done` event goes out before the turn is written: poll until ``count`` turns are there."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
+async def wait_turns(root, path: str, count: int, conversation: str = "default") -> list[dict]:
+    """The run's `done` event goes out before the turn is written: the turns once there are ``count``."""
+
+    def recorded() -> list[dict] | None:
         try:
-            recorded = turns(root, path, conversation)
+            found = turns(root, path, conversation)
         except (json.JSONDecodeError, nbformat.reader.NotJSONError):
-            # Written in place, as Jupyter's own save writes: a reader can catch it mid-write. Read again.
-            if asyncio.get_running_loop().time() > deadline:
-                raise
-            await asyncio.sleep(0.02)
-            continue
-        if len(recorded) >= count or asyncio.get_running_loop().time() > deadline:
-            return recorded
-        await asyncio.sleep(0.02)
+            return None  # written in place, as Jupyter's own save writes: caught mid-write, read again
+        return found if len(found) >= count else None
+
+    return await await_until(recorded, what=f"{count} turns in {path}")
 
 
 @pytest.fixture
@@ -108,12 +105,11 @@ async def test_ten_concurrent_runs_into_one_notebook(streamchat_client, upstream
         *(streamchat_client.start_run(chat(f"openai:c{i}", notebook=notebook)) for i in range(10))
     )
     await asyncio.gather(*(collect(streamchat_client.events(s["id"])) for s in started))
+    # Each run's record settles once its turn is in the notebook: after the last, nothing more can arrive
     for s in started:
-        await wait_finished(streamchat_client, s["id"])
-    recorded = await wait_turns(jp_root_dir, notebook, 10)
+        assert (await streamchat_client.get_run(s["id"], wait="recorded"))["recorded"] == "recorded"
+    recorded = turns(jp_root_dir, notebook)
     assert sorted(t["run"] for t in recorded) == sorted(s["id"] for s in started)
-    await asyncio.sleep(0.2)  # nothing more arrives later
-    assert len(turns(jp_root_dir, notebook)) == 10
 
 
 async def test_prompt_mode_history_includes_partial_and_excludes_failed(
@@ -339,10 +335,10 @@ async def test_a_closed_stream_is_offered_nothing(
     await asyncio.wait_for(ready.wait(), 5)
     page.cancel()
     hub = service_of(jp_serverapp).notebooks.handoff
-    deadline = asyncio.get_running_loop().time() + 5
-    while hub.has_subscribers("a.ipynb") or hub.has_subscribers("b.ipynb"):
-        assert asyncio.get_running_loop().time() < deadline, "the hub still holds the closed stream"
-        await asyncio.sleep(0.02)
+    await await_until(
+        lambda: not (hub.has_subscribers("a.ipynb") or hub.has_subscribers("b.ipynb")),
+        what="the hub to let go of the closed stream",
+    )
     # When a run ends for one of them, then the server writes the file at once (nobody to wait for)
     upstream.script("gone", Script.reply(["x"]))
     started = await streamchat_client.start_run(chat("openai:gone", notebook="b.ipynb"))

@@ -21,8 +21,8 @@ from jupyter_server.services.contents.manager import ContentsManager
 from jupyter_server_fileid.manager import LocalFileIdManager
 from traitlets.config import Config
 
+from harness.upstream import Script
 from tests.helpers import chat, service_of, wait_finished
-from tests.upstream import Script
 
 
 def write_notebook(path: Path, source: str = "1 + 1") -> None:

@@ -20,9 +20,9 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from tests._kernels import ServerKernel
-from tests._server_process import ServerProcess
-from tests.upstream import FakeUpstream
+from harness.kernels import ServerKernel
+from harness.server_process import ServerProcess
+from harness.upstream import FakeUpstream
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
 REPO = Path(__file__).resolve().parent.parent

@@ -7,7 +7,6 @@ the file is whole again, the turn lands, once.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -17,8 +16,9 @@ from typing import Any
 import nbformat
 import pytest
 
+from harness.upstream import Script, Stall, Text
+from harness.waiting import await_until
 from tests.helpers import chat, collect, service_of
-from tests.upstream import Script, Stall, Text
 
 NOTEBOOK = "torn.ipynb"
 
@@ -58,13 +58,12 @@ def tear(path) -> tuple[bytes, bytes]:
 async def logged(caplog: pytest.LogCaptureFixture, words: str, timeout: float = 20.0) -> list[str]:
     """Lines of the package's log holding ``words``, once there is one (each record once: the extension's
     log hands the package's records to the server's handlers too, so a capture may see one record twice)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
+
+    def lines() -> list[str]:
         records = {id(r): r for r in caplog.records if r.name.startswith("jupyter_streamchat")}.values()
-        found = [line for line in (r.getMessage() for r in records) if words in line]
-        if found or asyncio.get_running_loop().time() > deadline:
-            return found
-        await asyncio.sleep(0.02)
+        return [line for line in (r.getMessage() for r in records) if words in line]
+
+    return await await_until(lines, timeout, what=f"a log line with {words!r}")
 
 
 async def test_a_notebook_torn_while_a_run_ends_gets_the_turn_once_it_is_whole_again(

@@ -16,9 +16,9 @@ import nbformat
 import pytest
 from traitlets.config import Config
 
+from harness.upstream import FakeUpstream, Script, Stall, Text, Think
 from tests.helpers import chat, collect, ids_of, service_of, text_of, wait_finished
 from tests.test_notebook_persistence import turns, wait_turns
-from tests.upstream import FakeUpstream, Script, Stall, Text, Think
 
 ROUTES = ["runs", "stream"]
 

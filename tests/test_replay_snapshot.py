@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from harness.upstream import Finish, Script, Text, Think, Usage
 from jupyter_streamchat.engine._sse import SSEDecoder
 from tests.helpers import chat, collect, ids_of, service_of, text_of, wait_finished
-from tests.upstream import Finish, Script, Text, Think, Usage
 
 
 @pytest.fixture

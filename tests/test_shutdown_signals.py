@@ -21,7 +21,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tests._server_process import ServerProcess, private_env
+from harness.server_process import ServerProcess, private_env
+from harness.upstream import FakeUpstream
+from harness.waiting import await_until
 from tests.test_crash_recovery import (
     NOTEBOOK,
     PARTIAL,
@@ -33,12 +35,11 @@ from tests.test_crash_recovery import (
     turns_for,
     valid_notebook,
 )
-from tests.upstream import FakeUpstream
 
-# The server's shutdown_timeout is 5 s; a busy 2-core machine gets a generous margin on top.
-EXIT_WITHIN = 15.0
-# From the stop request to the upstream seeing the hang-up: the run is interrupted first thing in the shutdown.
-UPSTREAM_CLOSED_WITHIN = 5.0
+# A guard against a hang, not a speed claim: the server's shutdown_timeout is 5 s, a busy machine gets more.
+EXIT_WITHIN = 30.0
+# What jupyter_server prints (to its stdout, our log) when SIGINT comes with a terminal on stdin.
+CONFIRM_PROMPT = "Shut down this Jupyter server"
 
 
 @pytest.fixture
@@ -75,14 +76,11 @@ async def test_sigint_without_terminal_records_the_running_run(server: ServerPro
         request = await upstream.wait_for_request_async("stall")
 
         # When it gets one SIGINT (JupyterHub's LocalProcessSpawner.stop sends exactly that first)
-        sent = time.monotonic()
-        elapsed = server.send(signal.SIGINT, EXIT_WITHIN)
+        server.send(signal.SIGINT, EXIT_WITHIN)
 
-    # Then it exits cleanly, having hung up on the upstream promptly
+    # Then it exits cleanly, having hung up on the upstream during its stall
     assert server.process is not None and server.process.returncode == 0, server.log_tail()
-    closed = await request.wait_closed_async(1)
-    assert closed is not None and closed - sent < UPSTREAM_CLOSED_WITHIN
-    assert elapsed < EXIT_WITHIN
+    assert await request.wait_closed_async(30) is not None
     # And the notebook holds exactly one interrupted turn with the streamed text, also after a restart
     await check_recorded_once(server, upstream, run_id, "interrupt me")
 
@@ -103,11 +101,11 @@ async def test_sigint_with_terminal_records_the_running_run(
             # When the user presses Ctrl-C and confirms with "y", or presses Ctrl-C twice
             sent = time.monotonic()
             server.process.send_signal(signal.SIGINT)
+            # The prompt is printed once the second Ctrl-C would stop it and right before the terminal is read
+            await await_until(lambda: CONFIRM_PROMPT in server.log_path.read_text(errors="replace"), what="the prompt")
             if how == "answer y":
-                await asyncio.sleep(0.5)  # the server's confirmation thread reads the terminal from now on
                 os.write(primary, b"y\n")
             else:
-                await asyncio.sleep(0.2)
                 server.process.send_signal(signal.SIGINT)
             server.wait_exit(sent, EXIT_WITHIN, f"SIGINT ({how})")
     finally:
@@ -115,8 +113,7 @@ async def test_sigint_with_terminal_records_the_running_run(
         os.close(secondary)
 
     # Then the upstream call ended and the run is in the notebook once, interrupted
-    closed = await request.wait_closed_async(1)
-    assert closed is not None and closed - sent < UPSTREAM_CLOSED_WITHIN + 0.5
+    assert await request.wait_closed_async(30) is not None
     (turn,) = turns_for(valid_notebook(server.root / NOTEBOOK), run_id)
     assert_interrupted_turn(turn, "interrupt me")
 
@@ -147,6 +144,5 @@ async def test_jupyter_server_stop_records_the_running_run(server: ServerProcess
 
     # Then the upstream call ended (the command's own start-up, seconds on a busy machine, is in this time),
     # and the run is recorded once (also across a restart)
-    closed = await request.wait_closed_async(1)
-    assert closed is not None and closed - sent < EXIT_WITHIN
+    assert await request.wait_closed_async(30) is not None
     await check_recorded_once(server, upstream, run_id, "interrupt me")

@@ -24,7 +24,7 @@ async def test_history_waits_out_a_save_in_progress(streamchat_client, jp_root_d
         {"model": "demo:fast", "prompt": "one", "notebook": "saving.ipynb", "conversation": "c"}
     )
     assert (await wait_finished(streamchat_client, first["id"]))["status"] == "completed"
-    await asyncio.sleep(0.5)  # the turn is in the file
+    assert (await streamchat_client.get_run(first["id"], wait="recorded"))["recorded"] == "recorded"
     # Given the notebook is half-written by a save that finishes 150 ms later
     whole = half_written(notebook)
     asyncio.get_running_loop().call_later(0.15, notebook.write_bytes, whole)

@@ -13,8 +13,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from harness.server_process import ServerProcess
+from harness.upstream import FakeUpstream
+from harness.waiting import await_until
 from jupyter_streamchat.client import StreamChatAPIError, StreamChatClient
-from tests._server_process import ServerProcess
 from tests.helpers import chat, collect, text_of, wait_finished
 from tests.test_crash_recovery import (
     NOTEBOOK,
@@ -22,14 +24,12 @@ from tests.test_crash_recovery import (
     assert_interrupted_turn,
     journaled_text,
     notebook_with_turn,
-    poll,
     record_barrier_run,
     recovered_run,
     start_stalling_run,
     turns_for,
     valid_notebook,
 )
-from tests.upstream import FakeUpstream
 
 MAINTENANCE = "--StreamChat.journal_maintenance_interval=0.5"
 
@@ -88,7 +88,7 @@ async def start_after_recovery(server: ServerProcess, known_run: str) -> None:
                 return False
         return True
 
-    await poll(listed, 20, f"{known_run} to be listed by the new server")
+    await await_until(listed, what=f"{known_run} to be listed by the new server")
 
 
 async def test_a_second_server_leaves_a_live_run_alone(servers: tuple[ServerProcess, ServerProcess]) -> None:
@@ -102,7 +102,7 @@ async def test_a_second_server_leaves_a_live_run_alone(servers: tuple[ServerProc
         started = await client.start_run(body)
         run_id = started["id"]
         await collect(client.events(run_id), limit=3)
-    await poll(lambda: len(journaled_text(a.journal, run_id)) > 0, 10, "the run's text in the journal")
+    await await_until(lambda: len(journaled_text(a.journal, run_id)) > 0, what="the run's text in the journal")
     barrier = await finished_run_on(a)
 
     # When a second server starts on the same folder and journal, and is done recovering
@@ -144,7 +144,7 @@ async def test_a_run_of_a_server_that_died_is_recovered_once_by_the_other(
     a.start()
     async with client_for(a) as client:
         run_id = await start_stalling_run(client, upstream, "tell me")
-    await poll(lambda: journaled_text(a.journal, run_id) == PARTIAL, 5, "the partial text in the journal")
+    await await_until(lambda: journaled_text(a.journal, run_id) == PARTIAL, what="the partial text in the journal")
     barrier = await finished_run_on(a)
     await start_after_recovery(b, barrier)
     assert journaled_status(a.journal, run_id) == "running"
@@ -164,7 +164,7 @@ async def test_a_run_of_a_server_that_died_is_recovered_once_by_the_other(
                 return None
             return record if record["status"] == "interrupted" else None
 
-        record = await poll(interrupted, 10, f"b to recover {run_id}")
+        record = await await_until(interrupted, what=f"b to recover {run_id}")
         assert record["text"] == PARTIAL
     # And writes it into the notebook once
     notebook = await notebook_with_turn(notebook_path, run_id)

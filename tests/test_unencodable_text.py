@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from harness.server_process import ServerProcess, serving
+from harness.upstream import Done, FakeUpstream, Finish, Script, StreamError, Text, Think, Usage
 from jupyter_streamchat.client import StreamChatClient
 from jupyter_streamchat.persistence.journal import TEXT
-from tests._server_process import ServerProcess, serving
 from tests.helpers import chat, collect, text_of
 from tests.test_logging import wait_for_line
-from tests.upstream import Done, FakeUpstream, Finish, Script, StreamError, Text, Think, Usage
 
 NOTEBOOK = "surrogates.ipynb"
 FFFD = "\ufffd"

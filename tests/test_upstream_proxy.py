@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from harness.upstream import Script
 from tests.helpers import chat, collect, text_of
-from tests.upstream import Script
 
 UNRESOLVABLE = "http://api.upstream.invalid/v1"  # only reachable through the proxy
 

@@ -7,19 +7,17 @@ a long reply (throttled, linear in the reply, exact at the end).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-import time
 from pathlib import Path
 from typing import Any
 
-from tests._kernels import Execution, LocalKernel
-from tests._server_process import ServerProcess, free_port
+from harness.kernels import Execution, LocalKernel
+from harness.server_process import ServerProcess, free_port
+from harness.upstream import FakeUpstream, Script, Stall, Text
+from harness.waiting import await_until
 from tests.conftest import OPENAI_KEY
-from tests.upstream import FakeUpstream, Script, Stall, Text
 
-RENDERS_PER_SECOND = 20
 PAYLOAD_PER_CHAR = 8
 
 
@@ -37,12 +35,8 @@ async def value_of(kernel: LocalKernel, expression: str) -> Any:
     return json.loads(run.raise_for_error().stdout)
 
 
-async def until(kernel: LocalKernel, expression: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await value_of(kernel, f"bool({expression})"):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {expression}")
-        await asyncio.sleep(0.1)
+async def until(kernel: LocalKernel, expression: str) -> None:
+    await await_until(lambda: value_of(kernel, f"bool({expression})"), what=expression)
 
 
 async def test_fallback_chat_streams_demo_stop_works_and_persistence_is_visibly_off(upstream):
@@ -154,7 +148,7 @@ async def test_long_replies_are_throttled_linear_and_exact(upstream):
         results = await results_of(kernel, "cmp")
         panes = await value_of(
             kernel,
-            "[{'tail': p.reply._tail.model_id, 'ids': sorted(__import__('tests._widget_tree', fromlist=['x'])"
+            "[{'tail': p.reply._tail.model_id, 'ids': sorted(__import__('harness.widget_tree', fromlist=['x'])"
             ".model_ids(p.box))} for p in cmp.panes]",
         )
         messages = list(kernel.messages)
@@ -164,10 +158,10 @@ async def test_long_replies_are_throttled_linear_and_exact(upstream):
         # The final text is exactly what the model sent
         assert result["status"] == "completed"
         assert result["text"] == "".join(tokens)
-        # At most ~20 renders a second: updates of the pane's tail, in any one-second window
-        tail_times = [m.time for m in messages if m.msg_type == "comm_msg" and m.comm_id == pane["tail"]]
-        assert tail_times, "the tail was never updated"
-        assert max_in_window(tail_times, 1.0) <= RENDERS_PER_SECOND + 1
+        # Renders are coalesced: the pane's tail is updated, but far less often than tokens arrive (the rate,
+        # ~20 a second, is benchmarks/bench_widgets.py's tail_max_per_1s)
+        tail_updates = [m for m in messages if m.msg_type == "comm_msg" and m.comm_id == pane["tail"]]
+        assert 0 < len(tail_updates) <= len(tokens) / 2, (len(tail_updates), len(tokens))
         # What reaches the browser is a small multiple of the reply
         ids = set(pane["ids"])
         sent = sum(m.size for m in messages if m.msg_type in ("comm_open", "comm_msg") and m.comm_id in ids)
@@ -175,15 +169,6 @@ async def test_long_replies_are_throttled_linear_and_exact(upstream):
     assert max(ratios) <= PAYLOAD_PER_CHAR, ratios
     # ...and stays that multiple as the reply grows three times longer (linear, not quadratic)
     assert ratios[1] <= ratios[0] * 1.3, ratios
-
-
-def max_in_window(times: list[float], window: float) -> int:
-    best, start = 0, 0
-    for end, at in enumerate(times):
-        while at - times[start] > window:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
 
 
 async def test_a_server_going_away_fails_the_panes_with_a_clear_reason(tmp_path: Path, upstream):

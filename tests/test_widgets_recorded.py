@@ -11,9 +11,9 @@ from typing import Any
 import nbformat
 import pytest
 
-from tests._kernels import Kernel, LocalKernel, ServerKernel
-from tests._server_process import ServerProcess, serving
-from tests.upstream import FakeUpstream
+from harness.kernels import Kernel, LocalKernel, ServerKernel
+from harness.server_process import ServerProcess, serving
+from harness.upstream import FakeUpstream
 
 NOTEBOOK = "analysis.ipynb"
 

@@ -1,6 +1,6 @@
 """A real ``jupyter lab`` process and a real browser (Debian chromium driven by Playwright), for UI tests.
 
-``LabProcess`` starts JupyterLab with jupyter_streamchat like ``tests/_server_process.py`` starts a plain server:
+``LabProcess`` starts JupyterLab with jupyter_streamchat like ``harness/server_process.py`` starts a plain server:
 every directory Jupyter would touch (config, data, runtime, home, settings, workspaces) is private to the test, so
 no user or machine setting leaks in -- but the labextensions installed in this environment
 (``<sys.prefix>/share/jupyter/labextensions``, on Jupyter's default path) are found as usual. Nothing is downloaded:
@@ -21,7 +21,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,7 +30,8 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from tests._server_process import REPO, free_port, private_env
+from harness.server_process import REPO, free_port, private_env
+from harness.waiting import wait_until
 
 CHROMIUM = Path(os.environ.get("STREAMCHAT_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -72,21 +72,6 @@ def browser_available() -> str | None:
     if shutil.which("jupyter-lab") is None and not (Path(sys.executable).parent / "jupyter-lab").exists():
         return "jupyterlab is not installed"
     return None
-
-
-def wait_for(
-    probe: Callable[[], T], timeout: float = 10.0, interval: float = 0.05, message: str | Callable[[], str] = ""
-) -> T:
-    """Call ``probe`` until it returns something truthy; return that, or fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            text = message() if callable(message) else message
-            raise AssertionError(f"timed out after {timeout}s waiting for {text or probe}")
-        time.sleep(interval)
 
 
 def notebook_json(source: str = "", metadata: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -240,19 +225,21 @@ class LabProcess:
             self.process = subprocess.Popen(
                 args, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.workdir
             )
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"jupyter lab exited with {self.process.returncode}:\n{self.log_tail()}")
+        process = self.process
+
+        def answers() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError(f"jupyter lab exited with {process.returncode}:\n{self.log_tail()}")
             try:
-                if httpx.get(f"{self.base_url}api/status", headers=self.headers, timeout=1).status_code == 200:
-                    break
+                return httpx.get(f"{self.base_url}api/status", headers=self.headers, timeout=1).status_code == 200
             except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise TimeoutError(f"jupyter lab did not answer within {timeout}s:\n{self.log_tail()}")
-            time.sleep(0.1)
+                return False
+
+        try:
+            wait_until(answers, timeout, what=lambda: f"jupyter lab to answer:\n{self.log_tail()}")
+        except AssertionError:
+            self.stop()
+            raise
         self._check_labextension()
 
     def _check_labextension(self) -> None:
@@ -294,14 +281,14 @@ class LabProcess:
     def read_notebook(self, path: str) -> dict[str, Any]:
         """The notebook's JSON. Jupyter's "atomic" save rewrites the file in place (after a backup copy), so a
         reader can catch it half-written: read again until it parses."""
-        deadline = time.monotonic() + 5
-        while True:
+
+        def parsed() -> dict[str, Any] | None:
             try:
                 return dict(json.loads((self.root / path).read_text()))
             except json.JSONDecodeError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
+                return None
+
+        return wait_until(parsed, what=f"{path} to parse")
 
     # ----- runs ---------------------------------------------------------------------------------------
     def start_run(
@@ -320,10 +307,10 @@ class LabProcess:
         return dict(self.api("GET", f"streamchat/runs/{run_id}").json())
 
     def wait_run_finished(self, run_id: str, timeout: float = 20.0) -> dict[str, Any]:
-        return wait_for(
+        return wait_until(
             lambda: (record := self.run_record(run_id))["status"] != "running" and record,
             timeout,
-            message=f"run {run_id} to finish",
+            what=f"run {run_id} to finish",
         )
 
     def shutdown_kernels(self) -> None:

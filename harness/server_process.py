@@ -20,6 +20,8 @@ from pathlib import Path
 import httpx
 import nbformat
 
+from harness.waiting import wait_until
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -121,20 +123,22 @@ class ServerProcess:
             self.process = subprocess.Popen(
                 args, env=env, stdin=stdin, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir
             )
-        deadline = time.monotonic() + timeout
         headers = {"Authorization": f"token {self.token}"}
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log_tail()}")
+        process = self.process
+
+        def answers() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError(f"server exited with {process.returncode}:\n{self.log_tail()}")
             try:
-                if httpx.get(f"{self.base_url}api/status", headers=headers, timeout=1).status_code == 200:
-                    return
+                return httpx.get(f"{self.base_url}api/status", headers=headers, timeout=1).status_code == 200
             except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                self.kill()
-                raise TimeoutError(f"server did not answer within {timeout}s:\n{self.log_tail()}")
-            time.sleep(0.05)
+                return False
+
+        try:
+            wait_until(answers, timeout, what=lambda: f"the server to answer:\n{self.log_tail()}")
+        except AssertionError:
+            self.kill()
+            raise
 
     def kill(self) -> None:
         """SIGKILL: no cleanup of any kind runs in the server."""

@@ -10,7 +10,7 @@ Usage::
 
     async with LocalKernel.start() as kernel:                    # or ServerKernel.start(url, token, "a.ipynb")
         (await kernel.execute("print(1 + 1)")).raise_for_error()
-        msg_id = kernel.send_execute("import asyncio; await asyncio.sleep(30)")
+        msg_id = await kernel.start_running("import asyncio; await asyncio.sleep(30)")  # a busy cell
         await kernel.interrupt()
         execution = await kernel.wait_execution(msg_id, timeout=5)
 """
@@ -41,6 +41,8 @@ from jupyter_client.manager import AsyncKernelManager
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
+from harness.server_process import REPO
+
 __all__ = [
     "OUTPUT_TYPES",
     "Execution",
@@ -52,8 +54,9 @@ __all__ = [
     "local_kernel_env",
 ]
 
-REPO = Path(__file__).resolve().parent.parent
 PROTOCOL_VERSION = "5.3"
+# What ``start_running`` cells print first (on stdout) to say their code runs.
+RUNNING_MARK = "streamchat-test: cell running"
 # The iopub messages a notebook front end turns into (or applies to) cell outputs.
 OUTPUT_TYPES = frozenset({"stream", "display_data", "update_display_data", "execute_result", "error", "clear_output"})
 # Wake-up period of waits even when no message arrives, so predicates may also look at state outside the kernel.
@@ -311,6 +314,21 @@ class Kernel(ABC):
                 "stop_on_error": stop_on_error,
             },
         )
+
+    async def start_running(self, code: str, timeout: float = 30) -> str:
+        """Start ``code`` and return its msg_id once it runs: it prints a marker first, and the test waits for that
+        output. ipykernel ignores SIGINT while idle, and ``busy`` goes out before its handler is set, so only the
+        cell's own output says an interrupt will land."""
+        msg_id = self.send_execute(f"print({RUNNING_MARK!r}, flush=True)\n{code}")
+
+        def printed(messages: list[KernelMessage]) -> bool:
+            return any(
+                m.parent_msg_id == msg_id and m.msg_type == "stream" and RUNNING_MARK in m.content.get("text", "")
+                for m in messages
+            )
+
+        await self.wait_for(printed, timeout, f"cell {msg_id} to run")
+        return msg_id
 
     async def wait_execution(self, msg_id: str, timeout: float = 30) -> Execution:
         """Wait for both the ``execute_reply`` and the iopub ``idle`` of a request.

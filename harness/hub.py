@@ -31,9 +31,9 @@ from typing import Any
 
 import httpx
 
-from tests._server_process import free_port
+from harness.server_process import REPO, free_port
+from harness.waiting import wait_until
 
-REPO = Path(__file__).resolve().parent.parent
 CHP = REPO / "tests" / "hub" / "node_modules" / ".bin" / "configurable-http-proxy"
 ADMIN_SERVICE = "streamchat-tests"
 
@@ -160,6 +160,9 @@ class Hub:
                 "c.Spawner.start_timeout = 120",
                 "c.Spawner.http_timeout = 120",
                 "c.JupyterHub.init_spawners_timeout = 60",
+                # Only SIGINT stops a server here: the hub's later SIGTERM would hide a server that ignores it
+                # (a test's own guard fails first).
+                "c.Spawner.interrupt_timeout = 300",
             ]
         )
 
@@ -211,17 +214,21 @@ class Hub:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"jupyterhub exited with {self.process.returncode}:\n{self.log_tail()}")
+        process = self.process
+
+        def answers() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError(f"jupyterhub exited with {process.returncode}:\n{self.log_tail()}")
             with contextlib.suppress(httpx.TransportError):
-                if self._http.get("").status_code == 200 and self._http.get(f"users/{self.users[0]}").is_success:
-                    return self
-            if time.monotonic() > deadline:
-                self.close()
-                raise TimeoutError(f"jupyterhub did not answer within {timeout}s:\n{self.log_tail()}")
-            time.sleep(0.2)
+                return self._http.get("").status_code == 200 and self._http.get(f"users/{self.users[0]}").is_success
+            return False
+
+        try:
+            wait_until(answers, timeout, what=lambda: f"jupyterhub to answer:\n{self.log_tail()}", interval=0.2)
+        except AssertionError:
+            self.close()
+            raise
+        return self
 
     def close(self) -> None:
         """Stop the hub (it stops the users' servers and the proxy), then end by id whatever it left."""
@@ -259,17 +266,16 @@ class Hub:
         response = self.api("POST", f"users/{user}/server")
         if response.status_code not in (201, 202, 400):  # 400: already running
             raise RuntimeError(f"POST users/{user}/server: {response.status_code} {response.text}")
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def ready() -> dict[str, Any] | None:
             model = self.server_model(user)
-            if model is not None and model.get("ready"):
-                pid = (model.get("state") or {}).get("pid")
-                if pid:
-                    self.server_pids.add(int(pid))
-                return model
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{user}'s server was not ready within {timeout}s: {model}\n{self.log_tail()}")
-            time.sleep(0.2)
+            return model if model is not None and model.get("ready") else None
+
+        model = wait_until(ready, timeout, what=lambda: f"{user}'s server to be ready\n{self.log_tail()}", interval=0.2)
+        pid = (model.get("state") or {}).get("pid")
+        if pid:
+            self.server_pids.add(int(pid))
+        return model
 
     def stop_server(self, user: str, timeout: float = 60.0) -> float:
         """Stop ``user``'s server through the hub's API (the hub sends it SIGINT); the seconds until it is gone."""
@@ -284,11 +290,11 @@ class Hub:
         """Wait until the hub lists no server for ``user`` and its process is gone; the monotonic time then."""
         model = model or self.server_model(user)
         pid = (model or {}).get("state", {}).get("pid")
-        deadline = time.monotonic() + timeout
-        while self.server_model(user) is not None or (pid and _alive(int(pid))):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{user}'s server did not stop within {timeout}s:\n{self.log_tail()}")
-            time.sleep(0.05)
+        wait_until(
+            lambda: self.server_model(user) is None and not (pid and _alive(int(pid))),
+            timeout,
+            what=lambda: f"{user}'s server to stop:\n{self.log_tail()}",
+        )
         return time.monotonic()
 
     def direct_url(self, user: str) -> str:
