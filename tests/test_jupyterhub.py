@@ -14,7 +14,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -268,14 +268,20 @@ async def test_a_detached_run_keeps_the_server_active_at_the_hub_until_it_ends(
         assert later
 
         # When the run ends
+        reports_before = activity_reports(hub, "bob")
         await bob.stop(started["id"])
-    ended = hub_last_activity()
-    await asyncio.sleep(3.0)
-    # Then the server no longer reports activity of its own (the stop request itself was the last)
-    settled = hub_last_activity()
-    assert (settled - ended).total_seconds() < 2.5, (ended, settled)
-    await asyncio.sleep(2.0)
-    assert hub_last_activity() == settled
+        stop_answered = datetime.now(UTC)
+    # Then once the server has reported its activity twice more (the hub logs each report it receives)...
+    await await_until(
+        lambda: activity_reports(hub, "bob") >= reports_before + 2, 30, what="two more activity reports from bob"
+    )
+    # ...the last activity the hub knows is no later than the stop request: the ended run reports nothing
+    assert hub_last_activity() <= stop_answered, (hub_last_activity(), stop_answered)
+
+
+def activity_reports(hub: Hub, user: str) -> int:
+    """How many activity reports the hub has received from ``user``'s server (one log line each)."""
+    return hub.log_path.read_text(errors="replace").count(f"POST /hub/api/users/{user}/activity")
 
 
 # ----- the hub stops a server ------------------------------------------------------------------
