@@ -106,7 +106,7 @@ async def test_anthropic_receives_image_blocks(streamchat_client, upstream, jp_r
 async def test_the_demo_model_says_what_it_received(streamchat_client):
     started = await streamchat_client.start_run({"model": "demo:fast", "prompt": "look", "context": CONTEXT})
     record = await wait_finished(streamchat_client, started["id"])
-    assert "Besides your words I received: 1 image, 4\u00d73 PNG; a table of 3 columns." in record["text"]
+    assert "Besides your words I received: 1 image, 4\u00d73 PNG; DataFrame `df`: 3 rows x 3 columns." in record["text"]
 
 
 async def test_the_next_prompt_sends_earlier_text_context_but_not_its_images(

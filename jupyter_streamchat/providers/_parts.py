@@ -165,11 +165,9 @@ def describe_received(messages: list[ChatMessage]) -> str:
 
 
 def _describe_text(text: str) -> str:
-    header = next((line for line in text.splitlines() if line.lstrip().startswith("|")), None)
-    if header is not None:
-        columns = max(header.strip().strip("|").count("|") + 1, 1)
-        return f"a table of {columns} column" + ("s" if columns != 1 else "")
-    return f"{len(text):,} characters of text"
+    """A context item's first line names it ("df: pandas DataFrame, 6 rows x 3 columns")."""
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return first if len(first) <= 100 else first[:99] + "\u2026"
 
 
 def _decoded(data: str) -> bytes:
