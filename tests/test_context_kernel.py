@@ -162,3 +162,23 @@ async def test_the_fallback_kernel_sends_the_same_context(upstream):
     assert_table_described(content[0]["text"])
     assert any(part["type"] == "image_url" for part in content)
     assert [item["kind"] for item in result["context"]] == ["dataframe", "image"]
+
+
+async def test_a_wrong_context_name_fails_the_chat_with_one_line_and_sends_nothing(upstream):
+    env = {"OPENAI_BASE_URL": upstream.openai_base_url, "OPENAI_API_KEY": OPENAI_KEY}
+    async with LocalKernel.start(env=env) as kernel:
+        (await kernel.execute(MAKE_DATA)).raise_for_error()
+        # When chat() names a variable that does not exist, and another prompt mentions @dff while df exists
+        started = await kernel.execute(
+            "from jupyter_streamchat import chat\n"
+            "missing = chat('hi', model='openai:vision', context=['sales_df'])\n"
+            "typo = chat('@dff why?', model='openai:vision')"
+        )
+        started.raise_for_error()
+        missing, typo = await settled(kernel, "missing"), await settled(kernel, "typo")
+    # Then each pane failed with one line saying why, and nothing reached the model
+    assert missing["status"] == typo["status"] == "failed"
+    assert missing["error"]["code"] == typo["error"]["code"] == "bad_context"
+    assert missing["error"]["message"] == "context names 'sales_df', which is no variable here (nothing was sent)"
+    assert typo["error"]["message"] == "@dff names no variable; did you mean @df? (nothing was sent)"
+    assert upstream.requests_for("vision") == []

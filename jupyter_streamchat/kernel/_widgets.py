@@ -262,7 +262,7 @@ class ChatWidget(_StreamWidget):
             pane.fail("empty_prompt", "the prompt is empty: nothing was sent")
             return
         if self.context.error:
-            pane.fail("bad_context", f"{self.context.error}: nothing was sent")
+            pane.fail("bad_context", f"{self.context.error} (nothing was sent)")
             return
         body: dict[str, Any] = {"prompt": self.prompt, "conversation": pane.state.conversation}
         if pane.state.model:
@@ -355,7 +355,7 @@ class CompareWidget(_StreamWidget):
             pane.fail("empty_prompt", "the prompt is empty: nothing was sent")
             return
         if self.context.error:
-            pane.fail("bad_context", f"{self.context.error}: nothing was sent")
+            pane.fail("bad_context", f"{self.context.error} (nothing was sent)")
             return
         body: dict[str, Any] = {"prompt": self.prompt, "conversation": self.conversation, "model": pane.state.model}
         if self.backend.notebook:
