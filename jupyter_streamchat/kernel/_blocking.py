@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from . import _static
 
 if TYPE_CHECKING:
-    from ._widgets import _StreamWidget
+    from ._stream_widget import _StreamWidget
 
 W = TypeVar("W", bound="_StreamWidget")
 

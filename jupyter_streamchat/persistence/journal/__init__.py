@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -397,16 +398,8 @@ class RunJournal:
 
 def _group(run_id: str, parts: list[tuple[int, str]], chunks: list[ChunkRow]) -> None:
     """Consecutive parts of one kind become one chunk row."""
-    kind: int | None = None
-    texts: list[str] = []
-    for part_kind, text in parts:
-        if part_kind != kind and texts:
-            chunks.append((run_id, _KINDS[kind], "".join(texts)))  # type: ignore[index]
-            texts = []
-        kind = part_kind
-        texts.append(text)
-    if texts:
-        chunks.append((run_id, _KINDS[kind], "".join(texts)))  # type: ignore[index]
+    for kind, run in itertools.groupby(parts, key=lambda part: part[0]):
+        chunks.append((run_id, _KINDS[kind], "".join(text for _, text in run)))
 
 
 def _epoch(created: str) -> float:
