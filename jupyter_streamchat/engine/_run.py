@@ -19,16 +19,13 @@ import secrets
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, NoReturn
 
-from ..context._types import ContextRecord
 from ..providers import Answered, Delta, Finish, Provider, Reasoning, StreamEvent, UpstreamError, Usage
 from ..providers._parts import ChatMessage, messages_sha256, prompt_text
 from ._eventlog import REASONING, TEXT, EventLog, Subscription
 from ._parts import PromptRecord
-from ._prices import Price
+from ._request import RunRequest, close_stream, utc_now
 from ._sse import encode_event
 from .contract import (
     COMPLETED,
@@ -53,36 +50,6 @@ log = logging.getLogger("jupyter_streamchat.runs")
 STOP, DISCONNECT, SHUTDOWN, TIME_LIMIT = "stop", "disconnect", "shutdown", "time_limit"
 _TRUNCATED = {"code": "upstream_truncated", "message": "the stream ended before the model finished"}
 _OUT_OF_TIME = {"code": "time_limit", "message": "the run exceeded its time limit"}
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-@dataclass(slots=True)
-class RunRequest:
-    model: str
-    messages: list[ChatMessage]
-    options: dict[str, Any] = field(default_factory=dict)
-    notebook: str | None = None
-    conversation: str | None = None
-    owner: str | None = None  # the Jupyter username of who started it (see handlers.py)
-    #: what the last user message carries besides its prompt, as a turn records it (SPEC 10)
-    context: list[ContextRecord] = field(default_factory=list)
-    #: the run id of the turn this one follows (SPEC 11); None: it starts its conversation
-    parent: str | None = None
-    #: the system prompt (already the first of ``messages``), recorded with the options as the turn's params
-    system: str | None = None
-    #: the model's price, when ``c.StreamChat.prices`` has one: the run then knows its cost
-    price: Price | None = None
-
-    @property
-    def params(self) -> dict[str, Any]:
-        """What a turn records of how it was asked (SPEC 11): the options and the system prompt, unset ones left out."""
-        params = {key: value for key, value in self.options.items() if value is not None}
-        if self.system is not None:
-            params["system"] = self.system
-        return params
 
 
 FinishHook = Callable[["Run"], Awaitable[None]]
@@ -332,7 +299,7 @@ class Run:
             log.exception("run %s: unexpected error", self.id)
             outcome = (FAILED, {"code": "internal_error", "message": f"internal error: {type(exc).__name__}"})
         self._conclude(*outcome)
-        await _close_stream(self.id, stream)
+        await close_stream(self.id, stream)
         for hook in hooks:
             try:
                 await hook(self)
@@ -440,15 +407,3 @@ class Run:
         if self.status == RUNNING:
             self._conclude(self._status_after_cancel(), None)
             self.recorded.set()
-
-
-async def _close_stream(run_id: str, stream: object) -> None:
-    """End the provider's stream with its run: one cut at ``max_reply_chars`` is still suspended mid-reply,
-    and closing it hangs up the upstream call now. (A stream that ended or was cancelled is already closed.)"""
-    close = getattr(stream, "aclose", None)
-    if close is None:
-        return
-    try:
-        await close()
-    except Exception:
-        log.debug("run %s: closing the provider stream failed", run_id, exc_info=True)
