@@ -182,12 +182,23 @@ class Script:
 
     ``pace`` is the default delay before each Text/Think step (and between Bulk deltas), and
     ``header_delay`` holds back the status line, to imitate a provider that is slow to answer at all.
+    ``answered_model`` is the model name the stream says answered (default: the requested one), and
+    ``system_fingerprint`` the one OpenAI chunks carry (default: none).
     """
 
-    def __init__(self, steps: Iterable[Step], pace: float = 0.0, header_delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        steps: Iterable[Step],
+        pace: float = 0.0,
+        header_delay: float = 0.0,
+        answered_model: str | None = None,
+        system_fingerprint: str | None = None,
+    ) -> None:
         self.steps: tuple[Step, ...] = tuple(steps)
         self.pace = pace
         self.header_delay = header_delay
+        self.answered_model = answered_model
+        self.system_fingerprint = system_fingerprint
         for i, step in enumerate(self.steps):
             if not isinstance(step, _STEP_TYPES):
                 raise TypeError(f"not a script step: {step!r}")
@@ -196,14 +207,15 @@ class Script:
                 raise ValueError("Status(...) is only valid as the first step of a Script")
 
     @classmethod
-    def reply(cls, text_chunks: Iterable[str], pace: float = 0.0, usage: bool = True) -> Script:
-        """The normal happy path: the text deltas, Finish, Usage (OpenAI only on the wire), Done."""
+    def reply(cls, text_chunks: Iterable[str], pace: float = 0.0, usage: bool = True, **answered: Any) -> Script:
+        """The normal happy path: the text deltas, Finish, Usage (OpenAI only on the wire), Done.
+        ``answered``: ``answered_model`` / ``system_fingerprint`` (see the class)."""
         steps: list[Step] = [Text(chunk) for chunk in text_chunks]
         steps.append(Finish())
         if usage:
             steps.append(Usage())
         steps.append(Done())
-        return cls(steps, pace=pace)
+        return cls(steps, pace=pace, **answered)
 
     @classmethod
     def bulk(cls, n: int, text: str = "x", pace: float = 0.0, stamp: bool = False) -> Script:
@@ -527,9 +539,11 @@ _HTTP_ERROR_TYPES = {
 class _OpenAIWire:
     api: Literal["openai"] = "openai"
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, system_fingerprint: str | None = None) -> None:
         self.model = model
         self._head = b'{"id":"chatcmpl-x","object":"chat.completion.chunk","created":0,"model":' + _json(model)
+        if system_fingerprint is not None:
+            self._head += b',"system_fingerprint":' + _json(system_fingerprint)
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
         choices = [{"index": 0, "delta": delta, "finish_reason": finish}]
@@ -572,8 +586,8 @@ class _AnthropicWire:
     api: Literal["anthropic"] = "anthropic"
     _STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
 
-    def __init__(self, model: str) -> None:
-        self.model = model
+    def __init__(self, model: str, system_fingerprint: str | None = None) -> None:
+        self.model = model  # Anthropic has no system fingerprint
         self._open: Literal["text", "thinking"] | None = None
         self._index = -1
 
@@ -1082,7 +1096,8 @@ class FakeUpstream:
             await self._send_plain(conn, code, _json(payload), keep_alive)
             return keep_alive
 
-        runner = _ScriptRunner(conn, record, script, wire_type(model or "fake-model"), keep_alive)
+        wire = wire_type(script.answered_model or model or "fake-model", script.system_fingerprint)
+        runner = _ScriptRunner(conn, record, script, wire, keep_alive)
         outcome, keep_alive = await self._supervise(conn, record, runner)
         record._mark_finished(outcome)
         return keep_alive

@@ -192,7 +192,7 @@ def test_clean_open_notebook_takes_the_turn_and_stays_clean(lab: LabProcess, pag
     assert turns[0]["reply"]["content"] == record["text"]
     assert turns[0]["reply"]["status"] == "completed"
     assert turns[0]["prompt"] == {"role": "user", "content": "hi"}
-    assert state["streamchat"]["version"] == 1
+    assert state["streamchat"]["version"] == 2 and state["streamchat"]["conversations"]["c1"]["active"] == run_id
     on_disk = disk_section(lab, nb)
     assert run_ids(on_disk, "c1") == [run_id]
     assert on_disk == state["streamchat"]

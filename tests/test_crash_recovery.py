@@ -165,7 +165,7 @@ async def test_sigkill_mid_run_is_interrupted_and_persisted_exactly_once(
     nbformat.validate(notebook)
     (turn,) = turns_for(notebook, run_id)
     assert_interrupted_turn(turn, "tell me")
-    assert notebook.metadata["streamchat"]["version"] == 1
+    assert notebook.metadata["streamchat"]["version"] == 2 and turn["parent"] is None
 
     # When the second server stops cleanly and a third one starts on the same journal and root
     server.terminate()

@@ -25,6 +25,7 @@ CASES = st.tuples(
     st.floats(0, 0.02),  # pace
     st.booleans(),  # does the upstream finish (True) or stall (False)?
     ACTIONS,
+    st.booleans(),  # a regenerate: the run is a sibling of a turn a version-1 notebook already holds
 )
 counter = itertools.count()
 
@@ -49,14 +50,17 @@ def test_exactly_one_turn_per_run_whatever_races(case, streamchat_client, upstre
 
 
 async def race(case, client, upstream, root, service) -> None:
-    mode, chunks, pace, finishes, actions = case
+    mode, chunks, pace, finishes, actions, regenerate = case
     n = next(counter)
     model, path = f"race{n}", f"race{n}.ipynb"
-    nbformat.write(nbformat.v4.new_notebook(), root / path)  # a run may only name a notebook that exists
+    # A run may only name a notebook that exists; a regenerate's notebook holds the turn it is an alternative to.
+    seed = {"run": f"seed{n}", "created": "2024-01-01T00:00:00Z", "prompt": {"role": "user", "content": "hi"}}
+    metadata = {"streamchat": {"version": 1, "conversations": {"race": {"turns": [seed]}}}} if regenerate else {}
+    nbformat.write(nbformat.v4.new_notebook(metadata=metadata), root / path)
     steps = [Text(f"c{i} ") for i in range(chunks)]
     steps += [Finish(), Usage(2), Done()] if finishes else [Stall(30)]
     upstream.script(model, Script(steps, pace=pace))
-    body = chat(f"openai:{model}", notebook=path, conversation="race")
+    body = chat(f"openai:{model}", notebook=path, conversation="race", parent=None)
     seen_by_clients: list[list] = []
     run_id: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
@@ -105,9 +109,10 @@ async def race(case, client, upstream, root, service) -> None:
     await asyncio.gather(*extra, return_exceptions=True)
     primary.cancel()
 
-    # Then exactly one turn for the run, matching the run's final record
+    # Then exactly one turn for the run, matching the run's final record (besides the one it regenerates)
     (turn,) = [t for t in turns_for(root, path) if t["run"] == rid]
-    assert len(turns_for(root, path)) == 1
+    assert len(turns_for(root, path)) == 1 + regenerate
+    assert turn["parent"] is None  # an alternative first turn: the seed's sibling
     reply = turn["reply"]
     assert reply["status"] == record["status"] and reply["content"] == record["text"]
     assert reply["partial"] == (record["status"] != "completed" and bool(record["text"]))

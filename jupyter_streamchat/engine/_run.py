@@ -19,15 +19,13 @@ import secrets
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, NoReturn
 
-from ..context._types import ContextRecord
-from ..providers import Delta, Finish, Provider, Reasoning, StreamEvent, UpstreamError, Usage
-from ..providers._parts import ChatMessage, prompt_text
+from ..providers import Answered, Delta, Finish, Provider, Reasoning, StreamEvent, UpstreamError, Usage
+from ..providers._parts import ChatMessage, messages_sha256, prompt_text
 from ._eventlog import REASONING, TEXT, EventLog, Subscription
 from ._parts import PromptRecord
+from ._request import RunRequest, close_stream, utc_now
 from ._sse import encode_event
 from .contract import (
     COMPLETED,
@@ -52,22 +50,6 @@ log = logging.getLogger("jupyter_streamchat.runs")
 STOP, DISCONNECT, SHUTDOWN, TIME_LIMIT = "stop", "disconnect", "shutdown", "time_limit"
 _TRUNCATED = {"code": "upstream_truncated", "message": "the stream ended before the model finished"}
 _OUT_OF_TIME = {"code": "time_limit", "message": "the run exceeded its time limit"}
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-@dataclass(slots=True)
-class RunRequest:
-    model: str
-    messages: list[ChatMessage]
-    options: dict[str, Any] = field(default_factory=dict)
-    notebook: str | None = None
-    conversation: str | None = None
-    owner: str | None = None  # the Jupyter username of who started it (see handlers.py)
-    #: what the last user message carries besides its prompt, as a turn records it (SPEC 10)
-    context: list[ContextRecord] = field(default_factory=list)
 
 
 FinishHook = Callable[["Run"], Awaitable[None]]
@@ -115,6 +97,14 @@ class Run:
         # Whether the run is in its notebook: pending, recorded or gone (the service keeps it; None: no notebook).
         self.notebook_state: str | None = None
         self.notebook_settled = asyncio.Event()  # set once notebook_state is no longer pending
+        self.record_error: str | None = None  # why it was not recorded, when its notebook refused it
+        # The reproducibility record (SPEC 11): what was sent, and who answered.
+        self.parent = request.parent
+        self.params = request.params
+        self.messages_sha256: str | None = messages_sha256(request.messages) if request.messages else None
+        self.response_model: str | None = None
+        self.system_fingerprint: str | None = None
+        self.cost: float | None = None
 
         # The cap on reply (and reasoning) characters, checked against the log's character counts.
         self._reply_cap = max_reply_chars if max_reply_chars > 0 else sys.maxsize
@@ -137,6 +127,7 @@ class Run:
         messages: list[ChatMessage] = [{"role": "user", "content": prompt["content"]}] if prompt else []
         context = list(prompt.get("context") or []) if prompt else []
         request = RunRequest(record["model"], messages, {}, notebook, conversation, owner, context)
+        request.parent = record.get("parent")
         events = record.get("events")
         last_seq = events if isinstance(events, int) and not isinstance(events, bool) and events > 1 else 1
         mode = record.get("mode") or DETACHED
@@ -149,6 +140,13 @@ class Run:
         run.first_token = record.get("first_token")
         run._conclude(record["status"], record.get("error"))
         run.finished = record.get("finished") or run.finished
+        # As journaled: the messages of an adopted run are only its prompt, and its price may have changed since.
+        params = record.get("params")
+        run.params = dict(params) if isinstance(params, dict) else {}
+        run.messages_sha256 = record.get("messages_sha256")
+        run.response_model = record.get("response_model")
+        run.system_fingerprint = record.get("system_fingerprint")
+        run.cost = record.get("cost")
         run.recorded.set()
         return run
 
@@ -230,6 +228,12 @@ class Run:
             created=self.created,
             first_token=self.first_token,
             finished=self.finished,
+            parent=self.parent,
+            params=dict(self.params),
+            messages_sha256=self.messages_sha256,
+            response_model=self.response_model,
+            system_fingerprint=self.system_fingerprint,
+            cost=self.cost,
         )
 
     def subscribe(self, after: int = 0) -> Subscription:
@@ -295,7 +299,7 @@ class Run:
             log.exception("run %s: unexpected error", self.id)
             outcome = (FAILED, {"code": "internal_error", "message": f"internal error: {type(exc).__name__}"})
         self._conclude(*outcome)
-        await _close_stream(self.id, stream)
+        await close_stream(self.id, stream)
         for hook in hooks:
             try:
                 await hook(self)
@@ -331,6 +335,10 @@ class Run:
                 self._terminal_seen = True
                 if reason is not None or self.finish_reason is None:
                     self.finish_reason = reason or self.finish_reason
+            case Answered(model=model, system_fingerprint=fingerprint):
+                # Not an SSE event: it is in the run's record and its turn.
+                self.response_model = model if model is not None else self.response_model
+                self.system_fingerprint = fingerprint if fingerprint is not None else self.system_fingerprint
 
     def _text_event(self, kind: int, text: str) -> None:
         """A ``delta`` or ``reasoning``: the per-token path."""
@@ -365,6 +373,8 @@ class Run:
             self._deadline.cancel()
         self.status = status
         self.error = error
+        price = self.request.price
+        self.cost = price.cost(self.usage) if price is not None else None
         self.finished = utc_now()
         self.finished_monotonic = time.monotonic()
         done: dict[str, Any] = {"status": status, "finish_reason": self.finish_reason, "usage": dict(self.usage)}
@@ -397,15 +407,3 @@ class Run:
         if self.status == RUNNING:
             self._conclude(self._status_after_cancel(), None)
             self.recorded.set()
-
-
-async def _close_stream(run_id: str, stream: object) -> None:
-    """End the provider's stream with its run: one cut at ``max_reply_chars`` is still suspended mid-reply,
-    and closing it hangs up the upstream call now. (A stream that ended or was cancelled is already closed.)"""
-    close = getattr(stream, "aclose", None)
-    if close is None:
-        return
-    try:
-        await close()
-    except Exception:
-        log.debug("run %s: closing the provider stream failed", run_id, exc_info=True)

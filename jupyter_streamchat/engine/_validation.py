@@ -51,6 +51,12 @@ class ChatBody:
     conversation: str | None
     options: dict[str, Any]
     context: list[ContextItem] = field(default_factory=list)
+    #: the run id the new turn follows (SPEC 11); None with ``parent_given``: it starts the conversation
+    parent: str | None = None
+    #: whether the body named a ``parent`` at all (absent: the turn follows the conversation's active leaf)
+    parent_given: bool = False
+    #: the system prompt, sent first as a system message
+    system: str | None = None
 
 
 def _optional_str(body: dict[str, Any], key: str, max_chars: int = MAX_ID_CHARS) -> str | None:
@@ -104,26 +110,60 @@ def _messages(raw: Any, limits: BodyLimits, images: ImageBudget) -> list[ChatMes
     return messages
 
 
+OPTIONS = ("temperature", "max_tokens", "seed", "top_p")
+# A seed goes to providers as a 64-bit integer.
+MAX_SEED = 2**63 - 1
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _options(raw: Any) -> dict[str, Any]:
+    """Sampling options (SPEC 11), each checked on its own: the first bad one is named in the 400."""
     if raw is None:
         return {}
     if not isinstance(raw, dict):
         raise BadRequest("'options' must be an object")
-    unknown = set(raw) - {"temperature", "max_tokens"}
+    unknown = set(raw) - set(OPTIONS)
     if unknown:
-        raise BadRequest(f"unknown options: {', '.join(sorted(unknown))}")
+        raise BadRequest(f"unknown options: {', '.join(sorted(unknown))} (known: {', '.join(OPTIONS)})")
     options: dict[str, Any] = {}
     temperature = raw.get("temperature")
     if temperature is not None:
-        if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not 0 <= temperature <= 2:
+        if not _number(temperature) or not 0 <= temperature <= 2:
             raise BadRequest("'options.temperature' must be a number between 0 and 2")
         options["temperature"] = temperature
     max_tokens = raw.get("max_tokens")
     if max_tokens is not None:
-        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+        if not _integer(max_tokens) or max_tokens < 1:
             raise BadRequest("'options.max_tokens' must be a positive integer")
         options["max_tokens"] = max_tokens
+    seed = raw.get("seed")
+    if seed is not None:
+        if not _integer(seed) or abs(seed) > MAX_SEED:
+            raise BadRequest("'options.seed' must be an integer (64-bit)")
+        options["seed"] = seed
+    top_p = raw.get("top_p")
+    if top_p is not None:
+        if not _number(top_p) or not 0 < top_p <= 1:
+            raise BadRequest("'options.top_p' must be a number greater than 0 and at most 1")
+        options["top_p"] = top_p
     return options
+
+
+def _system(value: Any, limits: BodyLimits) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise BadRequest("'system' must be a string")
+    if len(value) > limits.max_message_chars:
+        raise BadRequest(f"'system' is longer than {limits.max_message_chars} characters")
+    return value or None
 
 
 def read_json_object(raw: bytes, max_bytes: int) -> dict[str, Any]:
@@ -228,6 +268,9 @@ def validate_chat_body(body: object, limits: BodyLimits, body_bytes: int | None 
         conversation=_conversation(body.get("conversation")),
         options=_options(body.get("options")),
         context=parse_context(body.get("context"), limits.max_context_chars, images),
+        parent=_optional_str(body, "parent"),
+        parent_given="parent" in body,
+        system=_system(body.get("system"), limits),
     )
     if body_bytes is not None and body_bytes - images.encoded > limits.max_body_bytes:
         raise PayloadTooLarge(f"request body is larger than {limits.max_body_bytes} bytes (not counting images)")

@@ -60,6 +60,13 @@ class RunFields(TypedDict):
     created: str
     first_token: str | None
     finished: str | None
+    # The reproducibility record (SPEC 11); a turn keeps the same.
+    parent: str | None  # the run id of the turn this one follows; None: it starts its conversation
+    params: dict[str, Any]  # temperature, max_tokens, seed, top_p, system: as sent, unset ones left out
+    messages_sha256: str | None  # of the exact messages sent (``providers._parts.messages_sha256``)
+    response_model: str | None  # the model name the provider answered with
+    system_fingerprint: str | None
+    cost: float | None  # USD, when the model has a price and the usage has both counts
 
 
 class RunRecord(RunFields):
@@ -76,7 +83,8 @@ class JournalRecord(RunFields):
 
 
 class Recorded(TypedDict, total=False):
-    recorded: str  # only for a run that names a notebook: pending, recorded or gone (SPEC 6)
+    recorded: str  # only for a run that names a notebook: pending, recorded, gone or refused (SPEC 6, 11)
+    record_error: str  # only when refused: why its notebook's metadata was not written
 
 
 class PublicRecord(RunRecord, Recorded):
@@ -112,6 +120,8 @@ def public_record(run: Run) -> PublicRecord:
     and, for a run that names a notebook, whether it is ``recorded`` there (SPEC 6)."""
     prompt = run.prompt
     recorded = Recorded() if run.notebook_state is None else Recorded(recorded=run.notebook_state)
+    if run.record_error is not None:
+        recorded["record_error"] = run.record_error
     return {**run.record(), **recorded, "prompt": prompt["content"] if prompt else None}
 
 

@@ -24,6 +24,7 @@ from ._eventlog import REASONING as REASONING_PART
 from ._eventlog import TEXT as TEXT_PART
 from ._eventlog import Subscription, joined
 from ._parts import PromptRecord
+from ._request import RunRequest, utc_now
 from ._run import (
     DISCONNECT,
     SHUTDOWN,
@@ -33,8 +34,6 @@ from ._run import (
     JournalSink,
     ReplyTooLarge,
     Run,
-    RunRequest,
-    utc_now,
 )
 from .contract import COMPLETED, DETACHED, FAILED, INTERRUPTED, RUNNING, STOPPED, TERMINAL_STATUSES
 

@@ -15,9 +15,13 @@ from ..persistence import (
     GONE,
     PENDING,
     RECORDED,
+    REFUSED,
+    Conversation,
     NotebookRecorder,
     NotRecordedYet,
     RunJournal,
+    UnreadableSection,
+    branch,
     history_messages,
     make_turn,
 )
@@ -26,9 +30,10 @@ from ..persistence._writers import NotANotebook
 from ..persistence.journal import JournalFault, JournalFull
 from ..providers import ProviderRegistry
 from ..providers._parts import ChatMessage
-from ._errors import BadRequest, Conflict, StreamChatError
+from ._errors import BadRequest, Conflict, NotFound, StreamChatError
 from ._parts import inline_context, with_context
 from ._paths import confine
+from ._prices import Price
 from ._validation import BodyLimits, ChatBody
 from .contract import DEFAULT_CONVERSATION
 from .runs import Run, RunManager, RunRequest, utc_now
@@ -51,6 +56,7 @@ class ChatService:
     keepalive_interval: float = 15.0
     journal: RunJournal | None = None
     notebooks: NotebookRecorder | None = None
+    prices: Mapping[str, Price] = field(default_factory=dict)  # model id -> its price (``c.StreamChat.prices``)
     recorded_via: dict[str, str] = field(default_factory=dict)  # run id -> how it reached its notebook
     _maintenance: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
     _retries: set[asyncio.Task[None]] = field(default_factory=set, init=False, repr=False)
@@ -68,8 +74,21 @@ class ChatService:
         renames_since = self.notebooks.follower.mark() if self.notebooks is not None else None
         if notebook is not None and self.notebooks is not None:
             await self.notebooks.require_notebook(notebook)
-        messages, context = await self._messages(body, notebook)
-        request = RunRequest(model_id, messages, body.options, notebook, body.conversation, owner, context)
+        # Reads the notebook's conversation: one whose section may not be written is refused here (409).
+        parent, history = await self._branch(body, notebook)
+        messages, context = self._messages(body, history)
+        request = RunRequest(
+            model_id,
+            messages,
+            body.options,
+            notebook,
+            body.conversation,
+            owner,
+            context,
+            parent=parent,
+            system=body.system,
+            price=self.prices.get(model_id),
+        )
         run = self.runs.create(request, mode)
         if notebook is not None:
             run.notebook_state = PENDING
@@ -100,13 +119,15 @@ class ChatService:
         log.info("streamchat run %s started: %s (%s)", run.id, model_id, mode)
         return run
 
-    async def _messages(self, body: ChatBody, notebook: str | None) -> tuple[list[ChatMessage], list[ContextRecord]]:
-        """What goes upstream, and the context a turn records: ``context`` items go before the last prompt."""
+    def _messages(self, body: ChatBody, history: list[ChatMessage]) -> tuple[list[ChatMessage], list[ContextRecord]]:
+        """What goes upstream, and the context a turn records: the system prompt first, then (``prompt``
+        requests) the branch's history; ``context`` items go before the last prompt."""
         context = [item.record for item in body.context]
+        system: list[ChatMessage] = [{"role": "system", "content": body.system}] if body.system else []
         if body.messages is None:
-            history = await self.history(notebook, body.conversation) if body.conversation else []
-            return [*history, {"role": "user", "content": with_context(body.prompt or "", body.context)}], context
-        messages = list(body.messages)
+            prompt: ChatMessage = {"role": "user", "content": with_context(body.prompt or "", body.context)}
+            return [*system, *history, prompt], context
+        messages = [*system, *body.messages]
         last = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=None)
         if last is None:
             return messages, context
@@ -118,20 +139,57 @@ class ChatService:
             raise BadRequest("send 'context' with a plain-text last user message, or put it in that message's parts")
         return messages, inline_context(content)
 
-    async def history(self, notebook: str | None, conversation: str) -> list[ChatMessage]:
-        """The conversation so far: turns recorded in the notebook plus finished runs not yet there."""
-        turns: dict[str, Mapping[str, Any]] = {}
-        if notebook is not None and self.notebooks is not None:
-            try:
-                recorded = await self.notebooks.conversation_turns(notebook, conversation or DEFAULT_CONVERSATION)
-            except ValueError:
-                raise Conflict(f"{notebook} could not be read as a notebook; nothing was started") from None
-            for turn in recorded:
-                turns[turn["run"]] = turn
-        for run in self.runs.list({"conversation": conversation}):
-            if run.ended_for_clients and run.notebook == notebook and run.id not in turns:
+    async def _branch(self, body: ChatBody, notebook: str | None) -> tuple[str | None, list[ChatMessage]]:
+        """The turn a new one follows (SPEC 11) and, for a ``prompt`` request, the history along its branch.
+
+        Known turns: the notebook's, plus this server's runs of the conversation not there yet (finished or
+        streaming). Without ``parent`` the new turn follows the active leaf: the newest of those runs, else
+        the notebook's ``active``. A ``prompt`` request never follows a reply still streaming (409): its
+        history would lack that reply. Siblings (compare panes, a regenerate) name a finished parent.
+        """
+        key = body.conversation or DEFAULT_CONVERSATION
+        recorded = await self._recorded(notebook, key)
+        turns: dict[str, Mapping[str, Any]] = {turn["run"]: turn for turn in recorded.turns}
+        pending = [
+            run
+            for run in self.runs.list()
+            if run.notebook == notebook and (run.conversation or DEFAULT_CONVERSATION) == key and run.id not in turns
+        ]  # newest first
+        streaming = {run.id for run in pending if not run.ended_for_clients}
+        for run in pending:
+            if run.id not in streaming:
                 turns[run.id] = make_turn(run.record(), run.prompt)
-        return history_messages(list(turns.values()))
+        if body.parent_given:
+            parent = body.parent
+            if parent is not None and parent not in turns and parent not in streaming:
+                raise self._not_of_conversation(parent, notebook, key)
+        else:
+            parent = pending[0].id if pending else recorded.active
+        if body.messages is not None:
+            return parent, []  # the client's messages are the history
+        if parent in streaming:
+            raise Conflict("a reply in this conversation is still streaming; wait for it or stop it")
+        return parent, history_messages(branch(turns, parent))
+
+    async def _recorded(self, notebook: str | None, conversation: str) -> Conversation:
+        if notebook is None or self.notebooks is None:
+            return Conversation([], None)
+        try:
+            return await self.notebooks.conversation(notebook, conversation)
+        except UnreadableSection as refused:
+            raise Conflict(f"{notebook} cannot be recorded in: {refused.reason}; nothing was started") from None
+        except ValueError:
+            raise Conflict(f"{notebook} could not be read as a notebook; nothing was started") from None
+
+    def _not_of_conversation(self, parent: str, notebook: str | None, conversation: str) -> StreamChatError:
+        """A ``parent`` that is no turn of the conversation: 409 if it is a run of another one, else 404."""
+        run = self.runs.get(parent)
+        if run is not None:
+            where = f"conversation {run.conversation or DEFAULT_CONVERSATION!r}"
+            if run.notebook != notebook:
+                where += f" of {run.notebook or 'no notebook'}"
+            return Conflict(f"'parent' {parent!r} is a turn of {where}, not of {conversation!r}")
+        return NotFound(f"'parent' {parent!r} names no turn of conversation {conversation!r}")
 
     async def _record_finished(self, run: Run) -> None:
         """Finish hook: wait until the final record is journaled (and ``done`` released), then land the
@@ -168,6 +226,9 @@ class ChatService:
                 # Renamed to something that is not a notebook (or journaled by an old version): never written.
                 log.warning("streamchat run %s: not recorded, %s", run.id, error)
                 how = GONE
+            except UnreadableSection as refused:
+                await self._refused(run, refused)
+                return
             except Exception:
                 # The journal still holds the run; it is retried at the next start.
                 log.exception("streamchat: could not record run %s in %s", run.id, run.notebook)
@@ -183,6 +244,9 @@ class ChatService:
         except NotANotebook as error:
             log.warning("streamchat run %s: not recorded, %s", run.id, error)
             how = GONE
+        except UnreadableSection as refused:
+            await self._refused(run, refused)
+            return
         except Exception:
             log.exception("streamchat: could not record run %s in %s", run.id, run.notebook)
             return
@@ -214,6 +278,16 @@ class ChatService:
         if self.notebooks is not None:
             self.notebooks.follower.forget(run.id)
         run.notebook_state = GONE if how == GONE else RECORDED
+        run.notebook_settled.set()
+
+    async def _refused(self, run: Run, refused: UnreadableSection) -> None:
+        """Its notebook's ``metadata.streamchat`` may not be written: nothing was. The journal keeps the run
+        (not persisted), so the next start tries again, once the section has been fixed or understood."""
+        log.warning("streamchat run %s: not recorded in %s: %s", run.id, run.notebook, refused.reason)
+        if self.notebooks is not None:
+            self.notebooks.follower.forget(run.id)
+        run.record_error = refused.reason
+        run.notebook_state = REFUSED
         run.notebook_settled.set()
 
     async def _mark_persisted(self, run_id: str) -> None:

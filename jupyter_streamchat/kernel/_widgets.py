@@ -156,7 +156,14 @@ class CompareWidget(_StreamWidget):
         if self.context.error:
             pane.fail("bad_context", f"{self.context.error} (nothing was sent)")
             return
-        body: dict[str, Any] = {"prompt": self.prompt, "conversation": self.conversation, "model": pane.state.model}
+        # The panes are siblings that start the comparison's own conversation (parent null): each would
+        # otherwise follow the active leaf, which is the first pane while it streams (SPEC 11).
+        body: dict[str, Any] = {
+            "prompt": self.prompt,
+            "conversation": self.conversation,
+            "model": pane.state.model,
+            "parent": None,
+        }
         if self.backend.notebook:
             body["notebook"] = self.backend.notebook
         if self.context.wire:

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 from ..engine._errors import BadRequest, Conflict, Forbidden, NotFound
 from ._follow import NotebookFollower
 from ._handoff import DocumentSubscriber, HandoffHub
-from ._schema import FinishedRun, Turn, conversation_key, has_turn, make_turn, turns_of
+from ._schema import FinishedRun, Turn, conversation_key, has_turn, make_turn
+from ._section import Conversation, UnreadableSection, read_conversation
 from ._writers import (
     NOTEBOOK_SUFFIX,
     FileWrite,
@@ -39,8 +40,9 @@ log = logging.getLogger("jupyter_streamchat.persistence")
 
 CONTENTS_EVENTS = "https://events.jupyter.org/jupyter_server/contents_service/v1"
 # Whether a run is in its notebook (SPEC 6, ``recorded`` in a run record). Gone: the notebook was deleted,
-# nothing was written and nothing ever will be.
-PENDING, RECORDED, GONE = "pending", "recorded", "gone"
+# nothing was written and nothing ever will be. Refused: its ``metadata.streamchat`` cannot be read safely (a
+# newer version, or malformed), so nothing was written; the journal keeps the run, and the next start tries again.
+PENDING, RECORDED, GONE, REFUSED = "pending", "recorded", "gone", "refused"
 RETRY_FIRST_DELAY = 0.1  # seconds before the first retry of a notebook that could not be written
 RETRY_MAX_DELAY = 5.0
 MISSING_GRACE = 2.0  # seconds a notebook may be missing before it counts as deleted (see ``retry``)
@@ -126,7 +128,8 @@ class NotebookRecorder:
         """Land one finished run in its notebook, where that notebook is now; returns how: shared, file,
         duplicate, or gone (deleted: nothing was written, and nothing ever will be).
 
-        Raises ``NotRecordedYet`` when the notebook cannot be written just now (see ``retry``).
+        Raises ``NotRecordedYet`` when the notebook cannot be written just now (see ``retry``), and
+        ``UnreadableSection`` when its ``metadata.streamchat`` may not be written (nothing was).
         """
         run_id, notebook = record["id"], record["notebook"]
         if notebook is None:  # the engine records only runs that name one
@@ -216,6 +219,8 @@ class NotebookRecorder:
                     if not has_turn(metadata, run_id):
                         log.info("streamchat: a save of %s dropped run %s; writing it back", path, run_id)
                         guarded.written = await self._write_and_tell(path, guarded.conversation, guarded.turn)
+        except UnreadableSection as refused:
+            log.warning("streamchat: a save of %s dropped recorded turns; not written back: %s", path, refused.reason)
         except Exception:
             log.exception("streamchat: could not check the turns of %s after a save", path)
 
@@ -242,7 +247,8 @@ class NotebookRecorder:
             except NotRecordedYet as error:
                 failed = error
 
-    async def conversation_turns(self, path: str, conversation: str) -> list[Mapping[str, Any]]:
+    async def conversation(self, path: str, conversation: str) -> Conversation:
+        """The conversation's tree as the notebook file holds it; ``UnreadableSection`` if it cannot be read."""
         async with self._locks[path]:
             metadata = await read_metadata(self.contents_manager, path)
-        return turns_of(metadata, conversation) if metadata is not None else []
+        return read_conversation(metadata or {}, conversation)

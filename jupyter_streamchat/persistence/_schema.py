@@ -1,7 +1,7 @@
 """The ``metadata.streamchat`` schema: its shapes, and pure functions over plain dicts (no I/O, easy to test).
 
 What we write is typed (``Turn``); what we read back from a notebook is not: anyone may have edited the file,
-so readers take ``Mapping[str, Any]`` and look before they use.
+so readers take ``Mapping[str, Any]`` and look before they use (``_section.py`` decides what may be written).
 """
 
 from __future__ import annotations
@@ -13,8 +13,20 @@ from typing import Any, NotRequired, TypedDict
 from ..context._types import ContextRecord
 from ..engine.contract import DEFAULT_CONVERSATION
 from ..providers._parts import ChatMessage, Content, Part
+from ._section import SCHEMA_VERSION, check_section, upgraded
 
-SCHEMA_VERSION = 1
+__all__ = [
+    "SCHEMA_VERSION",
+    "FinishedRun",
+    "PromptMessage",
+    "Reply",
+    "Turn",
+    "conversation_key",
+    "has_turn",
+    "history_messages",
+    "make_turn",
+    "merged_streamchat",
+]
 
 
 class PromptMessage(TypedDict):
@@ -34,15 +46,22 @@ class Reply(TypedDict):
 
 
 class Turn(TypedDict):
-    """One finished run in ``metadata.streamchat.conversations.<id>.turns`` (SPEC 6)."""
+    """One finished run in ``metadata.streamchat.conversations.<id>.turns`` (SPEC 6, 11)."""
 
     run: str
+    parent: str | None  # the run id this turn follows; None: it starts the conversation (SPEC 11)
     model: str
     mode: str
     prompt: PromptMessage
     reply: Reply
+    params: dict[str, Any]  # temperature, max_tokens, seed, top_p, system: as sent, unset ones left out
+    response_model: str | None  # the model name the provider answered with
+    system_fingerprint: NotRequired[str]  # when the provider gave one
+    messages_sha256: NotRequired[str]  # of the exact messages sent (``providers._parts.messages_sha256``)
     created: str
+    first_token: str | None
     finished: str | None
+    cost: NotRequired[float]  # USD, when the model has a price (``c.StreamChat.prices``)
     context: NotRequired[list[ContextRecord]]  # what was sent besides the prompt (SPEC 10)
 
 
@@ -62,15 +81,24 @@ class FinishedRun(TypedDict):
     conversation: str | None
     created: str
     finished: str | None
+    first_token: str | None
+    parent: str | None
+    params: dict[str, Any]
+    response_model: str | None
+    system_fingerprint: str | None
+    messages_sha256: str | None
+    cost: float | None
 
 
 def make_turn(record: FinishedRun, prompt: Mapping[str, Any] | None) -> Turn:
     """One turn for a finished run record; ``content`` is exactly what clients were streamed, ``context`` what
-    the model was sent besides the prompt (SPEC 10), recorded only when there was some."""
+    the model was sent besides the prompt (SPEC 10), recorded only when there was some; the reproducibility
+    record (SPEC 11) as the run kept it."""
     status = record["status"]
     text = record.get("text") or ""
     turn: Turn = {
         "run": record["id"],
+        "parent": record.get("parent"),
         "model": record["model"],
         "mode": record["mode"],
         "prompt": {"role": "user", "content": prompt.get("content") or ""}
@@ -86,9 +114,19 @@ def make_turn(record: FinishedRun, prompt: Mapping[str, Any] | None) -> Turn:
             "usage": dict(record.get("usage") or {}),
             "error": record.get("error"),
         },
+        "params": dict(record.get("params") or {}),
+        "response_model": record.get("response_model"),
         "created": record["created"],
+        "first_token": record.get("first_token"),
         "finished": record["finished"],
     }
+    fingerprint, digest, cost = record.get("system_fingerprint"), record.get("messages_sha256"), record.get("cost")
+    if fingerprint is not None:
+        turn["system_fingerprint"] = fingerprint
+    if digest is not None:
+        turn["messages_sha256"] = digest
+    if cost is not None:
+        turn["cost"] = cost
     if prompt and prompt.get("context"):
         turn["context"] = copy.deepcopy(list(prompt["context"]))
     return turn
@@ -124,40 +162,35 @@ def has_turn(metadata: Mapping[str, Any], run_id: str) -> bool:
 
 
 def merged_streamchat(metadata: Mapping[str, Any], conversation: str, turn: Turn) -> dict[str, Any] | None:
-    """The new ``metadata["streamchat"]`` with ``turn`` added to ``conversation`` (turns sorted by ``created``,
-    equal times in their order), or None if the run is already there, in any conversation.
+    """The new ``metadata["streamchat"]`` with ``turn`` added to ``conversation`` as its active leaf, or None if
+    the run is already there, in any conversation. ``metadata`` is not modified.
 
-    ``metadata`` is not modified. What is malformed (a section, its conversations, a conversation or its turns
-    that is not of its type) is replaced, everything else is kept. The panel merges the same way
-    (``labextension/src/metadata.ts`` ``mergeTurn``); ``tests/parity/metadata`` holds both to it.
+    The section is written at ``SCHEMA_VERSION``: a version-1 section is upgraded (``_section.upgraded``:
+    nothing lost or reordered). One that cannot be read safely (a newer version, or malformed) raises
+    ``UnreadableSection`` and is never replaced. The turn goes after the last turn created no later than it
+    (in a sorted list: sorted by ``created``, equal times in their order), the other turns keep their order.
+    The panel merges the same way (``labextension/src/metadata.ts`` ``mergeTurn``); ``tests/parity/metadata``
+    holds both to it.
     """
     if has_turn(metadata, turn["run"]):
         return None
-    old = metadata.get("streamchat")
-    section: dict[str, Any] = copy.deepcopy(old) if isinstance(old, dict) else {}
-    section["version"] = SCHEMA_VERSION
-    conversations = section.get("conversations")
-    if not isinstance(conversations, dict):
-        conversations = section["conversations"] = {}
-    entry = conversations.get(conversation)
-    if not isinstance(entry, dict):
-        entry = conversations[conversation] = {}
-    turns = [*_turns(entry), turn]
-    turns.sort(key=_created)
-    entry["turns"] = turns
+    check_section(metadata)
+    section = upgraded(metadata.get("streamchat"))
+    entry = section["conversations"].setdefault(conversation, {})
+    turns: list[Any] = entry.setdefault("turns", [])
+    created = _created(turn)
+    at = next((index + 1 for index in range(len(turns) - 1, -1, -1) if _created(turns[index]) <= created), 0)
+    turns.insert(at, copy.deepcopy(turn))
+    entry["active"] = turn["run"]
     return section
 
 
-def turns_of(metadata: Mapping[str, Any], conversation: str) -> list[Mapping[str, Any]]:
-    conversations = (metadata.get("streamchat") or {}).get("conversations") or {}
-    return list((conversations.get(conversation) or {}).get("turns") or [])
-
-
 def history_messages(turns: Iterable[Mapping[str, Any]]) -> list[ChatMessage]:
-    """Messages for the next turn: completed and partial replies go to the model; failures do not. A prompt
-    keeps the text context it was sent with (images are not sent again)."""
+    """Messages for the next turn from a branch (``_section.branch``, root first): completed and partial
+    replies go to the model; failures do not. A prompt keeps the text context it was sent with (images are
+    not sent again)."""
     messages: list[ChatMessage] = []
-    for turn in sorted(turns, key=lambda t: t.get("created") or ""):
+    for turn in turns:
         reply = turn.get("reply") or {}
         content = reply.get("content") or ""
         if reply.get("status") == "failed" or not content:

@@ -21,6 +21,7 @@ from tornado import web
 
 from ._layout import dump, locate_metadata
 from ._schema import Turn, merged_streamchat
+from ._section import UnreadableSection
 
 log = logging.getLogger("jupyter_streamchat.persistence")
 
@@ -53,6 +54,8 @@ async def write_shared_document(serverapp: Any, path: str, conversation: str, tu
         return False
     try:
         _merge_into_shared(document, conversation, turn)
+    except UnreadableSection:
+        raise  # the shared document is what will be saved: never written, and not the file behind it either
     except Exception:
         # A shared model we cannot write must not lose the turn: the caller falls back to the file.
         log.exception("streamchat: could not write to the shared document of %s", path)

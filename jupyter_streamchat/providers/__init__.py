@@ -12,13 +12,25 @@ from typing import Any
 from ..engine._errors import NotFound
 from . import _environ
 from ._asyncio_backend import AsyncioTransport
-from ._base import Delta, EventBatch, Finish, Provider, Reasoning, StreamEvent, UpstreamError, UpstreamSettings, Usage
+from ._base import (
+    Answered,
+    Delta,
+    EventBatch,
+    Finish,
+    Provider,
+    Reasoning,
+    StreamEvent,
+    UpstreamError,
+    UpstreamSettings,
+    Usage,
+)
 from ._redact import Redactor, secrets_of_url
 from .anthropic import AnthropicProvider
 from .demo import DemoProvider
 from .openai import OpenAIProvider
 
 __all__ = [
+    "Answered",
     "AsyncioTransport",
     "Delta",
     "EventBatch",
@@ -143,6 +155,10 @@ class ProviderRegistry:
         if not provider.knows_model(model):
             raise NotFound(f"unknown model {model_id!r}")
         return model_id, provider, model
+
+    async def configured(self) -> list[str]:
+        """The providers that answer requests now (a provider whose model list is empty is one too)."""
+        return list(await self._active())
 
     async def list_models(self) -> list[dict[str, Any]]:
         active = await self._active()

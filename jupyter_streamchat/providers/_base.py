@@ -61,7 +61,15 @@ class Finish:
     reason: str | None = None
 
 
-StreamEvent = Delta | Reasoning | Usage | Finish
+@dataclass(slots=True)
+class Answered:
+    """Who answered (SPEC 11): the model name the provider says it used, and its ``system_fingerprint``."""
+
+    model: str | None = None
+    system_fingerprint: str | None = None
+
+
+StreamEvent = Delta | Reasoning | Usage | Finish | Answered
 # Providers yield events in batches, one per network read, so per-read costs are paid once per read.
 EventBatch = list[StreamEvent]
 

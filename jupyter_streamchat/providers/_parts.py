@@ -8,6 +8,8 @@ A message whose content is a plain string goes out unchanged, so text-only chats
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 import struct
 from typing import Any, Literal, TypeAlias, TypedDict
 
@@ -34,6 +36,15 @@ Content: TypeAlias = str | list[Part]
 class ChatMessage(TypedDict):
     role: str
     content: Content
+
+
+def messages_sha256(messages: list[ChatMessage]) -> str:
+    """The fingerprint a turn records of the exact messages sent (SPEC 11, docs/metadata.md): sha256 (hex) of
+    their provider-neutral form (roles, contents, parts with base64 images) as JSON with sorted keys, no
+    spaces (separators "," and ":") and characters as they are (not ``\\u`` escaped), UTF-8 encoded. The same
+    branch, system prompt and context give the same digest, whichever provider the messages went to."""
+    canonical = json.dumps(messages, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def text_of(content: Content) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 
 from ..engine._sse import SSEMessage
 from ._base import (
+    Answered,
     Delta,
     EventBatch,
     Finish,
@@ -70,8 +71,10 @@ class AnthropicProvider:
         }
         if system:
             body["system"] = system
-        if options.get("temperature") is not None:
-            body["temperature"] = options["temperature"]
+        # No seed: the Messages API has none (the run records it all the same, see docs/api.md).
+        for option in ("temperature", "top_p"):
+            if options.get(option) is not None:
+                body[option] = options[option]
 
         def decode(message: SSEMessage) -> tuple[list[StreamEvent], bool]:
             kind, events = self._decode(message)
@@ -103,7 +106,10 @@ def _events(kind: str, data: dict[str, Any], transport: HTTPTransport) -> Iterat
         elif delta.get("type") == "thinking_delta" and delta.get("thinking"):
             yield Reasoning(text_field(delta["thinking"]))
     elif kind == "message_start":
-        usage = data["message"].get("usage") or {}
+        message = data["message"]
+        if message.get("model") is not None:
+            yield Answered(upstream_label(transport, message["model"], 200))
+        usage = message.get("usage") or {}
         yield Usage(usage.get("input_tokens"), usage.get("output_tokens"), final=False)
     elif kind == "message_delta":
         usage = data.get("usage") or {}

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ._base import Delta, EventBatch, Finish, Reasoning, Usage
+from ._base import Answered, Delta, EventBatch, Finish, Reasoning, Usage
 from ._parts import ChatMessage, describe_received, prompt_text, text_of
 
 
@@ -43,9 +43,15 @@ _PARAGRAPHS = [
 ]
 
 
-def _reply(prompt: str, variant: DemoVariant, received: str = "") -> str:
-    quoted = " ".join(prompt.split())[:120] or "(empty prompt)"
+def _quoted(text: str) -> str:
+    return " ".join(text.split())[:120]
+
+
+def _reply(prompt: str, variant: DemoVariant, received: str = "", system: str = "") -> str:
+    quoted = _quoted(prompt) or "(empty prompt)"
     parts = [f"*This is the offline demo model; it does not understand you.* You wrote: “{quoted}”."]
+    if system:
+        parts.append(f"Your system prompt: “{_quoted(system)}”.")
     if received:
         parts.append(f"Besides your words I received: {received}.")
     parts += [_PARAGRAPHS[i % len(_PARAGRAPHS)] for i in range(variant.paragraphs)]
@@ -79,16 +85,17 @@ class DemoProvider:
         variant = VARIANTS[model]
         prompt = next((prompt_text(m["content"]) for m in reversed(messages) if m["role"] == "user"), "")
         received = describe_received(messages)
+        system = "\n\n".join(text_of(m["content"]) for m in messages if m["role"] == "system")
         delay = variant.seconds_per_token / self._speed
         max_tokens = options.get("max_tokens") or 1_000_000
         input_tokens = sum(len(text_of(m["content"]).split()) for m in messages)
-        yield [Usage(input_tokens, None, final=False)]
+        yield [Answered(model), Usage(input_tokens, None, final=False)]
         if variant.thinks:
             for token in _TOKEN.findall(_thoughts(prompt)):
                 await asyncio.sleep(delay)
                 yield [Reasoning(token)]
         produced = 0
-        for token in _TOKEN.findall(_reply(prompt, variant, received)):
+        for token in _TOKEN.findall(_reply(prompt, variant, received, system)):
             if produced >= max_tokens:
                 break
             await asyncio.sleep(delay)

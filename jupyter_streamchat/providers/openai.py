@@ -8,6 +8,7 @@ from typing import Any
 
 from ..engine._sse import SSEMessage
 from ._base import (
+    Answered,
     EventBatch,
     Finish,
     HTTPTransport,
@@ -90,9 +91,11 @@ class OpenAIProvider:
             "stream": True,
             "stream_options": {"include_usage": True},
         }
+        # temperature, max_tokens, seed, top_p: the chat-completions names (see engine/_validation.py)
         body.update({k: v for k, v in options.items() if v is not None})
         splitter = LeadingThinkSplitter()
         transport = self._transport
+        answered = _AnsweredBy(transport)
 
         def decode(message: SSEMessage) -> tuple[list[StreamEvent], bool]:
             if message.data == "[DONE]":
@@ -102,13 +105,40 @@ class OpenAIProvider:
                 raise UpstreamError("upstream_malformed", f"{self.name} sent a non-object chunk")
             if "error" in chunk:
                 raise UpstreamError("upstream_error", transport.clean(_error_text(chunk["error"])))
-            return decode_events(transport, "chunk shape", _chunk_events, chunk, splitter, transport), False
+            events = decode_events(transport, "chunk shape", _chunk_events, chunk, splitter, transport)
+            news = answered.news(chunk)
+            return ([news, *events] if news is not None else events), False
 
         # A stream cut off inside a leading <think> block still delivers the thought it had.
         return stream_batches(self._transport, "chat/completions", body, decode, at_end=splitter.flush)
 
     async def aclose(self) -> None:
         await self._transport.aclose()
+
+
+class _AnsweredBy:
+    """Who answered, told once (and again only if it changes): every chunk names its model and usually the
+    same ``system_fingerprint``, so the per-token cost is two lookups and two comparisons."""
+
+    __slots__ = ("_fingerprint", "_model", "_transport")
+
+    def __init__(self, transport: HTTPTransport) -> None:
+        self._transport = transport
+        self._model: object = None
+        self._fingerprint: object = None
+
+    def news(self, chunk: dict[str, Any]) -> Answered | None:
+        model, fingerprint = chunk.get("model"), chunk.get("system_fingerprint")
+        if (model is None or model == self._model) and (fingerprint is None or fingerprint == self._fingerprint):
+            return None
+        if model is not None:
+            self._model = model
+        if fingerprint is not None:
+            self._fingerprint = fingerprint
+        return Answered(
+            upstream_label(self._transport, self._model, 200) if self._model is not None else None,
+            upstream_label(self._transport, self._fingerprint, 200) if self._fingerprint is not None else None,
+        )
 
 
 def _chunk_events(

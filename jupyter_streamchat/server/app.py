@@ -11,8 +11,9 @@ from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.serverapp import ServerApp
 from tornado.ioloop import IOLoop, PeriodicCallback
-from traitlets import Bool, Enum, Float, Int, List, Unicode, default
+from traitlets import Bool, Dict, Enum, Float, Int, List, TraitError, Unicode, default, validate
 
+from ..engine._prices import parse_prices, unknown_price_keys
 from ..engine._validation import BodyLimits
 from ..engine.runs import FAILED, Run, RunLimits, RunManager
 from ..engine.service import ChatService
@@ -81,6 +82,22 @@ class StreamChat(ExtensionApp):
         config=True,
         help="Model used when a request names none (default: first configured provider, else demo).",
     )
+
+    prices = Dict(
+        config=True,
+        help="Prices in USD per million tokens, by model id: {'openai:gpt-4o-mini': {'input': 0.15, 'output': "
+        "0.6}}. A reply of a priced model records its cost (from the usage the provider reported); tokens are "
+        "recorded always. A key that names no configured provider, or a model its provider does not list, is "
+        "warned about once at start.",
+    )
+
+    @validate("prices")
+    def _validate_prices(self, proposal: dict[str, object]) -> dict[str, object]:
+        try:
+            parse_prices(proposal["value"])  # type: ignore[arg-type]
+        except ValueError as error:
+            raise TraitError(f"StreamChat.{error}") from None
+        return proposal["value"]  # type: ignore[return-value]
 
     # ----- upstream ----------------------------------------------------------------------------
     upstream_connect_timeout = Float(10.0, config=True, help="Seconds to connect to a provider.")
@@ -320,6 +337,7 @@ class StreamChat(ExtensionApp):
             keepalive_interval=self.keepalive_interval,
             journal=journal,
             notebooks=notebooks,
+            prices=parse_prices(self.prices),
         )
         journal.open()
         notebooks.follower.start()
@@ -340,9 +358,25 @@ class StreamChat(ExtensionApp):
         if service.notebooks is not None:
             service.notebooks.listen()
         service.start_maintenance(self.journal_maintenance_interval)
+        if service.prices:
+            await self._check_prices()
         if self.activity_interval > 0:
             self._activity = PeriodicCallback(self._mark_activity, self.activity_interval * 1000)
             self._activity.start()
+
+    async def _check_prices(self) -> None:
+        """Warn once about price keys that can match no reply (a typo'd model id shows no cost, silently)."""
+        try:
+            listed: dict[str, list[str]] = {}
+            for model in await self.service.registry.list_models():
+                listed.setdefault(model["provider"], []).append(model["id"].partition(":")[2])
+            for provider in await self.service.registry.configured():
+                listed.setdefault(provider, [])
+        except Exception:
+            self.log.warning("streamchat: the price table was not checked (the model lists could not be read)")
+            return
+        for line in unknown_price_keys(self.service.prices, listed):
+            self.log.warning("streamchat: %s; its replies will show no cost", line)
 
     async def _start_jupyter_server_extension(self, serverapp: ServerApp) -> None:
         # Called once the server's event loop runs, on the main thread, and only by ``ServerApp.start``: an

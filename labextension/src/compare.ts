@@ -151,7 +151,15 @@ export class CompareView {
 
   private async _stream(pane: IPane, prompt: string, conversation: string): Promise<void> {
     const notebook = this._context.notebookPath() ?? undefined;
-    const body = JSON.stringify({ model: pane.model, prompt, conversation, notebook });
+    // The panes are siblings that start the comparison's own conversation (parent null): without it,
+    // each would follow the active leaf, which is the first pane while it streams (SPEC 11).
+    const body = JSON.stringify({
+      model: pane.model,
+      prompt,
+      conversation,
+      notebook,
+      parent: null
+    });
     const records = this._records.signal;
     const signal = pane.abort.signal;
     try {

@@ -14,7 +14,7 @@ import type { INotebookModel } from '@jupyterlab/notebook';
 import type { Contents } from '@jupyterlab/services';
 import type { ISignal } from '@lumino/signaling';
 
-import { hasTurn, METADATA_KEY, mergeTurn } from './metadata';
+import { hasTurn, METADATA_KEY, mergeTurn, sectionProblem } from './metadata';
 import { ITurnWritten } from './turnwritten';
 import { IFileVersion, sameVersion } from './versions';
 
@@ -168,6 +168,16 @@ export class DocumentHandoff {
       if (knowsBefore && written.after !== null) {
         adoptVersion(context, written.after);
       }
+      return;
+    }
+    const problem = sectionProblem(model.getMetadata(METADATA_KEY));
+    if (problem !== null) {
+      // This copy holds a section this version may not write (a newer version, or malformed): leave
+      // the document alone. The file holds the turn (the server wrote it there); this page's next
+      // save is JupyterLab's to reconcile, as for any file changed on disk.
+      console.warn(
+        `StreamChat: run ${written.turn.run} not taken into ${context.path}: ${problem} (the file has it)`
+      );
       return;
     }
     if (written.after !== null && (knowsBefore || knowsAfter)) {

@@ -5,7 +5,15 @@
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 
-import { copyJSON, hasTurn, ITurn, mergeTurn, own, SCHEMA_VERSION } from '../src/metadata';
+import {
+  copyJSON,
+  hasTurn,
+  ITurn,
+  mergeTurn,
+  own,
+  SCHEMA_VERSION,
+  UnreadableSectionError
+} from '../src/metadata';
 import { isObject } from '../src/util';
 
 /** Names that a plain object answers from its prototype, and the one that replaces the prototype. */
@@ -101,27 +109,38 @@ describe('mergeTurn', () => {
     assert.equal(mergeTurn(section, 'b', turn('r1', '2024-01-01T00:00:00Z')), null);
   });
 
-  test('turns are sorted by created; equal times keep their order', () => {
+  test('a new turn goes after the last turn created no later than it; the others keep their order', () => {
     const section = sectionFromJSON({
       c: [turn('late', '2024-01-03T00:00:00Z'), turn('same1', '2024-01-02T00:00:00Z')]
     });
     const merged = mergeTurn(section, 'c', turn('first', '2024-01-01T00:00:00Z'));
     const merged2 = mergeTurn(merged, 'c', turn('same2', '2024-01-02T00:00:00Z'));
     const runs = (own(own(own(merged2, 'conversations'), 'c'), 'turns') as ITurn[]).map(t => t.run);
-    assert.deepEqual(runs, ['first', 'same1', 'same2', 'late']);
+    assert.deepEqual(runs, ['first', 'late', 'same1', 'same2']);
+    assert.equal(own(own(own(merged2, 'conversations'), 'c'), 'active'), 'same2');
   });
 
-  test('a missing or malformed section starts a new one', () => {
-    for (const section of [
-      undefined,
-      null,
-      'text',
-      [],
-      { conversations: [] },
-      { conversations: 3 }
-    ]) {
+  test('a missing or null section starts a new one', () => {
+    for (const section of [undefined, null]) {
       const merged = mergeTurn(section, 'c', turn('r1', '2024-01-01T00:00:00Z'));
       assert.deepEqual(turnsByRun(merged).get('r1'), ['c']);
+      assert.equal(own(merged, 'version'), SCHEMA_VERSION);
+    }
+  });
+
+  test('a malformed or future section is never written: mergeTurn throws, saying why', () => {
+    for (const section of [
+      'text',
+      [],
+      { version: 1, conversations: [] },
+      { version: 1, conversations: 3 },
+      { conversations: {} },
+      { version: 3, conversations: {} }
+    ]) {
+      assert.throws(
+        () => mergeTurn(section, 'c', turn('r1', '2024-01-01T00:00:00Z')),
+        (error: unknown) => error instanceof UnreadableSectionError && error.reason.length > 0
+      );
     }
   });
 
