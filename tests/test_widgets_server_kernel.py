@@ -18,6 +18,7 @@ from harness.kernels import ServerKernel
 from harness.server_process import ServerProcess, serving
 from harness.upstream import FakeUpstream, Script, Stall, Status, Text
 from harness.waiting import await_until
+from jupyter_streamchat.client import StreamChatClient
 
 NOTEBOOK = "analysis.ipynb"
 CHUNKS = ["Partial ", "answer ", "so far"]
@@ -108,19 +109,53 @@ async def test_chat_survives_a_kernel_interrupt_and_a_cell_rerun(server, upstrea
 
     # Then the first run completed with every word: the interrupt did not touch it
     assert first[0]["status"] == "completed" and first[0]["text"] == "".join(words)
-    # And the re-run, sent while the conversation's reply still streamed, was refused in one line (SPEC 11:
-    # a new turn never follows a reply still streaming), and nothing of it reached the model
-    assert second[0]["status"] == "failed" and "still streaming" in second[0]["error"]["message"]
-    assert len(upstream.requests_for("paced")) == 2
-    # And the two runs are recorded exactly once each
-    turns = await wait_turns(server, 2)
-    assert sorted(turn["run"] for turn in turns) == sorted(r[0]["run"] for r in (first, later))
-    # And the later turn follows the first (its history, built by the server from the notebook)
-    history = upstream.requests_for("paced")[1].body["messages"]
-    assert history == [
+    # And the re-run, asked while the conversation's reply still streamed, waited for it and then followed it
+    # (SPEC 11: a new turn never follows half a reply), and the later chat followed the re-run
+    assert second[0]["status"] == "completed" and later[0]["status"] == "completed"
+    assert len(upstream.requests_for("paced")) == 3
+    # And the three runs are recorded exactly once each
+    turns = await wait_turns(server, 3)
+    assert sorted(turn["run"] for turn in turns) == sorted(r[0]["run"] for r in (first, second, later))
+    # And each turn's history is the whole branch before it (built by the server from the notebook)
+    answer = "".join(words)
+    assert upstream.requests_for("paced")[1].body["messages"] == [
         {"role": "user", "content": "Tell me"},
-        {"role": "assistant", "content": "".join(words)},
+        {"role": "assistant", "content": answer},
+        {"role": "user", "content": "Tell me"},
+    ]
+    assert upstream.requests_for("paced")[2].body["messages"][-2:] == [
+        {"role": "assistant", "content": answer},
         {"role": "user", "content": "And then?"},
+    ]
+
+
+async def test_a_chat_asked_while_another_clients_reply_streams_waits_for_it_then_follows_it(server, upstream):
+    # Given a reply streaming in the notebook's conversation, started by another client (the side panel, say)
+    upstream.script("panel", Script([Text("From "), Text("the panel."), Stall(60)]))
+    upstream.script("cell", Script.reply(["From the cell."]))
+    async with StreamChatClient(server.base_url, server.token) as other:
+        body = {"model": "openai:panel", "prompt": "First?", "conversation": "default", "notebook": NOTEBOOK}
+        streaming = await other.start_run(body)
+        await upstream.wait_for_request_async("panel", timeout=15)
+        async with ServerKernel.start(server.base_url, server.token, NOTEBOOK) as kernel:
+            # When a cell asks in the same conversation
+            await kernel.execute("from jupyter_streamchat import chat\nreply = chat('Second?', model='openai:cell')")
+            # Then nothing is sent while the other reply streams: the cell's request comes once it has ended
+            await await_until(
+                lambda: "-> 409: a reply in this conversation is still streaming" in server.log_tail(20_000),
+                what="the server to refuse the cell's request while the other reply streams",
+            )
+            await other.stop(streaming["id"])
+            result = await results_of(kernel, "reply")
+    assert result[0]["status"] == "completed"
+    (asked,) = upstream.requests_for("cell")
+    (first,) = upstream.requests_for("panel")
+    assert first.client_closed_at is not None and asked.accepted_at > first.client_closed_at
+    # And the cell's turn follows the other client's (stopped, partial) reply
+    assert asked.body["messages"] == [
+        {"role": "user", "content": "First?"},
+        {"role": "assistant", "content": "From the panel."},
+        {"role": "user", "content": "Second?"},
     ]
 
 

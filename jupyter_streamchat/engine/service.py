@@ -35,7 +35,7 @@ from ._parts import inline_context, with_context
 from ._paths import confine
 from ._prices import Price
 from ._validation import BodyLimits, ChatBody
-from .contract import DEFAULT_CONVERSATION
+from .contract import DEFAULT_CONVERSATION, STILL_STREAMING
 from .runs import Run, RunManager, RunRequest, utc_now
 
 log = logging.getLogger("jupyter_streamchat")
@@ -168,7 +168,7 @@ class ChatService:
         if body.messages is not None:
             return parent, []  # the client's messages are the history
         if parent in streaming:
-            raise Conflict("a reply in this conversation is still streaming; wait for it or stop it")
+            raise Conflict(STILL_STREAMING)
         return parent, history_messages(branch(turns, parent))
 
     async def _recorded(self, notebook: str | None, conversation: str) -> Conversation:

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import httpx
 from IPython.display import display
 
-from ..engine.contract import DEFAULT_CONVERSATION
+from ..engine.contract import DEFAULT_CONVERSATION, RUNNING, STILL_STREAMING
 from . import _slim as slim
 from . import _static
 from ._backends import Backend, current_backend
@@ -38,6 +38,9 @@ log = logging.getLogger("jupyter_streamchat.widgets")
 MIN_PANES, MAX_PANES = 2, 4
 REATTACH_SECONDS = 10.0  # a detached run is followed across server hiccups this long
 W = TypeVar("W", bound=_StreamWidget)
+# Chats of one conversation from this kernel take turns: "Run All" over several chat cells sends each prompt once
+# the reply before it has ended, so each follows the one before (the server refuses to follow a streaming reply).
+_last_chat: dict[tuple[str | None, str], asyncio.Future[None]] = {}
 
 
 class ChatWidget(_StreamWidget):
@@ -51,6 +54,9 @@ class ChatWidget(_StreamWidget):
         super().__init__([pane], backend, [pane.box], context)
         self.prompt = prompt
         self._stop_requested = False
+        key = (backend.notebook, conversation)
+        self._before = _last_chat.get(key)
+        _last_chat[key] = self._finished
         self._spawn(self._guarded(pane, self._run(pane)))
 
     def _static_html(self) -> str:
@@ -70,11 +76,37 @@ class ChatWidget(_StreamWidget):
             body["notebook"] = self.backend.notebook
         if self.context.wire:
             body["context"] = self.context.wire
-        started = await self.backend.start_run(body)
+        if self._before is not None:
+            await asyncio.shield(self._before)  # the chat before this one in the conversation has ended
+        if self._stop_wanted():
+            pane.state.finish("stopped")  # stopped while it waited its turn: nothing was sent
+            pane.render_final()
+            return
+        started = await self._start_in_turn(pane, body)
         pane.state.run = started["id"]
         if self._stop_requested:
             self._spawn(self._request_stop(pane))
         await self._follow(pane)
+
+    def _stop_wanted(self) -> bool:
+        """Stop was pressed (a method: the flag changes while ``_run`` awaits, which mypy cannot see)."""
+        return self._stop_requested
+
+    async def _start_in_turn(self, pane: Pane, body: dict[str, Any]) -> dict[str, Any]:
+        """Start the run; while another client's reply in the conversation streams, wait for it to end first."""
+        while True:
+            try:
+                return await self.backend.start_run(body)
+            except StreamChatAPIError as exc:
+                if exc.status != 409 or exc.message != STILL_STREAMING:
+                    raise
+            streaming = await self.backend.list_runs(
+                status=RUNNING, notebook=self.backend.notebook or "", conversation=pane.state.conversation or ""
+            )
+            for run in streaming:  # each stream ends with the run's `done`
+                async with aclosing(self.backend.events(run["id"])) as events:
+                    async for _message in events:
+                        pass
 
     async def _follow(self, pane: Pane) -> None:
         """Events of the run from the last one seen; across a dropped connection, re-attach."""
