@@ -286,6 +286,8 @@ def set_theme(page: Any, theme: str) -> None:
     page.wait_for_function("theme => document.body.dataset.jpThemeName === theme", arg=theme)
     # The theme's stylesheet is in once its CSS variables changed (the name is set before it loads)
     page.wait_for_function(f"before => ({THEME_COLOR})() !== before", arg=before)
+    # Lab shows its splash over everything while a theme loads: screenshots and drags wait until it is gone
+    page.locator("#jupyterlab-splash").wait_for(state="detached")
 
 
 def widen_right_sidebar(page: Any, width: int) -> None:

@@ -164,19 +164,13 @@ def user_content(upstream: FakeUpstream, model: str) -> list[dict[str, Any]]:
     return list(content)
 
 
-def themed(page: Any, theme: str) -> None:
-    """``theme`` applied and Lab's splash (shown while a theme loads, over everything) gone."""
-    set_theme(page, theme)
-    page.locator("#jupyterlab-splash").wait_for(state="detached")
-
-
 def shoot(page: Any, name: str) -> Path:
     """Light and dark screenshots of the page as it is; the light one's path."""
     paths = []
     for theme, suffix in (("JupyterLab Light", "light"), ("JupyterLab Dark", "dark")):
-        themed(page, theme)
+        set_theme(page, theme)
         paths.append(screenshot(page, f"{name}-{suffix}.png"))
-    themed(page, "JupyterLab Light")  # the theme is a user setting: later pages would open dark
+    set_theme(page, "JupyterLab Light")  # the theme is a user setting: later pages would open dark
     for path in paths:
         assert path.stat().st_size > 20_000, f"{path} looks empty"
     return paths[0]

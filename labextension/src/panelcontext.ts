@@ -44,6 +44,20 @@ export class PanelContext {
     textarea.setAttribute('aria-autocomplete', 'list');
     textarea.setAttribute('aria-controls', this._list.listbox.id);
     textarea.setAttribute('aria-expanded', 'false');
+    this._model = this._modelOf(null);
+  }
+
+  /** The chips of `notebook`'s next message (each open notebook keeps its own). */
+  private _modelOf(notebook: NotebookPanel | null): ContextModel {
+    let model = this._models.get(notebook);
+    if (model === undefined) {
+      const made = new ContextModel();
+      made.onChange = () => made === this._model && this._render();
+      this._models.set(notebook, made);
+      notebook?.disposed.connect(() => this._models.delete(notebook));
+      model = made;
+    }
+    return model;
   }
 
   /** The chips of the active notebook's next message. */
@@ -58,15 +72,7 @@ export class PanelContext {
     }
     this._unwatch();
     this._notebook = notebook;
-    let model = this._models.get(notebook);
-    if (model === undefined) {
-      const made = new ContextModel();
-      made.onChange = () => made === this._model && this._render();
-      this._models.set(notebook, made);
-      notebook?.disposed.connect(() => this._models.delete(notebook));
-      model = made;
-    }
-    this._model = model;
+    this._model = this._modelOf(notebook);
     this._watch(notebook?.sessionContext ?? null);
     this._picker.close();
     this._renderList();
@@ -312,7 +318,7 @@ export class PanelContext {
   private _notebook: NotebookPanel | null = null;
   private _session: ISessionContext | null = null;
   private _models = new Map<NotebookPanel | null, ContextModel>();
-  private _model = new ContextModel();
+  private _model: ContextModel;
   private _picker = new VariablePicker();
   private _chips: ChipsView;
   private _view: ContextView;
