@@ -286,6 +286,8 @@ def set_theme(page: Any, theme: str) -> None:
     page.wait_for_function("theme => document.body.dataset.jpThemeName === theme", arg=theme)
     # The theme's stylesheet is in once its CSS variables changed (the name is set before it loads)
     page.wait_for_function(f"before => ({THEME_COLOR})() !== before", arg=before)
+    # Lab shows its splash over everything while a theme loads: screenshots and drags wait until it is gone
+    page.locator("#jupyterlab-splash").wait_for(state="detached")
 
 
 def widen_right_sidebar(page: Any, width: int) -> None:
@@ -654,11 +656,12 @@ def test_context_of_a_failed_cell_reaches_the_upstream(
     assert panel.get_by_label("Context", exact=True).is_hidden()
     toggle.click()
 
-    # Then the chip shows the cell's source and its error
+    # Then the cell is a chip, and the Context view shows the cell's source and its error as they will be sent
     assert toggle.get_attribute("aria-pressed") == "true"
-    chip = panel.get_by_label("Context", exact=True)
-    chip.wait_for(state="visible")
-    context = chip.evaluate("node => node.textContent")
+    panel.get_by_role("button", name="Remove cell 1", exact=True).wait_for()
+    view = panel.get_by_label("Context", exact=True)
+    view.wait_for(state="visible")
+    context = view.locator("section[aria-label='cell 1'] pre").evaluate("node => node.textContent")
     assert "value = 1/0" in context and "ZeroDivisionError" in context
     assert "\x1b[" not in context, "terminal colour codes must not reach the model"
 
@@ -666,13 +669,16 @@ def test_context_of_a_failed_cell_reaches_the_upstream(
     run_id = send_chat(page, "Why does this fail?", "openai:ctx")
     wait_status(page, run_id, "completed", 60)
 
-    # Then the upstream got exactly the chip's text before the question
+    # Then the upstream got the cell as a context item (a text part) before the question
     request = upstream_for_lab.wait_for_request("ctx", timeout=10)
     user_messages = [m["content"] for m in request.body["messages"] if m["role"] == "user"]
-    assert user_messages[-1] == f"{context}\n\nWhy does this fail?"
-    assert "ZeroDivisionError" in user_messages[-1]
-    # And the panel shows that prompt above the reply
-    assert panel.locator(".jp-StreamChat-prompt").last.text_content() == f"{context}\n\nWhy does this fail?"
+    assert user_messages[-1] == [{"type": "text", "text": context}, {"type": "text", "text": "Why does this fail?"}]
+    # And the panel shows the user's words above the reply, with the cell as the context sent
+    turn = panel.locator(".jp-StreamChat-turn").last
+    assert turn.locator(".jp-StreamChat-prompt").text_content() == "Why does this fail?"
+    assert turn.get_by_role("group", name="Context sent", exact=True).locator(
+        ".jp-StreamChat-sentChip"
+    ).all_text_contents() == ["cell 1cell"]
 
 
 def test_run_started_from_a_cell_shows_live_in_the_panel(

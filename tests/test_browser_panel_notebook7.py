@@ -125,6 +125,19 @@ def test_notebook7_opens_the_panel_from_the_view_menu_and_chats(
         record = lab.wait_run_finished(run_id)
         assert record["notebook"] == nb and record["status"] == "completed"
         assert [r["run"] for r in replies(page)] == [run_id]
+
+        # And "@" lists the variables of the page's kernel (asked through Notebook 7's kernel connection)
+        page.evaluate("() => { void window.jupyterapp.commands.execute('notebook:run-cell'); }")
+        page.wait_for_function(
+            "() => window.jupyterapp.shell.currentWidget.context.model.cells.get(0).sharedModel.execution_count != null"
+        )
+        panel.get_by_label("Message", exact=True).click()
+        page.keyboard.type("@")
+        panel.get_by_role("listbox", name="Variables", exact=True).get_by_role(
+            "option", name="x", exact=True
+        ).wait_for()
+        page.keyboard.press("Escape")
+        panel.get_by_label("Message", exact=True).fill("")
         assert dialogs_seen(page) == []
 
         shots = []

@@ -9,12 +9,15 @@ import { ServerConnection } from '@jupyterlab/services';
 import { UUID } from '@lumino/coreutils';
 
 import { fetchAPI, requestAPI } from './api';
-import { IConversation, recordedConversations } from './notebook';
+import { IConversation, recordedConversations, serverPath } from './notebook';
 import { element } from './dom';
 import { IReplyContext, ReplyView, STREAM_BATCH } from './reply';
 import { IRunRecord } from './run';
 import { followRun, StreamRefusedError } from './sse';
+import { sentContextNodes, sentItems, ISentItem } from './sentcontext';
 import { withStreamSlot } from './slots';
+import { IWireItem } from './tokens';
+import { firstLine, messageOf, oneLine } from './util';
 
 interface IEntry {
   conversation: string;
@@ -27,14 +30,6 @@ interface IEntry {
   /** Set while this page follows the run's events. */
   abort: AbortController | null;
   stopWanted: boolean;
-}
-
-/** Server-relative path of a notebook on the server's own drive, else null (not recorded). */
-export function serverPath(panel: NotebookPanel | null): string | null {
-  if (panel === null || panel.context.path !== panel.context.localPath) {
-    return null;
-  }
-  return panel.context.localPath;
 }
 
 export class NotebookChat {
@@ -122,10 +117,14 @@ export class NotebookChat {
       .map(e => e.reply);
   }
 
-  /** Start a detached run for `prompt` in the shown conversation; the server builds the history. */
-  async send(model: string, prompt: string): Promise<void> {
+  /**
+   * Start a detached run for `prompt` (and its context items) in the shown conversation; the
+   * server builds the history. True once the server took it.
+   */
+  async send(model: string, prompt: string, context: IWireItem[] = []): Promise<boolean> {
     this._chosen = true;
-    const entry = this._add(this._conversation, new Date().toISOString(), prompt, null);
+    const now = new Date().toISOString();
+    const entry = this._add(this._conversation, now, prompt, null, sentItems(context));
     entry.notebook = this.path;
     this._stickToBottom = true;
     this.refresh();
@@ -134,7 +133,8 @@ export class NotebookChat {
         model,
         prompt,
         conversation: entry.conversation,
-        notebook: entry.notebook ?? undefined
+        notebook: entry.notebook ?? undefined,
+        context: context.length > 0 ? context : undefined
       };
       const started = await requestAPI<{ id: string }>('runs', {
         method: 'POST',
@@ -143,6 +143,7 @@ export class NotebookChat {
       this._key(entry, started.id);
       this._changed(); // a running reply: Stop shows
       void this._follow(entry);
+      return true;
     } catch (error) {
       // Refused (4xx) or not sent: no run started, so there is nothing to say about a record.
       const code =
@@ -151,6 +152,7 @@ export class NotebookChat {
           : 'request_failed';
       entry.reply.markEnded('failed', { code, message: firstLine(messageOf(error)) });
       this._changed();
+      return false;
     }
   }
 
@@ -210,7 +212,13 @@ export class NotebookChat {
     for (const conversation of recorded) {
       for (const turn of conversation.turns) {
         if (!this._entries.has(turn.run)) {
-          const entry = this._add(conversation.id, turn.created, turn.prompt, turn.run);
+          const entry = this._add(
+            conversation.id,
+            turn.created,
+            turn.prompt,
+            turn.run,
+            turn.context
+          );
           entry.reply.showFinal({
             id: turn.run,
             model: turn.model,
@@ -264,14 +272,15 @@ export class NotebookChat {
     conversation: string,
     created: string,
     prompt: string,
-    runId: string | null
+    runId: string | null,
+    context: ISentItem[] = []
   ): IEntry {
     const reply = new ReplyView(this._context);
     const node = element('div', 'jp-StreamChat-turn');
     if (prompt) {
       node.appendChild(element('div', 'jp-StreamChat-prompt', prompt));
     }
-    node.appendChild(reply.node);
+    node.append(...sentContextNodes(context), reply.node);
     let finished = reply.state.finished;
     reply.onRender = () => {
       this._scroll();
@@ -385,18 +394,4 @@ export class NotebookChat {
   private _life = new AbortController();
   /** The user (or a run they started or attached to) chose the shown conversation. */
   private _chosen = false;
-}
-
-export function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
-/** The first line of a (server's) message: a refusal is shown as one line. */
-function firstLine(text: string): string {
-  return text.trim().split(/\r?\n/, 1)[0];
-}
-
-function oneLine(text: string, max: number): string {
-  const line = text.replace(/\s+/g, ' ').trim() || '(empty)';
-  return line.length > max ? `${line.slice(0, max - 1)}…` : line;
 }

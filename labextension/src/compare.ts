@@ -12,8 +12,10 @@ import { IModelInfo } from './models';
 import { button, element } from './dom';
 import { IReplyContext, ReplyView, STREAM_BATCH } from './reply';
 import { IRunRecord } from './run';
+import { sentContextNodes, sentItems } from './sentcontext';
 import { readRunStream } from './sse';
 import { withStreamSlot } from './slots';
+import { IWireItem } from './tokens';
 
 export const MIN_PANES = 2;
 export const MAX_PANES = 4;
@@ -50,7 +52,8 @@ export class CompareView {
     this._summary = element('div', 'jp-StreamChat-summary');
     this._summary.hidden = true;
     const results = element('div', 'jp-StreamChat-results');
-    results.append(this._panes, this._summary);
+    this._sent = element('div', 'jp-StreamChat-comparedContext');
+    results.append(this._sent, this._panes, this._summary);
     this.node.append(this._pickers, this._addButton, results);
   }
 
@@ -74,8 +77,8 @@ export class CompareView {
     return this._current.some(pane => !pane.reply.state.finished);
   }
 
-  /** Send `prompt` to every picked model, one direct stream each. */
-  async compare(prompt: string): Promise<void> {
+  /** Send `prompt` (and its context items) to every picked model, one direct stream each. */
+  async compare(prompt: string, context: IWireItem[] = []): Promise<void> {
     this.stopAll();
     this._records.abort(); // the previous panes are gone: stop asking about their records
     this._records = new AbortController();
@@ -83,11 +86,13 @@ export class CompareView {
     this._summary.hidden = true;
     this._summary.replaceChildren();
     this._current = this._pickerSelects.map((select, index) => this._newPane(index, select.value));
+    this._sent.replaceChildren(...sentContextNodes(sentItems(context)));
     this._panes.replaceChildren(...this._current.map(p => p.reply.node));
     this._panes.dataset.count = String(this._current.length);
     this._changed();
     const panes = this._current;
-    await Promise.all(panes.map(pane => this._stream(pane, prompt, conversation)));
+    const body = { prompt, conversation, context: context.length > 0 ? context : undefined };
+    await Promise.all(panes.map(pane => this._stream(pane, body)));
     await Promise.all(panes.map(pane => pane.reply.whenShown())); // the summary follows the panes
     if (panes === this._current) {
       this._showSummary(panes);
@@ -149,17 +154,11 @@ export class CompareView {
     return pane;
   }
 
-  private async _stream(pane: IPane, prompt: string, conversation: string): Promise<void> {
+  private async _stream(pane: IPane, request: { [key: string]: unknown }): Promise<void> {
     const notebook = this._context.notebookPath() ?? undefined;
     // The panes are siblings that start the comparison's own conversation (parent null): without it,
     // each would follow the active leaf, which is the first pane while it streams (SPEC 11).
-    const body = JSON.stringify({
-      model: pane.model,
-      prompt,
-      conversation,
-      notebook,
-      parent: null
-    });
+    const body = JSON.stringify({ model: pane.model, ...request, notebook, parent: null });
     const records = this._records.signal;
     const signal = pane.abort.signal;
     try {
@@ -280,6 +279,8 @@ export class CompareView {
   private _pickerSelects: HTMLSelectElement[] = [];
   private _addButton: HTMLButtonElement;
   private _panes: HTMLElement;
+  /** The context the current comparison sent. */
+  private _sent: HTMLElement;
   private _summary: HTMLElement;
   private _current: IPane[] = [];
   /** Aborted when a new comparison replaces the panes. */

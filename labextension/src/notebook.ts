@@ -6,8 +6,10 @@
 import { ICodeCellModel } from '@jupyterlab/cells';
 import { NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
 
+import { IOutputImage } from './contextmodel';
 import { conversationsOf, METADATA_KEY, own } from './metadata';
 import { RunStatus } from './run';
+import { ISentItem, recordedItems } from './sentcontext';
 import { isObject } from './util';
 
 /** One recorded turn, as the panel uses it. */
@@ -22,6 +24,8 @@ export interface IRecordedTurn {
   error: { code: string; message: string } | null;
   outputTokens?: number;
   created: string;
+  /** What was sent besides the prompt. */
+  context: ISentItem[];
 }
 
 export interface IConversation {
@@ -29,6 +33,14 @@ export interface IConversation {
   turns: IRecordedTurn[];
   /** `created` of its newest turn (ISO-8601), for "most recent first". */
   latest: string;
+}
+
+/** Server-relative path of a notebook on the server's own drive, else null (not recorded). */
+export function serverPath(panel: NotebookPanel | null): string | null {
+  if (panel === null || panel.context.path !== panel.context.localPath) {
+    return null;
+  }
+  return panel.context.localPath;
 }
 
 /** The conversations recorded in a notebook, most recently active first. */
@@ -68,7 +80,8 @@ function parseTurn(value: unknown): IRecordedTurn | null {
       ? { code: str(own(error, 'code')), message: str(own(error, 'message')) }
       : null,
     outputTokens: typeof outputTokens === 'number' ? outputTokens : undefined,
-    created: str(own(value, 'created'))
+    created: str(own(value, 'created')),
+    context: recordedItems(own(value, 'context'))
   };
 }
 
@@ -91,6 +104,38 @@ export function insertCellBelow(
     NotebookActions.changeCellType(notebook, type);
   }
   notebook.activeCell?.model.sharedModel.setSource(source);
+}
+
+/** The formats a model takes (SPEC 10), in the order an output's first one is taken. */
+const IMAGE_MIMES = ['image/png', 'image/jpeg', 'image/webp', 'image/gif'];
+
+/** The active cell's name in the context ("cell 3"), or null without one. */
+export function activeCellName(panel: NotebookPanel | null): string | null {
+  return panel?.content.activeCell ? `cell ${panel.content.activeCellIndex + 1}` : null;
+}
+
+/** The active cell's image outputs, read from the notebook model (no kernel needed). */
+export function activeCellImages(panel: NotebookPanel | null): IOutputImage[] {
+  const cell = panel?.content.activeCell;
+  if (!panel || !cell || cell.model.type !== 'code') {
+    return [];
+  }
+  const name = activeCellName(panel);
+  const outputs = (cell.model as ICodeCellModel).outputs;
+  const images: IOutputImage[] = [];
+  for (let i = 0; i < outputs.length; i++) {
+    const data = outputs.get(i).data;
+    const mime = IMAGE_MIMES.find(m => typeof data[m] === 'string');
+    if (mime !== undefined) {
+      images.push({
+        key: `${cell.model.id}:${i}`,
+        name: `${name} image ${images.length + 1}`,
+        mime,
+        data: data[mime] as string
+      });
+    }
+  }
+  return images;
 }
 
 /** The context chip's text: the selection in the active cell, else the cell and its error. */

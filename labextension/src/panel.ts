@@ -13,13 +13,15 @@ import { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
 import { ChatSection } from './chatsection';
-import { NotebookChat, messageOf, serverPath } from './chat';
+import { NotebookChat } from './chat';
 import { CompareView, ICompareContext } from './compare';
 import { Composer } from './composer';
 import { element } from './dom';
 import { ModeBar, PanelMode } from './modebar';
 import { fillModelSelect, IModelInfo, loadModels } from './models';
-import { cellContext, insertCellBelow } from './notebook';
+import { insertCellBelow, serverPath } from './notebook';
+import { PanelContext } from './panelcontext';
+import { messageOf } from './util';
 import { renderUntrusted, warmUp } from './render';
 
 export const PANEL_ID = 'jp-StreamChat-panel';
@@ -54,6 +56,14 @@ export class StreamChatPanel extends Widget {
     this._compare = new CompareView(this._buildReplyContext(languages));
     this._compare.onChange = () => this._update();
     this._composer = this._buildComposer();
+    this._context = new PanelContext(this._composer, {
+      status: (text, error) => this._setStatus(text, error),
+      excludeCell: () => {
+        this._includeContext = false;
+        this._update();
+      },
+      edited: () => this._update()
+    });
     this._status = element('div', 'jp-StreamChat-status');
     this._status.setAttribute('role', 'status');
     // Only the active mode's section is in the DOM, so each accessible name is unique in the panel.
@@ -110,7 +120,11 @@ export class StreamChatPanel extends Widget {
       toggleContext: () => {
         this._includeContext = !this._includeContext;
         this._update();
-      }
+      },
+      includeOutputs: () => this._context.includeOutputs(),
+      keydown: event => this._context.keydown(event),
+      caretMoved: () => this._context.caretMoved(),
+      blurred: () => this._context.blurred()
     });
   }
 
@@ -168,20 +182,30 @@ export class StreamChatPanel extends Widget {
     this._update();
   }
 
-  /** Send the message (with the context, if included) in the current mode. */
+  /**
+   * Send the message with its context items in the current mode: only when every item is ready
+   * (else a one-line reason, and the message stays). The picked items clear once it went.
+   */
   async send(): Promise<void> {
     const message = this._composer.message;
     if (message === '' || this._models.length === 0) {
       return;
     }
-    const context = this._includeContext ? cellContext(this._tracker.currentWidget) : '';
-    const prompt = context ? `${context}\n\n${message}` : message;
+    this._context.syncCell(this._includeContext);
+    const context = this._context.model;
+    const ready = context.sendable();
+    if ('error' in ready) {
+      this._setStatus(ready.error, true);
+      return;
+    }
+    this._setStatus('');
     this._composer.clear();
     this._update();
     if (this._mode === 'compare') {
-      await this._compare.compare(prompt);
-    } else {
-      await this._chat.send(this._chatSection.modelSelect.value, prompt);
+      context.clearSent();
+      await this._compare.compare(message, ready.items);
+    } else if (await this._chat.send(this._chatSection.modelSelect.value, message, ready.items)) {
+      context.clearSent();
     }
   }
 
@@ -236,6 +260,7 @@ export class StreamChatPanel extends Widget {
       });
     }
     this._chat = chat;
+    this._context.follow(notebook);
     this._chatSection.showThread(chat.node);
     if (this.isVisible) {
       void this._attachRunning();
@@ -280,9 +305,9 @@ export class StreamChatPanel extends Widget {
       compare,
       streaming: this._isStreaming(),
       hasModels: this._models.length > 0,
-      includeContext: this._includeContext,
-      context: this._includeContext ? cellContext(this._tracker.currentWidget) : ''
+      includeContext: this._includeContext
     });
+    this._context.syncCell(this._includeContext);
   }
 
   private _setStatus(text: string, error = false): void {
@@ -307,4 +332,5 @@ export class StreamChatPanel extends Widget {
   private _modeHost: HTMLElement;
   private _status: HTMLElement;
   private _composer: Composer;
+  private _context: PanelContext;
 }

@@ -13,13 +13,17 @@ import { ModeBar, PanelMode } from '../src/modebar';
 
 installDom();
 
-function composer(): { composer: Composer; asked: string[] } {
+function composer(takeKeys: string[] = []): { composer: Composer; asked: string[] } {
   const asked: string[] = [];
   const made = new Composer({
     send: () => asked.push('send'),
     stop: () => asked.push('stop'),
     edited: () => asked.push('edited'),
-    toggleContext: () => asked.push('toggleContext')
+    toggleContext: () => asked.push('toggleContext'),
+    includeOutputs: () => asked.push('includeOutputs'),
+    keydown: event => takeKeys.includes(event.key),
+    caretMoved: () => asked.push('caretMoved'),
+    blurred: () => asked.push('blurred')
   });
   return { composer: made, asked };
 }
@@ -38,8 +42,7 @@ const IDLE: IComposerState = {
   compare: false,
   streaming: false,
   hasModels: true,
-  includeContext: false,
-  context: ''
+  includeContext: false
 };
 
 describe('Composer', () => {
@@ -80,7 +83,7 @@ describe('Composer', () => {
     input.dispatchEvent(new Event('input', { bubbles: true }));
     made.show(IDLE);
 
-    assert.deepEqual(asked, ['edited']);
+    assert.deepEqual(asked, ['edited', 'caretMoved']);
     assert.equal(made.message, 'What does cell 3 do?');
     assert.equal(button(made.node, 'Send').disabled, false);
     made.show({ ...IDLE, hasModels: false });
@@ -116,20 +119,37 @@ describe('Composer', () => {
     assert.deepEqual(asked, ['stop']);
   });
 
-  test('When the active cell is included, Then the chip is pressed and its context is previewed', () => {
+  test('When the active cell is included, Then its button is pressed; Include outputs asks the panel', () => {
     const { composer: made, asked } = composer();
-    const preview = find(made.node, 'pre[aria-label="Context"]');
     button(made.node, 'Include active cell').click();
-    assert.deepEqual(asked, ['toggleContext']);
+    button(made.node, 'Include outputs').click();
+    assert.deepEqual(asked, ['toggleContext', 'includeOutputs']);
 
-    made.show({ ...IDLE, includeContext: true, context: 'Cell 1 of a.ipynb:\n```\nx = 1\n```' });
+    made.show({ ...IDLE, includeContext: true });
     assert.equal(button(made.node, 'Include active cell').getAttribute('aria-pressed'), 'true');
-    assert.equal(preview.hidden, false);
-    assert.match(preview.textContent ?? '', /x = 1/);
-
     made.show(IDLE);
     assert.equal(button(made.node, 'Include active cell').getAttribute('aria-pressed'), 'false');
-    assert.equal(preview.hidden, true);
+  });
+
+  test('When the panel takes a key (the @ list is open), Then Enter does not send', () => {
+    const { composer: made, asked } = composer(['Enter']);
+
+    const event = press(textarea(made.node), 'Enter');
+
+    assert.deepEqual(asked, []);
+    assert.equal(event.defaultPrevented, false, 'the panel decides what the key does');
+  });
+
+  test('When the caret moves by a key or a click, Then the panel hears of it; a typed key does not count twice', () => {
+    const { composer: made, asked } = composer();
+    const input = textarea(made.node);
+
+    input.dispatchEvent(new KeyboardEvent('keyup', { key: 'ArrowLeft', bubbles: true }));
+    input.dispatchEvent(new KeyboardEvent('keyup', { key: 'a', bubbles: true }));
+    input.dispatchEvent(new MouseEvent('click', { bubbles: true }));
+    input.dispatchEvent(new Event('blur'));
+
+    assert.deepEqual(asked, ['caretMoved', 'caretMoved', 'blurred']);
   });
 });
 
