@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -213,7 +213,7 @@ class ChatService:
         """One attempt now; a notebook that cannot be written just now is retried in the background."""
         if run.notebook and self.notebooks is not None:
             try:
-                how = await self.notebooks.record(run.record(), run.prompt)
+                how = await self._attempt(run, self.notebooks.record(run.record(), run.prompt))
             except NotRecordedYet as failed:
                 log.info("streamchat run %s: not recorded in %s yet (%s); retrying", run.id, run.notebook, failed)
                 retry = asyncio.get_running_loop().create_task(
@@ -222,44 +222,48 @@ class ChatService:
                 self._retries.add(retry)
                 retry.add_done_callback(self._retries.discard)
                 return
-            except NotANotebook as error:
-                # Renamed to something that is not a notebook (or journaled by an old version): never written.
-                log.warning("streamchat run %s: not recorded, %s", run.id, error)
-                how = GONE
-            except UnreadableSection as refused:
-                await self._refused(run, refused)
-                return
-            except Exception:
-                # The journal still holds the run; it is retried at the next start.
-                log.exception("streamchat: could not record run %s in %s", run.id, run.notebook)
-                return
-            await self._landed(run, how)
+            if how is not None:
+                await self._landed(run, how)
         elif self.journal is not None:
             await self._mark_persisted(run.id)
 
     async def _retry_record(self, run: Run, failed: NotRecordedYet) -> None:
-        assert self.notebooks is not None
+        notebooks = self.notebooks
+        assert notebooks is not None
+
+        async def retried() -> str | None:
+            how = await notebooks.retry(run.record(), run.prompt, failed)
+            if how is None:
+                # Logged once per run: the journal keeps it unpersisted, and its next recovery writes it.
+                log.warning(
+                    "streamchat run %s: %s could not be written for %g s; left to the journal's next recovery",
+                    run.id,
+                    run.notebook,
+                    notebooks.retry_timeout,
+                )
+            return how
+
+        how = await self._attempt(run, retried())
+        if how is not None:
+            await self._landed(run, how)
+
+    async def _attempt(self, run: Run, write: Awaitable[str | None]) -> str | None:
+        """How one write of the run's turn ended: how it landed (or GONE), or None when nothing more is to be done
+        now (refused, or failed and left to the journal). ``NotRecordedYet`` goes to the caller, which retries."""
         try:
-            how = await self.notebooks.retry(run.record(), run.prompt, failed)
+            return await write
+        except NotRecordedYet:
+            raise
         except NotANotebook as error:
+            # Renamed to something that is not a notebook (or journaled by an old version): never written.
             log.warning("streamchat run %s: not recorded, %s", run.id, error)
-            how = GONE
+            return GONE
         except UnreadableSection as refused:
             await self._refused(run, refused)
-            return
         except Exception:
+            # The journal still holds the run; it is retried at the next start.
             log.exception("streamchat: could not record run %s in %s", run.id, run.notebook)
-            return
-        if how is None:
-            # Logged once per run: the journal keeps it unpersisted, and its next recovery writes it.
-            log.warning(
-                "streamchat run %s: %s could not be written for %g s; left to the journal's next recovery",
-                run.id,
-                run.notebook,
-                self.notebooks.retry_timeout,
-            )
-            return
-        await self._landed(run, how)
+        return None
 
     async def _landed(self, run: Run, how: str) -> None:
         """The run is in its notebook (``how`` it got there), or will never be (gone): say so, and journal it."""
