@@ -266,12 +266,10 @@ class ChatService:
         return None
 
     async def _landed(self, run: Run, how: str) -> None:
-        """The run is in its notebook (``how`` it got there), or will never be (gone): say so, and journal it."""
-        if how == GONE:
-            log.warning("streamchat run %s: its notebook %s is gone; the run stays readable", run.id, run.notebook)
-        else:
+        """The run is in its notebook (``how`` it got there), or will never be (gone): journal it, then say so
+        (the log line is the end marker: once it is written, the journal no longer holds the run as pending)."""
+        if how != GONE:
             self.recorded_via[run.id] = how
-            log.info("streamchat run %s recorded in %s (%s)", run.id, run.notebook, how)
         if self.journal is not None:
             if how == GONE and run.notebook:
                 try:
@@ -279,6 +277,10 @@ class ChatService:
                 except Exception:
                     log.exception("streamchat run %s: could not note in the journal that its notebook is gone", run.id)
             await self._mark_persisted(run.id)
+        if how == GONE:
+            log.warning("streamchat run %s: its notebook %s is gone; the run stays readable", run.id, run.notebook)
+        else:
+            log.info("streamchat run %s recorded in %s (%s)", run.id, run.notebook, how)
         if self.notebooks is not None:
             self.notebooks.follower.forget(run.id)
         run.notebook_state = GONE if how == GONE else RECORDED
