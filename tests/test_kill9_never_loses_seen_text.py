@@ -1,4 +1,5 @@
-"""``kill -9`` while a client reads: the recorded text always holds every word any client was sent.
+"""``kill -9`` while a client reads: the recorded text always holds every word any client was sent, and the
+turn keeps its first token's time and the model that answered.
 
 Events are journaled before they are released to subscribers, so whatever point the kill lands on, the
 restarted server's record (``GET runs/{id}`` and the notebook file's one turn) starts with all the client
@@ -62,7 +63,8 @@ async def test_the_record_after_kill9_starts_with_everything_a_client_received(
 ) -> None:
     notebook_path = server.root / NOTEBOOK
     nbformat.write(nbformat.v4.new_notebook(), notebook_path)
-    upstream.script("fast", Script([*(Text(word) for word in WORDS), Stall(30)], pace=0.002))
+    steps = [*(Text(word) for word in WORDS), Stall(30)]
+    upstream.script("fast", Script(steps, pace=0.002, answered_model="fast-2026-12-01", system_fingerprint="fp_9"))
     server.start()
     body = chat("openai:fast", "talk", notebook=NOTEBOOK, conversation="c")
     # Given a client reading a fast stream into a notebook
@@ -88,6 +90,9 @@ async def test_the_record_after_kill9_starts_with_everything_a_client_received(
     (turn,) = turns_for(valid_notebook(notebook_path), run_id)
     assert turn["reply"]["content"] == record["text"]
     assert turn["reply"]["status"] == "interrupted"
+    # And what the run had learnt before the kill is kept with it: when its first token came, who answered
+    assert record["first_token"] is not None and turn["first_token"] == record["first_token"]
+    assert (turn["response_model"], turn["system_fingerprint"]) == ("fast-2026-12-01", "fp_9")
 
 
 async def test_a_client_resumes_after_kill9_from_the_last_event_it_saw(

@@ -47,7 +47,7 @@ from ...engine.contract import RUNNING
 from ...engine.runs import REASONING_PART, TEXT_PART, Run
 from ._owners import Owners
 from ._recovery import JournaledRun, Recovery, recover
-from ._store import REASONING, TEXT, ChunkRow, JournalFault, JournalReplaced, RunRow, Store
+from ._store import REASONING, TEXT, ChunkRow, JournalFault, JournalReplaced, ProgressRow, RunRow, Store
 
 __all__ = ["JournalFault", "JournalFull", "JournaledRun", "Recovery", "RunJournal"]
 
@@ -279,7 +279,7 @@ class RunJournal:
             taken.append(_Taken(progress, seq, parts, text_chars, reasoning_chars, final))
         if not taken:
             return
-        events = [(item.seq, item.progress.run.id) for item in taken if not item.final]
+        events = [_progress_row(item.seq, item.progress.run) for item in taken if not item.final]
         write = asyncio.ensure_future(self._call(self._store.write, chunks, finals, events))
         try:
             await asyncio.shield(write)
@@ -394,6 +394,12 @@ class RunJournal:
     async def forget_before(self, cutoff: float) -> int:
         """Drop persisted runs older than ``cutoff`` (epoch seconds): retention of the journal."""
         return await self._call(self._store.forget_before, cutoff)
+
+
+def _progress_row(seq: int, run: Run) -> ProgressRow:
+    """What a running run has learnt besides its text, journaled with it: after a kill -9 the recovered turn
+    still says when its first token came, which model answered and what was used so far."""
+    return (seq, run.first_token, run.response_model, run.system_fingerprint, json.dumps(run.usage), run.id)
 
 
 def _group(run_id: str, parts: list[tuple[int, str]], chunks: list[ChunkRow]) -> None:

@@ -51,6 +51,12 @@ BUSY_TIMEOUT = 10.0  # seconds a write waits for another server's transaction on
 
 RunRow = tuple[str, str, str, str, int, float, str]  # id, record, prompt, status, persisted, created, owner
 ChunkRow = tuple[str, int, str]  # run id, kind, text
+# last event id, first token, response model, system fingerprint, usage (JSON), run id
+ProgressRow = tuple[int, str | None, str | None, str | None, str, str]
+PROGRESS_UPDATE = (
+    "UPDATE runs SET record = json_set(record, '$.events', ?, '$.first_token', ?, '$.response_model', ?,"
+    " '$.system_fingerprint', ?, '$.usage', json(?)) WHERE id = ?"
+)
 
 
 class JournalFault(Exception):
@@ -145,16 +151,17 @@ class Store:
             _insert_runs(db, [row])
 
     def write(
-        self, chunks: list[ChunkRow], finals: list[tuple[str, str, str]], events: Iterable[tuple[int, str]] = ()
+        self, chunks: list[ChunkRow], finals: list[tuple[str, str, str]], progress: Iterable[ProgressRow] = ()
     ) -> None:
-        """One group commit: every run's new text, its last event id, and the final records of runs that ended."""
+        """One group commit: every run's new text, its progress (last event id, first token, who answered,
+        usage so far), and the final records of runs that ended."""
         with self.transaction() as db:
             if chunks:
                 db.executemany(
                     "INSERT INTO chunks (run_id, kind, text) VALUES (?, ?, ?)",
                     [(run_id, kind, storable(text)) for run_id, kind, text in chunks],
                 )
-            db.executemany("UPDATE runs SET record = json_set(record, '$.events', ?) WHERE id = ?", events)
+            db.executemany(PROGRESS_UPDATE, progress)
             if finals:
                 db.executemany("UPDATE runs SET record = ?, status = ? WHERE id = ?", finals)
 
