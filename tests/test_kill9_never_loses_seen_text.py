@@ -116,3 +116,41 @@ async def test_a_client_resumes_after_kill9_from_the_last_event_it_saw(
     assert all(int(m.id or 0) > last_id for m in messages)
     assert messages[0].json()["text"] == record["text"] and record["text"].startswith(seen)
     assert messages[1].json()["status"] == "interrupted"
+
+
+async def test_a_regenerated_turn_killed_mid_stream_is_recovered_as_the_active_alternative(
+    server: ServerProcess, upstream: FakeUpstream
+) -> None:
+    notebook_path = server.root / NOTEBOOK
+    nbformat.write(nbformat.v4.new_notebook(), notebook_path)
+    server.start()
+    in_conversation = {"notebook": NOTEBOOK, "conversation": "c"}
+    async with StreamChatClient(server.base_url, server.token, timeout=10) as client:
+        # Given a conversation of two recorded turns
+        run_ids = []
+        for model, prompt in (("one", "first"), ("two", "second")):
+            upstream.script(model, Script.reply([f"answer to {prompt}"]))
+            started = await client.start_run({"model": f"openai:{model}", "prompt": prompt, **in_conversation})
+            assert (await client.get_run(started["id"], wait="recorded"))["recorded"] == "recorded"
+            run_ids.append(started["id"])
+        first, second = run_ids
+        # When the second reply is regenerated with a temperature, and the server is killed while it streams
+        upstream.script("again", Script([*(Text(word) for word in WORDS), Stall(30)], pace=0.002))
+        body = {"model": "openai:again", "prompt": "second", "parent": first, "options": {"temperature": 0.3}}
+        started = await client.start_run({**body, **in_conversation})
+        regenerated, seen, _ = await read_then_kill(client.events(started["id"]), server, 40)
+
+    # And a new server starts on the same root and journal
+    server.start()
+    async with StreamChatClient(server.base_url, server.token, timeout=10) as client:
+        record = await recovered_run(client, regenerated)
+    await notebook_with_turn(notebook_path, regenerated)
+    conversation = valid_notebook(notebook_path).metadata["streamchat"]["conversations"]["c"]
+    # Then the notebook holds each turn once: the regenerated one as an alternative of the second, interrupted,
+    # with the text the client saw, its parameters, and as the conversation's active leaf
+    assert [turn["run"] for turn in conversation["turns"]] == [first, second, regenerated]
+    turn = conversation["turns"][2]
+    assert turn["parent"] == first == conversation["turns"][1]["parent"]
+    assert turn["reply"]["status"] == "interrupted" and turn["reply"]["content"].startswith(seen)
+    assert turn["params"]["temperature"] == 0.3 == record["params"]["temperature"]
+    assert conversation["active"] == regenerated
