@@ -311,12 +311,14 @@ class Huge:
 
 def test_any_other_object_gives_its_type_and_a_bounded_repr():
     # When builtin containers of any size, and objects whose repr raises, hangs or is huge, are built
+    # (with all the time they need, but the hanging one: a loaded machine may take long to build 50 MB)
+    patient = ContextLimits(repr_seconds=600)
     items = {
-        "big_list": build_item(list(range(10_000_000)), "big_list"),
-        "nested": build_item({"a": [[[[1]]]], "b": set(range(100))}, "nested"),
-        "raising": build_item(Raising(), "raising"),
+        "big_list": build_item(list(range(10_000_000)), "big_list", patient),
+        "nested": build_item({"a": [[[[1]]]], "b": set(range(100))}, "nested", patient),
+        "raising": build_item(Raising(), "raising", patient),
         "hanging": build_item(Hanging(), "hanging", ContextLimits(repr_seconds=0.05)),
-        "huge": build_item(Huge(), "huge"),
+        "huge": build_item(Huge(), "huge", patient),
     }
     # Then each is an object item with its type, and no repr breaks or floods it
     assert all(item.kind == "object" and item.chars <= 4000 for item in items.values())
