@@ -91,7 +91,7 @@ class ServerProcess:
     def log_tail(self, chars: int = 4000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
 
-    def start(self, timeout: float = 30.0, *, stdin: int | None = subprocess.DEVNULL) -> None:
+    def start(self, timeout: float = 90.0, *, stdin: int | None = subprocess.DEVNULL) -> None:
         """Start and wait until the server answers. ``stdin`` is not a terminal by default, as under JupyterHub,
         systemd or in a container (pass a pty's end to get a terminal)."""
         assert self.process is None or self.process.poll() is not None, "server already running"
