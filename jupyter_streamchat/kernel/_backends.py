@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from ..engine import contract
+from ..engine._conversations import conversations_answer
 from ..engine._errors import StreamChatError
 from ..engine._kernel_contract import ENV_ROOT, ENV_TOKEN, ENV_URL, TOKEN_HEADER
 from ..engine._relay import run_events
@@ -164,10 +165,13 @@ class InProcessBackend:
         return await self.get_run(run_id)  # no notebook here: nothing to wait for
 
     async def conversations(self, notebook: str | None, conversation: str | None = None) -> dict[str, Any]:
+        return self.conversations_now(conversation)
+
+    def conversations_now(self, conversation: str | None = None) -> dict[str, Any]:
+        """No notebook in-process: this kernel's runs are the only turns there are (read without awaiting)."""
         with _as_api_error():
-            # No notebook in-process: this kernel's runs are the only turns there are.
-            answer = await self.service.conversations(None, validate_conversation(conversation), lambda _run: True)
-        return dict(answer)
+            only = validate_conversation(conversation)
+        return dict(conversations_answer(None, {}, self.service.runs.list(), only, lambda _run: True))
 
     async def aclose(self) -> None:
         await self.service.aclose(timeout=5.0)
