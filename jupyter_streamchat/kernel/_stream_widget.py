@@ -71,6 +71,7 @@ class _StreamWidget(slim.VBox):
         self.context = context
         self._finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._over: set[int] = set()  # the panes (by id) whose task has ended
         self._record_known: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._handle: DisplayHandle | None = None
         self._shown_in: str | None = None  # the cell whose output shows this widget
@@ -185,8 +186,11 @@ class _StreamWidget(slim.VBox):
         if self._handle is not None:
             self._handle.update(self._widget_bundle(), raw=True)
 
-    def _pane_ended(self) -> None:
-        if self._finished.done() or not all(pane.state.finished for pane in self._every_pane()):
+    def _pane_ended(self, pane: Pane) -> None:
+        # Ended = its task is over, not only its status final: a pane still asks the server for its record (its
+        # cost) after the last event, and the summary and the static output must have it.
+        self._over.add(id(pane))
+        if self._finished.done() or not all(id(other) in self._over for other in self._every_pane()):
             return
         self._on_all_ended()
         self._finished.set_result(None)
@@ -251,4 +255,4 @@ class _StreamWidget(slim.VBox):
         finally:
             if not pane.state.finished:
                 pane.fail("incomplete", "the stream ended without a final status")
-            self._pane_ended()
+            self._pane_ended(pane)
