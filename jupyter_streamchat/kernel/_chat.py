@@ -129,7 +129,8 @@ class ChatWidget(_StreamWidget):
     def _ipython_display_(self) -> None:
         super()._ipython_display_()
         cell = current_cell()
-        if self._controls_shown_in is None or self._controls_shown_in != cell:
+        # With the live view only: a client that shows no live view (nbclient) gets the static output alone.
+        if not self._final_published and self._controls_shown_in != cell:
             self._controls_shown_in = cell
             display(self.controls)
 
@@ -268,3 +269,12 @@ class ChatWidget(_StreamWidget):
             await self.backend.stop(pane.state.run)
         except (StreamChatAPIError, httpx.TransportError) as exc:
             pane.error.value = _static.error_line({"code": "stop_failed", "message": str(exc)})
+
+
+def chosen_leaf(notebook: str | None, conversation: str) -> str | None:
+    """The alternative a user switched to in this kernel's last chat of the conversation, if not the newest:
+    the leaf its next chat follows (``history()`` reads the same branch)."""
+    for (chat_notebook, chat_conversation), widget in _last_chat.items():
+        if chat_notebook == notebook and chat_conversation == conversation:
+            return widget.followed_leaf()
+    return None

@@ -16,7 +16,7 @@ from ..engine.contract import DEFAULT_CONVERSATION, TERMINAL_STATUSES
 from ..persistence._section import branch
 from . import _markdown, _static, _stats
 from ._backends import Backend, current_backend
-from ._chat import ChatWidget
+from ._chat import ChatWidget, chosen_leaf
 from ._context import PreparedContext
 from ._now import answer_now, widget_backend
 from ._results import PaneResult
@@ -174,11 +174,14 @@ class History(list[dict[str, Any]]):
 
 
 def history(conversation: str = DEFAULT_CONVERSATION, notebook: str | None = None) -> History:
-    """The active branch of ``conversation`` in ``notebook`` (default: this kernel's notebook), root first."""
+    """The active branch of ``conversation`` in ``notebook`` (default: this kernel's notebook), root first: the
+    branch the next chat of this kernel follows (the alternative shown in its last chat widget, if switched)."""
     answer = conversations_now(notebook, conversation)
     entry = answer["conversations"].get(conversation) or {"turns": [], "active": None}
     turns = {turn["run"]: turn for turn in entry["turns"]}
-    return History([dict(turn) for turn in branch(turns, entry["active"])], conversation, answer.get("notebook"))
+    chosen = chosen_leaf(answer.get("notebook"), conversation)
+    leaf = chosen if chosen in turns else entry["active"]
+    return History([dict(turn) for turn in branch(turns, leaf)], conversation, answer.get("notebook"))
 
 
 class ReplayWidget(ChatWidget):

@@ -32,6 +32,8 @@ background:var(--jp-layout-color3,#e8e8e8);color:var(--jp-ui-font-color1,#222)}
 .jsc-status-completed{background:var(--jp-success-color3,#cdeccd)}
 .jsc-status-stopped{background:var(--jp-warn-color3,#fde9c2)}
 .jsc-status-failed,.jsc-status-interrupted{background:var(--jp-error-color3,#f8d3d3)}
+.jsc-status-running,.jsc-status-completed,.jsc-status-stopped,.jsc-status-failed,.jsc-status-interrupted{
+color:#1b1b1b}
 .jsc-root .jsc-reply{font-size:var(--jp-content-font-size1,14px);line-height:1.5;overflow-wrap:anywhere}
 .jsc-root .jsc-reply pre{background:var(--jp-cell-editor-background,#f6f8fa);padding:6px 8px;border-radius:4px;
 overflow-x:auto;font-size:12px;margin:6px 0}
@@ -54,8 +56,10 @@ border:1px solid var(--jp-border-color2,#ccc);color:var(--jp-ui-font-color1,#222
 .jsc-hidden{display:none !important}
 .jsc-prompt{margin:10px 0 4px;padding:2px 10px;border-left:3px solid var(--jp-brand-color1,#1976d2);
 font-size:var(--jp-content-font-size1,14px)}
-.jsc-controls{gap:4px;align-items:center}
-.jsc-controls .jupyter-button{height:24px;font-size:12px;padding:0 8px}
+.jsc-controls{gap:4px;align-items:center;flex-wrap:wrap}
+.jsc-root .jsc-controls .jupyter-button,.jsc-controls .jupyter-button{width:auto;height:24px;font-size:12px;
+padding:0 8px;margin:2px 0}
+.jsc-controls .widget-html-content{white-space:nowrap;line-height:24px;min-height:0}
 .jsc-alt,.jsc-alt-count{font-size:12px;color:var(--jp-ui-font-color2,#666)}
 .jsc-bar{height:8px;background:var(--jp-brand-color1,#1976d2);border-radius:2px;min-width:1px}
 .jsc-root .jsc-reply pre .c{color:var(--jp-mirror-editor-comment-color,#6a737d);font-style:italic}
