@@ -194,23 +194,29 @@ async def test_in_a_kernel_without_a_server_regenerate_history_and_replay_work_i
     upstream.script("m", [Script.reply(["One."]), Script.reply(["Two."], answered_model="m-new")])
     env = {"OPENAI_BASE_URL": upstream.openai_base_url, "OPENAI_API_KEY": OPENAI_KEY}
     async with LocalKernel.start(env=env) as kernel:
+        # Given a reply with text context, regenerated at once, while it still streams
         await kernel.execute(
-            "from jupyter_streamchat import chat, history, replay\nb = chat('Why?', model='openai:m', temperature=1)"
+            "from jupyter_streamchat import chat, history, replay\n"
+            "b = chat('Why?', model='openai:m', temperature=1, context=['Notes: the sky is blue.'])\n"
+            "b.regenerate()"
         )
-        (first,) = await ended(kernel, "b")
-        await kernel.execute("b.regenerate()")
         alternatives = await value_of(kernel, "(await b.done) and b.alternative_results")
+        first = alternatives[0]
         branch = await value_of(kernel, "[turn['reply']['content'] for turn in history()]")
         await kernel.execute(f"r = replay({first['run']!r})")
         await ended(kernel, "r")
         comparison = await value_of(kernel, "r.comparison")
         note = await value_of(kernel, "b.note.value")
 
+    # Then the regenerate waited for the reply before it (never two at once), and was asked the same
     assert [alt["text"] for alt in alternatives] == ["One.", "Two."]
     assert alternatives[1]["parent"] == alternatives[0]["parent"] is None
     assert branch == ["Two."]
     asked = upstream.requests_for("m")
-    assert len(asked) == 3 and asked[2].body["messages"] == asked[0].body["messages"]
+    assert asked[1].accepted_at >= asked[0].server_finished_at
+    # And the replay sent the same messages, its text context included
+    assert "Notes: the sky is blue." in json.dumps(asked[0].body["messages"])
+    assert len(asked) == 3 and asked[2].body["messages"] == asked[1].body["messages"] == asked[0].body["messages"]
     assert all(request.body["temperature"] == 1 for request in asked)
     assert comparison["same_messages"] is True and comparison["response_model_changed"] is True
     assert "Notebook persistence is off" in note
