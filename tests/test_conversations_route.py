@@ -9,11 +9,11 @@ from typing import Any
 import httpx
 import nbformat
 import pytest
-from jupyter_server.auth import Authorizer, User
+from jupyter_server.auth import Authorizer, IdentityProvider, User
 from traitlets.config import Config
 
 from harness.upstream import Script, Stall, Text
-from jupyter_streamchat.kernel.client import StreamChatAPIError
+from jupyter_streamchat.kernel.client import StreamChatAPIError, StreamChatClient
 from tests.helpers import collect
 
 NOTEBOOK = "tree.ipynb"
@@ -149,3 +149,36 @@ class TestContentsRead:
         # And the runs that name no notebook are still theirs to read
         listed = await streamchat_client.conversations(None, "default")
         assert listed["conversations"]["default"]["turns"] == []
+
+
+class TwoUsers(IdentityProvider):
+    """Two people, each with a token of their own (as on a shared or collaborative server)."""
+
+    people = {"alice-token": "alice", "bob-token": "bob"}
+
+    def get_user(self, handler: Any) -> User | None:
+        name = self.people.get(handler.request.headers.get("Authorization", "").removeprefix("token ").strip())
+        if name is None:
+            return None
+        handler._token_authenticated = True  # an API token, as Jupyter's own provider marks it (no XSRF)
+        return User(username=name)
+
+
+class TestTwoUsers:
+    @pytest.fixture
+    def jp_server_config(self, streamchat_server_config: dict[str, Any]) -> Config:
+        server_app = {**streamchat_server_config["ServerApp"], "identity_provider_class": TwoUsers}
+        return Config({**streamchat_server_config, "ServerApp": server_app})
+
+    async def test_a_users_runs_not_recorded_yet_are_not_listed_to_another(self, streamchat_url, upstream):
+        upstream.script("m", Script.reply(["alice's answer"]))
+        async with (
+            StreamChatClient(streamchat_url, "alice-token") as alice,
+            StreamChatClient(streamchat_url, "bob-token") as bob,
+        ):
+            started = await alice.start_run({"model": "openai:m", "prompt": "mine", "conversation": "c"})
+            await collect(alice.events(started["id"]))
+            seen_by_alice = (await alice.conversations(None, "c"))["conversations"]["c"]
+            seen_by_bob = (await bob.conversations(None, "c"))["conversations"]["c"]
+        assert [turn["run"] for turn in seen_by_alice["turns"]] == [started["id"]]
+        assert seen_by_bob == {"active": None, "turns": []}
