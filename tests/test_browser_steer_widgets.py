@@ -135,9 +135,18 @@ def test_regenerate_switch_alternatives_costs_and_history_in_jupyterlab(lab: Lab
             shoot(page, "notebook")
             page.evaluate("() => window.jupyterapp.shell.currentWidget.content.scrollToItem(2, 'start')")
             shoot(page, "history")
+            page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+            page.wait_for_function("() => !window.jupyterapp.shell.currentWidget.context.model.dirty")
         finally:
             browser.close()
 
     # And both alternatives were asked with the same messages and temperature
     first, second = upstream_for_lab.requests_for("m")
     assert second.body["messages"] == first.body["messages"] and second.body["temperature"] == 0.3
+    # And the saved reply is static HTML showing the alternative shown; the controls are a live display of their own
+    reply, controls = lab.read_notebook(NOTEBOOK)["cells"][0]["outputs"]
+    assert "application/vnd.jupyter.widget-view+json" not in reply["data"]
+    assert "alternative 1 / 2" in "".join(reply["data"]["text/html"]) and "short wavelengths" in "".join(
+        reply["data"]["text/html"]
+    )
+    assert "application/vnd.jupyter.widget-view+json" in controls["data"]
