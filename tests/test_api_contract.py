@@ -25,6 +25,7 @@ ROUTES = [
     ("POST", "runs/abc/stop"),
     ("POST", "stream"),
     ("GET", "documents/events?path=n.ipynb"),
+    ("GET", "conversations?notebook=n.ipynb"),
 ]
 
 

@@ -70,7 +70,7 @@ def _optional_str(body: dict[str, Any], key: str, max_chars: int = MAX_ID_CHARS)
     return value
 
 
-def _conversation(value: Any) -> str | None:
+def validate_conversation(value: Any) -> str | None:
     """A conversation id is a user's name for a thread: free text, but never a prototype-like key."""
     if value is None:
         return None
@@ -123,7 +123,7 @@ def _integer(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _options(raw: Any) -> dict[str, Any]:
+def parse_options(raw: Any) -> dict[str, Any]:
     """Sampling options (SPEC 11), each checked on its own: the first bad one is named in the 400."""
     if raw is None:
         return {}
@@ -156,7 +156,7 @@ def _options(raw: Any) -> dict[str, Any]:
     return options
 
 
-def _system(value: Any, limits: BodyLimits) -> str | None:
+def parse_system(value: Any, limits: BodyLimits) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
@@ -265,12 +265,12 @@ def validate_chat_body(body: object, limits: BodyLimits, body_bytes: int | None 
         messages=_messages(body["messages"], limits, images) if has_messages else None,
         prompt=prompt,
         notebook=_optional_str(body, "notebook", 4096),
-        conversation=_conversation(body.get("conversation")),
-        options=_options(body.get("options")),
+        conversation=validate_conversation(body.get("conversation")),
+        options=parse_options(body.get("options")),
         context=parse_context(body.get("context"), limits.max_context_chars, images),
         parent=_optional_str(body, "parent"),
         parent_given="parent" in body,
-        system=_system(body.get("system"), limits),
+        system=parse_system(body.get("system"), limits),
     )
     if body_bytes is not None and body_bytes - images.encoded > limits.max_body_bytes:
         raise PayloadTooLarge(f"request body is larger than {limits.max_body_bytes} bytes (not counting images)")

@@ -6,9 +6,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from ..context._types import ContextRecord
 from ..persistence import (
@@ -23,14 +22,14 @@ from ..persistence import (
     UnreadableSection,
     branch,
     history_messages,
-    make_turn,
 )
 from ..persistence._follow import Followed
 from ..persistence._writers import NotANotebook
 from ..persistence.journal import JournalFault, JournalFull
 from ..providers import ProviderRegistry
 from ..providers._parts import ChatMessage
-from ._errors import BadRequest, Conflict, NotFound, StreamChatError
+from ._conversations import ConversationsAnswer, conversations_answer, known_turns, not_of_conversation
+from ._errors import BadRequest, Conflict, StreamChatError
 from ._parts import inline_context, with_context
 from ._paths import confine
 from ._prices import Price
@@ -148,28 +147,34 @@ class ChatService:
         history would lack that reply. Siblings (compare panes, a regenerate) name a finished parent.
         """
         key = body.conversation or DEFAULT_CONVERSATION
-        recorded = await self._recorded(notebook, key)
-        turns: dict[str, Mapping[str, Any]] = {turn["run"]: turn for turn in recorded.turns}
-        pending = [
-            run
-            for run in self.runs.list()
-            if run.notebook == notebook and (run.conversation or DEFAULT_CONVERSATION) == key and run.id not in turns
-        ]  # newest first
-        streaming = {run.id for run in pending if not run.ended_for_clients}
-        for run in pending:
-            if run.id not in streaming:
-                turns[run.id] = make_turn(run.record(), run.prompt)
+        known = known_turns(await self._recorded(notebook, key), self.runs.list(), notebook, key)
+        streaming = known.streaming
+        turns = {run_id: turn for run_id, turn in known.turns.items() if run_id not in streaming}
         if body.parent_given:
             parent = body.parent
             if parent is not None and parent not in turns and parent not in streaming:
-                raise self._not_of_conversation(parent, notebook, key)
+                raise not_of_conversation(self.runs.get(parent), parent, notebook, key)
         else:
-            parent = pending[0].id if pending else recorded.active
+            parent = known.active
         if body.messages is not None:
             return parent, []  # the client's messages are the history
         if parent in streaming:
             raise Conflict(STILL_STREAMING)
         return parent, history_messages(branch(turns, parent))
+
+    async def conversations(
+        self, notebook: str | None, conversation: str | None, visible: Callable[[Run], bool]
+    ) -> ConversationsAnswer:
+        """``GET conversations``: the notebook's conversations (or ``conversation`` alone) with the runs of this
+        server not recorded there yet; the notebook must exist, and a section that cannot be read is a 409."""
+        recorded: Mapping[str, Conversation] = {}
+        if notebook is not None and self.notebooks is not None:
+            await self.notebooks.require_notebook(notebook)
+            try:
+                recorded = await self.notebooks.conversations(notebook)
+            except UnreadableSection as refused:
+                raise Conflict(f"{notebook} cannot be read: {refused.reason}") from None
+        return conversations_answer(notebook, recorded, self.runs.list(), conversation, visible)
 
     async def _recorded(self, notebook: str | None, conversation: str) -> Conversation:
         if notebook is None or self.notebooks is None:
@@ -180,16 +185,6 @@ class ChatService:
             raise Conflict(f"{notebook} cannot be recorded in: {refused.reason}; nothing was started") from None
         except ValueError:
             raise Conflict(f"{notebook} could not be read as a notebook; nothing was started") from None
-
-    def _not_of_conversation(self, parent: str, notebook: str | None, conversation: str) -> StreamChatError:
-        """A ``parent`` that is no turn of the conversation: 409 if it is a run of another one, else 404."""
-        run = self.runs.get(parent)
-        if run is not None:
-            where = f"conversation {run.conversation or DEFAULT_CONVERSATION!r}"
-            if run.notebook != notebook:
-                where += f" of {run.notebook or 'no notebook'}"
-            return Conflict(f"'parent' {parent!r} is a turn of {where}, not of {conversation!r}")
-        return NotFound(f"'parent' {parent!r} names no turn of conversation {conversation!r}")
 
     async def _record_finished(self, run: Run) -> None:
         """Finish hook: wait until the final record is journaled (and ``done`` released), then land the

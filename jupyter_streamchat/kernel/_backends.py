@@ -20,12 +20,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from ..engine import contract
+from ..engine._conversations import conversations_answer
 from ..engine._errors import StreamChatError
 from ..engine._kernel_contract import ENV_ROOT, ENV_TOKEN, ENV_URL, TOKEN_HEADER
 from ..engine._relay import run_events
 from ..engine._run import DISCONNECT
 from ..engine._sse import SSEDecoder, SSEMessage
-from ..engine._validation import validate_chat_body
+from ..engine._validation import validate_chat_body, validate_conversation
 from .client import StreamChatAPIError, StreamChatClient
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ class Backend(Protocol):
     async def get_run(self, run_id: str) -> dict[str, Any]: ...
     async def list_runs(self, status: str = "", notebook: str = "", conversation: str = "") -> list[dict[str, Any]]: ...
     async def wait_recorded(self, run_id: str) -> dict[str, Any]: ...
+    async def conversations(self, notebook: str | None, conversation: str | None = None) -> dict[str, Any]: ...
     async def aclose(self) -> None: ...
 
 
@@ -90,6 +92,9 @@ class ServerBackend:
 
     async def wait_recorded(self, run_id: str) -> dict[str, Any]:
         return await self._client.get_run(run_id, wait="recorded")
+
+    async def conversations(self, notebook: str | None, conversation: str | None = None) -> dict[str, Any]:
+        return await self._client.conversations(notebook, conversation)
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -158,6 +163,15 @@ class InProcessBackend:
 
     async def wait_recorded(self, run_id: str) -> dict[str, Any]:
         return await self.get_run(run_id)  # no notebook here: nothing to wait for
+
+    async def conversations(self, notebook: str | None, conversation: str | None = None) -> dict[str, Any]:
+        return self.conversations_now(conversation)
+
+    def conversations_now(self, conversation: str | None = None) -> dict[str, Any]:
+        """No notebook in-process: this kernel's runs are the only turns there are (read without awaiting)."""
+        with _as_api_error():
+            only = validate_conversation(conversation)
+        return dict(conversations_answer(None, {}, self.service.runs.list(), only, lambda _run: True))
 
     async def aclose(self) -> None:
         await self.service.aclose(timeout=5.0)

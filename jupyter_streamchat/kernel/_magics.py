@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import html
 import shlex
-import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -15,16 +13,19 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.display import display
 
 from ..context import ContextError, check_names
-from ._backends import discover
+from ._now import answer_now
+from ._steering import Steering
 from ._widgets import MAX_PANES, MIN_PANES, chat, compare
 
 LISTING_TIMEOUT = 20.0
 
+STEERING_USAGE = "[--system TEXT] [--temperature T] [--max-tokens N] [--seed N]"
 CHAT_USAGE = (
-    "%%chat [MODEL] [--conversation ID] [--context NAME,NAME]   (MODEL looks like provider:model, e.g. demo:chat)"
+    f"%%chat [MODEL] [--conversation ID] [--context NAME,NAME] {STEERING_USAGE}   "
+    "(MODEL looks like provider:model, e.g. demo:chat)"
 )
 COMPARE_USAGE = (
-    f"%%compare MODEL1 MODEL2 [...] [--context NAME,NAME]   ({MIN_PANES} to {MAX_PANES} model ids, "
+    f"%%compare MODEL1 MODEL2 [...] [--context NAME,NAME] {STEERING_USAGE}   ({MIN_PANES} to {MAX_PANES} model ids, "
     "e.g. demo:chat demo:fast)"
 )
 
@@ -64,6 +65,24 @@ _compare_parser = _Parser(prog="%%compare", usage=COMPARE_USAGE, add_help=False)
 _compare_parser.add_argument("models", nargs="*")
 _compare_parser.add_argument("--context")
 
+for _parser in (_chat_parser, _compare_parser):  # the range of each is checked by ``Steering.build``
+    _parser.add_argument("--system")
+    _parser.add_argument("--temperature", type=float)
+    _parser.add_argument("--max-tokens", type=int)
+    _parser.add_argument("--seed", type=int)
+
+
+def _steering(args: argparse.Namespace) -> dict[str, Any]:
+    """The steering arguments as ``chat``/``compare`` take them; a value out of range is a one-line UsageError."""
+    given = {"system": args.system, "temperature": args.temperature, "max_tokens": args.max_tokens, "seed": args.seed}
+    try:
+        Steering.build(**given)
+    except ValueError as error:
+        message = str(error)
+        name = message.split(" ", 1)[0]  # the argument's Python name: say it as the magic spells it
+        raise UsageError(f"--{name.replace('_', '-')}{message[len(name) :]}; usage: {STEERING_USAGE}") from None
+    return given
+
 
 def _context_names(raw: str | None, prompt: str, shell: Any) -> list[str]:
     """``--context a,b``: variables by name; with the prompt's ``@mentions``, checked before anything is sent."""
@@ -88,7 +107,7 @@ class StreamChatMagics(Magics):
             _check_model_id(args.model, CHAT_USAGE)
         prompt = _prompt(cell)
         names = _context_names(args.context, prompt, self.shell)
-        chat(prompt, model=args.model, conversation=args.conversation, context=names)
+        chat(prompt, model=args.model, conversation=args.conversation, context=names, **_steering(args))
 
     @cell_magic
     def compare(self, line: str, cell: str) -> None:
@@ -99,7 +118,8 @@ class StreamChatMagics(Magics):
         for model in args.models:
             _check_model_id(model, COMPARE_USAGE)
         prompt = _prompt(cell)
-        compare(prompt, args.models, context=_context_names(args.context, prompt, self.shell))
+        names = _context_names(args.context, prompt, self.shell)
+        compare(prompt, args.models, context=names, **_steering(args))
 
     @line_magic
     def chat_models(self, line: str) -> None:
@@ -114,35 +134,9 @@ class StreamChatMagics(Magics):
 
 
 def _models_now() -> Mapping[str, Any]:
-    """The listing, answered before the magic returns (so headless runs capture it too).
-
-    The kernel's loop is busy running this cell, so a fresh backend answers on a loop of its own in
-    a worker thread; a local listing takes milliseconds.
-    """
-    listings: list[Mapping[str, Any]] = []
-    errors: list[BaseException] = []
-
-    async def ask() -> None:
-        backend = discover()
-        try:
-            listings.append(await backend.models())
-        finally:
-            await backend.aclose()
-
-    def run() -> None:
-        try:
-            asyncio.run(ask())
-        except BaseException as exc:
-            errors.append(exc)
-
-    worker = threading.Thread(target=run, name="streamchat-models", daemon=True)
-    worker.start()
-    worker.join(LISTING_TIMEOUT)
-    if errors:
-        raise errors[0]
-    if not listings:
-        raise TimeoutError(f"no answer within {LISTING_TIMEOUT:.0f} s")
-    return listings[0]
+    """The listing, answered before the magic returns (so headless runs capture it too); a local listing takes
+    milliseconds."""
+    return answer_now(lambda backend: backend.models(), LISTING_TIMEOUT)
 
 
 MODEL_COLUMNS = ("model id", "name", "provider", "default")

@@ -35,6 +35,8 @@ BLOCKS_PER_GROUP = 8  # sealed blocks per container, so no update re-lists every
 # sealed piece is a widget of its own, whose opening costs a few hundred bytes.
 MIN_SEAL_CHARS = 400
 SEAL_INTERVAL = 1.0
+# The fields of a run record that a pane takes once the run has ended (SPEC 11).
+DETAILS = ("cost", "parent", "params", "response_model", "system_fingerprint", "messages_sha256")
 
 
 @dataclass
@@ -61,6 +63,8 @@ class PaneState:
     recorded: RecordState | None = None
     #: the context sent with the prompt, as the turn records it (SPEC 10)
     context: list[dict[str, Any]] = field(default_factory=list)
+    #: the server's reproducibility record of the ended run (SPEC 11): cost, parent, params, ... (``DETAILS``)
+    details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def text(self) -> str:
@@ -123,6 +127,12 @@ class PaneState:
         self.reasoning_parts = [record.get("reasoning") or ""]
         self.status = "running"  # let finish() below set the terminal fields once
         self.finish(record["status"], record.get("error"), record.get("finish_reason"), record.get("usage"))
+        self.adopt_details(record)
+
+    def adopt_details(self, record: Mapping[str, Any]) -> None:
+        """What only the server's record says (the ``done`` event does not): what the reply cost, its parent..."""
+        self.details = {key: record.get(key) for key in DETAILS}
+        self.details["params"] = dict(record.get("params") or {})
 
     @property
     def output_tokens(self) -> int | None:
@@ -152,6 +162,12 @@ class PaneState:
             "ttft": ttft,
             "tokens_per_second": rate,
             "output_tokens": tokens,
+            "cost": self.details.get("cost"),
+            "parent": self.details.get("parent"),
+            "params": dict(self.details.get("params") or {}),
+            "response_model": self.details.get("response_model"),
+            "system_fingerprint": self.details.get("system_fingerprint"),
+            "messages_sha256": self.details.get("messages_sha256"),
         }
 
 
@@ -292,6 +308,10 @@ class Pane:
             value = _static.stats_line(self.state.result())
             if self.stats.value != value:
                 self.stats.value = value
+
+    def refresh_stats(self) -> None:
+        """The stats line again, now (the server's record added the reply's cost)."""
+        self._update_stats(time.monotonic(), force=True)
 
     def render_final(self) -> None:
         """Exact final state: every remaining block, the numbers, and the error if there is one."""

@@ -35,3 +35,10 @@ class PaneResult(TypedDict):
     ttft: float | None  # seconds from the request to the first token
     tokens_per_second: float | None
     output_tokens: int | None
+    # The reproducibility record (SPEC 11), from the server's record once the run has ended.
+    cost: float | None  # USD, when the model has a price (``c.StreamChat.prices``) and the usage is known
+    parent: str | None  # the run id of the turn this one follows
+    params: dict[str, Any]  # temperature, max_tokens, seed, top_p, system: as sent
+    response_model: str | None  # the model name the provider answered with
+    system_fingerprint: str | None
+    messages_sha256: str | None  # of the exact messages sent

@@ -32,6 +32,8 @@ background:var(--jp-layout-color3,#e8e8e8);color:var(--jp-ui-font-color1,#222)}
 .jsc-status-completed{background:var(--jp-success-color3,#cdeccd)}
 .jsc-status-stopped{background:var(--jp-warn-color3,#fde9c2)}
 .jsc-status-failed,.jsc-status-interrupted{background:var(--jp-error-color3,#f8d3d3)}
+.jsc-status-running,.jsc-status-completed,.jsc-status-stopped,.jsc-status-failed,.jsc-status-interrupted{
+color:#1b1b1b}
 .jsc-root .jsc-reply{font-size:var(--jp-content-font-size1,14px);line-height:1.5;overflow-wrap:anywhere}
 .jsc-root .jsc-reply pre{background:var(--jp-cell-editor-background,#f6f8fa);padding:6px 8px;border-radius:4px;
 overflow-x:auto;font-size:12px;margin:6px 0}
@@ -51,6 +53,14 @@ border-bottom:1px solid var(--jp-border-color2,#ddd)}
 .jsc-chip{display:inline-block;margin:0 4px;padding:0 6px;border-radius:8px;
 border:1px solid var(--jp-border-color2,#ccc);color:var(--jp-ui-font-color1,#222)}
 .jsc-chip-kind{margin-left:4px;color:var(--jp-ui-font-color2,#666);font-size:11px}
+.jsc-hidden{display:none !important}
+.jsc-prompt{margin:10px 0 4px;padding:2px 10px;border-left:3px solid var(--jp-brand-color1,#1976d2);
+font-size:var(--jp-content-font-size1,14px)}
+.jsc-controls{gap:4px;align-items:center;flex-wrap:wrap}
+.jsc-root .jsc-controls .jupyter-button,.jsc-controls .jupyter-button{width:auto;height:24px;font-size:12px;
+padding:0 8px;margin:2px 0}
+.jsc-controls .widget-html-content{white-space:nowrap;line-height:24px;min-height:0}
+.jsc-alt,.jsc-alt-count{font-size:12px;color:var(--jp-ui-font-color2,#666)}
 .jsc-bar{height:8px;background:var(--jp-brand-color1,#1976d2);border-radius:2px;min-width:1px}
 .jsc-root .jsc-reply pre .c{color:var(--jp-mirror-editor-comment-color,#6a737d);font-style:italic}
 .jsc-root .jsc-reply pre .k{color:var(--jp-mirror-editor-keyword-color,#d73a49);font-weight:600}
@@ -70,7 +80,8 @@ def status_badge(status: str) -> str:
 def stats_line(result: PaneResult) -> str:
     """The status badge, then the numbers in the wording the panel uses too (``_stats.stats_text``)."""
     numbers = _stats.stats_text(result["ttft"], result["tokens_per_second"], result["output_tokens"])
-    return " · ".join(part for part in (status_badge(result["status"]), html.escape(numbers)) if part)
+    cost = _stats.cost_text(result.get("cost"))
+    return " · ".join(part for part in (status_badge(result["status"]), html.escape(numbers), cost) if part)
 
 
 def error_line(error: Mapping[str, Any] | None) -> str:
@@ -140,17 +151,21 @@ def summary_html(results: Sequence[PaneResult]) -> str:
                 f'<td>{fmt.format(value)}<div class="jsc-bar" style="width:{width}px" '
                 f'title="{fmt.format(value)}"></div></td>'
             )
+        # Cost only where the model has a price (unknown is not zero); tokens are always shown.
+        cells.append(f"<td>{_stats.cost_text(result.get('cost')) or '&ndash;'}</td>")
         rows.append(f"<tr>{''.join(cells)}</tr>")
     return (
         '<div class="jsc-summary"><table><thead><tr><th>model</th><th>status</th>'
-        f"{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+        f"{head}<th>cost</th></tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
     )
 
 
-def chat_html(result: PaneResult, note: str) -> str:
+def chat_html(result: PaneResult, note: str, place: tuple[int, int] | None = None) -> str:
+    """A chat's reply; ``place``: (n, of) when it is one of several alternatives (the one shown)."""
     chips = context_html(result["context"])
+    where = f'<div class="jsc-alt">alternative {place[0]} / {place[1]}</div>' if place else ""
     return (
-        f'{STYLE_TAG}<div class="jsc-root">{chips}{pane_html(result)}'
+        f'{STYLE_TAG}<div class="jsc-root">{chips}{where}{pane_html(result)}'
         f'<div class="jsc-note">{html.escape(note)}</div></div>'
     )
 

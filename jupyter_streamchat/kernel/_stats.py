@@ -12,10 +12,12 @@ The JupyterLab panel computes the same numbers with the same rule and wording
 
 from __future__ import annotations
 
+import math
 from decimal import ROUND_HALF_UP, Decimal
 
 MIN_RATE_TOKENS = 2
 MIN_RATE_SECONDS = 0.1
+COST_SIGNIFICANT = 3  # a cost shows three significant digits ($0.000123), and at least cents ($1.50)
 
 
 def tokens_per_second(first_at: float | None, end_at: float, tokens: int) -> float | None:
@@ -42,3 +44,13 @@ def stats_text(ttft: float | None, rate: float | None, tokens: int | None) -> st
     if tokens:
         parts.append(f"{tokens} token" if tokens == 1 else f"{tokens} tokens")
     return " · ".join(parts)
+
+
+def cost_text(cost: float | None) -> str:
+    """``$0.000123`` (three significant digits, at least two decimals), or "" when the cost is not known."""
+    if cost is None:
+        return ""
+    if cost <= 0:
+        return "$0"
+    decimals = max(2, COST_SIGNIFICANT - 1 - math.floor(math.log10(cost)))
+    return "$" + format(Decimal(cost).quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP), "f")

@@ -55,7 +55,7 @@ class _Done:
         return self._wait().__await__()
 
     async def _wait(self) -> list[PaneResult]:
-        await asyncio.shield(self._widget._finished)
+        await self._widget._all_ended()
         self._widget._publish_final()
         return self._widget.results
 
@@ -71,6 +71,7 @@ class _StreamWidget(slim.VBox):
         self.context = context
         self._finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._over: set[int] = set()  # the panes (by id) whose task has ended
         self._record_known: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._handle: DisplayHandle | None = None
         self._shown_in: str | None = None  # the cell whose output shows this widget
@@ -106,8 +107,12 @@ class _StreamWidget(slim.VBox):
 
     async def settled(self) -> str:
         """Every pane has ended and the server has said whether each run is recorded; the footer then."""
-        await asyncio.shield(self._finished)
-        await asyncio.shield(self._record_known)
+        await self._all_ended()
+        while True:
+            known = self._record_known
+            await asyncio.shield(known)
+            if known is self._record_known:
+                break
         return self.record_note
 
     def stop(self, model: str | int | None = None) -> None:
@@ -159,8 +164,33 @@ class _StreamWidget(slim.VBox):
         self._tasks.add(task)  # the loop keeps only weak references to tasks
         task.add_done_callback(self._tasks.discard)
 
-    def _pane_ended(self) -> None:
-        if self._finished.done() or not all(pane.state.finished for pane in self.panes):
+    async def _all_ended(self) -> None:
+        """Until every pane has ended, also panes added while this waited (a chat's regenerated alternatives)."""
+        while True:
+            finished = self._finished
+            await asyncio.shield(finished)
+            if finished is self._finished:
+                return
+
+    def _every_pane(self) -> list[Pane]:
+        """Every pane this widget streams, shown or not (a chat's alternatives)."""
+        return self.panes
+
+    def _reopen(self) -> None:
+        """A new pane is streaming after all had ended: ``done`` waits again, and the live view comes back."""
+        if not self._finished.done():
+            return
+        loop = asyncio.get_running_loop()
+        self._finished, self._record_known = loop.create_future(), loop.create_future()
+        self._final_published = False
+        if self._handle is not None:
+            self._handle.update(self._widget_bundle(), raw=True)
+
+    def _pane_ended(self, pane: Pane) -> None:
+        # Ended = its task is over, not only its status final: a pane still asks the server for its record (its
+        # cost) after the last event, and the summary and the static output must have it.
+        self._over.add(id(pane))
+        if self._finished.done() or not all(id(other) in self._over for other in self._every_pane()):
             return
         self._on_all_ended()
         self._finished.set_result(None)
@@ -173,16 +203,19 @@ class _StreamWidget(slim.VBox):
 
     async def _confirm_records(self) -> None:
         """Ask the server whether each run's notebook holds it (it answers once that is settled)."""
+        known = self._record_known
         try:
-            await asyncio.gather(*(self._confirm_record(pane) for pane in self.panes))
+            await asyncio.gather(*(self._confirm_record(pane) for pane in self._every_pane()))
         finally:
             self.note.value = self._note_html()
-            self._record_known.set_result(None)
+            known.set_result(None)
             if self._final_published:
                 self._publish_final()
 
     async def _confirm_record(self, pane: Pane) -> None:
         state = pane.state
+        if state.recorded not in ("pending", None):
+            return  # settled already (an earlier alternative of a chat)
         if state.recorded is None:
             return  # no notebook: nothing to confirm
         if state.run is None:
@@ -222,4 +255,4 @@ class _StreamWidget(slim.VBox):
         finally:
             if not pane.state.finished:
                 pane.fail("incomplete", "the stream ended without a final status")
-            self._pane_ended()
+            self._pane_ended(pane)

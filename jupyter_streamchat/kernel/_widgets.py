@@ -13,6 +13,7 @@ for the end instead (see ``_blocking``). What both share is ``_stream_widget``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -23,130 +24,37 @@ from typing import Any, TypeVar
 import httpx
 from IPython.display import display
 
-from ..engine.contract import DEFAULT_CONVERSATION, RUNNING, STILL_STREAMING
+from ..engine.contract import DEFAULT_CONVERSATION
 from . import _slim as slim
 from . import _static
 from ._backends import Backend, current_backend
 from ._blocking import headless, loop_is_running, run_headless, run_in_terminal
+from ._chat import ChatWidget
 from ._context import ContextLimits, PreparedContext, user_namespace
 from ._panes import Pane
+from ._steering import Steering
 from ._stream_widget import RECORD_WAIT_SECONDS, _StreamWidget
 from .client import StreamChatAPIError
 
 log = logging.getLogger("jupyter_streamchat.widgets")
 
 MIN_PANES, MAX_PANES = 2, 4
-REATTACH_SECONDS = 10.0  # a detached run is followed across server hiccups this long
 W = TypeVar("W", bound=_StreamWidget)
-# Chats of one conversation from this kernel take turns: "Run All" over several chat cells sends each prompt once
-# the reply before it has ended, so each follows the one before (the server refuses to follow a streaming reply).
-_last_chat: dict[tuple[str | None, str], asyncio.Future[None]] = {}
-
-
-class ChatWidget(_StreamWidget):
-    """One prompt, one detached run: Stop asks the server to stop it; nothing else ends it early."""
-
-    def __init__(
-        self, prompt: str, model: str | None, conversation: str, backend: Backend, context: PreparedContext
-    ) -> None:
-        pane = Pane(model, on_stop=self._stop_pane)
-        pane.state.conversation = conversation
-        super().__init__([pane], backend, [pane.box], context)
-        self.prompt = prompt
-        self._stop_requested = False
-        key = (backend.notebook, conversation)
-        self._before = _last_chat.get(key)
-        _last_chat[key] = self._finished
-        self._spawn(self._guarded(pane, self._run(pane)))
-
-    def _static_html(self) -> str:
-        return _static.chat_html(self.results[0], self.record_note)
-
-    async def _run(self, pane: Pane) -> None:
-        if not self.prompt.strip():
-            pane.fail("empty_prompt", "the prompt is empty: nothing was sent")
-            return
-        if self.context.error:
-            pane.fail("bad_context", f"{self.context.error} (nothing was sent)")
-            return
-        body: dict[str, Any] = {"prompt": self.prompt, "conversation": pane.state.conversation}
-        if pane.state.model:
-            body["model"] = pane.state.model
-        if self.backend.notebook:
-            body["notebook"] = self.backend.notebook
-        if self.context.wire:
-            body["context"] = self.context.wire
-        if self._before is not None:
-            await asyncio.shield(self._before)  # the chat before this one in the conversation has ended
-        if self._stop_wanted():
-            pane.state.finish("stopped")  # stopped while it waited its turn: nothing was sent
-            pane.render_final()
-            return
-        started = await self._start_in_turn(pane, body)
-        pane.state.run = started["id"]
-        if self._stop_requested:
-            self._spawn(self._request_stop(pane))
-        await self._follow(pane)
-
-    def _stop_wanted(self) -> bool:
-        """Stop was pressed (a method: the flag changes while ``_run`` awaits, which mypy cannot see)."""
-        return self._stop_requested
-
-    async def _start_in_turn(self, pane: Pane, body: dict[str, Any]) -> dict[str, Any]:
-        """Start the run; while another client's reply in the conversation streams, wait for it to end first."""
-        while True:
-            try:
-                return await self.backend.start_run(body)
-            except StreamChatAPIError as exc:
-                if exc.status != 409 or exc.message != STILL_STREAMING:
-                    raise
-            streaming = await self.backend.list_runs(
-                status=RUNNING, notebook=self.backend.notebook or "", conversation=pane.state.conversation or ""
-            )
-            for run in streaming:  # each stream ends with the run's `done`
-                async with aclosing(self.backend.events(run["id"])) as events:
-                    async for _message in events:
-                        pass
-
-    async def _follow(self, pane: Pane) -> None:
-        """Events of the run from the last one seen; across a dropped connection, re-attach."""
-        assert pane.state.run is not None
-        deadline = None
-        while not pane.state.finished:
-            try:
-                async with aclosing(self.backend.events(pane.state.run, pane.state.last_event_id)) as events:
-                    async for message in events:
-                        pane.apply(message)
-                        deadline = None
-            except (httpx.TransportError, StreamChatAPIError) as exc:
-                if isinstance(exc, StreamChatAPIError) and exc.status < 500:
-                    raise
-                deadline = deadline or time.monotonic() + REATTACH_SECONDS
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.5)
-
-    def _stop_pane(self, pane: Pane) -> None:
-        if pane.state.finished:
-            return
-        if pane.state.run is None:
-            self._stop_requested = True  # stopped as soon as the server names the run
-            return
-        self._spawn(self._request_stop(pane))
-
-    async def _request_stop(self, pane: Pane) -> None:
-        try:
-            assert pane.state.run is not None
-            await self.backend.stop(pane.state.run)
-        except (StreamChatAPIError, httpx.TransportError) as exc:
-            pane.error.value = _static.error_line({"code": "stop_failed", "message": str(exc)})
 
 
 class CompareWidget(_StreamWidget):
     """One prompt to 2-4 models side by side, one direct stream per pane."""
 
-    def __init__(self, prompt: str, models: Sequence[str], backend: Backend, context: PreparedContext) -> None:
+    def __init__(
+        self,
+        prompt: str,
+        models: Sequence[str],
+        backend: Backend,
+        context: PreparedContext,
+        steering: Steering | None = None,
+    ) -> None:
         self.prompt = prompt
+        self.steering = steering or Steering()
         self.conversation = f"compare-{secrets.token_hex(4)}"
         panes = [Pane(model, on_stop=self._stop_pane) for model in models]
         for pane in panes:
@@ -190,12 +98,9 @@ class CompareWidget(_StreamWidget):
             return
         # The panes are siblings that start the comparison's own conversation (parent null): each would
         # otherwise follow the active leaf, which is the first pane while it streams (SPEC 11).
-        body: dict[str, Any] = {
-            "prompt": self.prompt,
-            "conversation": self.conversation,
-            "model": pane.state.model,
-            "parent": None,
-        }
+        body: dict[str, Any] = self.steering.apply(
+            {"prompt": self.prompt, "conversation": self.conversation, "model": pane.state.model, "parent": None}
+        )
         if self.backend.notebook:
             body["notebook"] = self.backend.notebook
         if self.context.wire:
@@ -203,6 +108,10 @@ class CompareWidget(_StreamWidget):
         async with aclosing(self.backend.stream(body)) as events:
             async for message in events:
                 pane.apply(message)
+        if pane.state.run is not None:  # what the reply cost, and the rest of its record (SPEC 11)
+            with contextlib.suppress(StreamChatAPIError, httpx.TransportError):
+                pane.state.adopt_details(await self.backend.get_run(pane.state.run))
+                pane.refresh_stats()
 
     def _stop_pane(self, pane: Pane) -> None:
         reader = self._pane_tasks.get(id(pane))
@@ -236,16 +145,23 @@ def chat(
     *,
     context: Sequence[Any] | None = None,
     context_limits: ContextLimits | None = None,
+    system: str | None = None,
+    temperature: float | None = None,
+    max_tokens: int | None = None,
+    seed: int | None = None,
 ) -> ChatWidget:
     """Ask ``model`` (default: the server's default model) and stream the reply into a widget.
 
     Successive calls in one notebook continue one conversation (the server builds the history from
     the notebook's record) unless ``conversation`` names another. ``context`` (objects, or names of
     variables) and ``@name`` mentions in the prompt are sent along, summarised within ``context_limits``.
+    ``system``, ``temperature``, ``max_tokens``, ``seed``: sent where the provider takes them, recorded with
+    the turn; a bad value is a ``ValueError`` and nothing is sent.
     """
+    steering = Steering.build(system, temperature, max_tokens, seed)
     conversation = conversation or DEFAULT_CONVERSATION
     prepared = PreparedContext.build(prompt, context, user_namespace(), context_limits)
-    return _shown(lambda: ChatWidget(prompt, model, conversation, current_backend(), prepared))
+    return shown(lambda: ChatWidget(prompt, model, conversation, current_backend(), prepared, steering))
 
 
 def compare(
@@ -254,15 +170,21 @@ def compare(
     *,
     context: Sequence[Any] | None = None,
     context_limits: ContextLimits | None = None,
+    system: str | None = None,
+    temperature: float | None = None,
+    max_tokens: int | None = None,
+    seed: int | None = None,
 ) -> CompareWidget:
-    """Send one prompt to 2-4 models side by side; each pane has its own Stop, plus Stop all."""
+    """Send one prompt to 2-4 models side by side; each pane has its own Stop, plus Stop all. The same
+    ``system`` prompt and options go to every model."""
     if isinstance(models, str) or not MIN_PANES <= len(models) <= MAX_PANES:
         raise ValueError(f"compare needs {MIN_PANES} to {MAX_PANES} model ids, e.g. ['demo:chat', 'demo:fast']")
+    steering = Steering.build(system, temperature, max_tokens, seed)
     prepared = PreparedContext.build(prompt, context, user_namespace(), context_limits)
-    return _shown(lambda: CompareWidget(prompt, list(models), current_backend(), prepared))
+    return shown(lambda: CompareWidget(prompt, list(models), current_backend(), prepared, steering))
 
 
-def _shown(make: Callable[[], W]) -> W:
+def shown(make: Callable[[], W]) -> W:
     """A live widget in the cell, which returns at once; where nothing would render it live, the final
     static output once the runs have ended (see ``_blocking``)."""
     if not loop_is_running():

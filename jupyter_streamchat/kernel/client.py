@@ -94,6 +94,12 @@ class StreamChatClient:
         runs: list[dict[str, Any]] = (await self._json("GET", "runs", params=filters))["runs"]
         return runs
 
+    async def conversations(self, notebook: str | None = None, conversation: str | None = None) -> dict[str, Any]:
+        """The conversations of ``notebook`` (None: runs naming no notebook), or ``conversation`` alone, as trees:
+        ``{"notebook", "conversations": {name: {"active", "turns"}}}``."""
+        params = {key: value for key, value in (("notebook", notebook), ("conversation", conversation)) if value}
+        return await self._json("GET", "conversations", params=params)
+
     async def stop(self, run_id: str) -> dict[str, Any]:
         return await self._json("POST", f"runs/{run_id}/stop")
 

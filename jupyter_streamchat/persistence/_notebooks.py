@@ -20,7 +20,7 @@ from ..engine._errors import BadRequest, Conflict, Forbidden, NotFound
 from ._follow import NotebookFollower
 from ._handoff import DocumentSubscriber, HandoffHub
 from ._schema import FinishedRun, Turn, conversation_key, has_turn, make_turn
-from ._section import Conversation, UnreadableSection, read_conversation
+from ._section import Conversation, UnreadableSection, read_conversation, read_conversations
 from ._writers import (
     NOTEBOOK_SUFFIX,
     FileWrite,
@@ -252,3 +252,9 @@ class NotebookRecorder:
         async with self._locks[path]:
             metadata = await read_metadata(self.contents_manager, path)
         return read_conversation(metadata or {}, conversation)
+
+    async def conversations(self, path: str) -> dict[str, Conversation]:
+        """Every conversation's tree as the notebook file holds it; ``UnreadableSection`` if it cannot be read."""
+        async with self._locks[path]:
+            metadata = await read_metadata(self.contents_manager, path)
+        return read_conversations(metadata or {})

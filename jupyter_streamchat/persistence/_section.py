@@ -152,6 +152,14 @@ def read_conversation(metadata: Mapping[str, Any], conversation: str) -> Convers
     return Conversation(list(entry.get("turns", [])), entry.get("active"))
 
 
+def read_conversations(metadata: Mapping[str, Any]) -> dict[str, Conversation]:
+    """Every conversation of the notebook's section, by name, as ``read_conversation`` reads each."""
+    check_section(metadata)
+    section = metadata.get("streamchat")
+    names = list(section.get("conversations", {})) if section is not None else []
+    return {name: read_conversation(metadata, name) for name in names}
+
+
 def branch(turns: Mapping[str, Mapping[str, Any]], leaf: str | None) -> list[Mapping[str, Any]]:
     """The turns from the root of the tree down to ``leaf`` (run id -> turn; None: no turn). A ``parent``
     that names no known turn ends the walk there: that turn is then the first of its branch."""

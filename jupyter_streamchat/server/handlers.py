@@ -25,7 +25,7 @@ from ..engine._kernel_contract import TOKEN_HEADER
 from ..engine._paths import confine, refuse_hidden
 from ..engine._relay import queued_events, run_events
 from ..engine._sse import encode_event
-from ..engine._validation import ChatBody, parse_chat_body
+from ..engine._validation import ChatBody, parse_chat_body, validate_conversation
 from ..engine.runs import DISCONNECT, Run, Subscription
 from ..engine.service import ChatService
 from ..persistence import HandoffHub, NotebookRecorder
@@ -300,6 +300,27 @@ class DirectStreamHandler(SSEHandler):
         super().on_connection_close()
 
 
+class ConversationsHandler(BaseHandler):
+    """``GET conversations?notebook=&conversation=``: the conversations' trees (a kernel's ``history``, ``replay``)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        notebook = self.get_query_argument("notebook", "") or None
+        conversation = self.get_query_argument("conversation", "") or None
+        if notebook is not None:
+            allowed = await ensure_async(self.authorizer.is_authorized(self, self.current_user, "read", "contents"))
+            if not allowed:
+                raise Forbidden("this needs permission to read contents (the notebook's turns are read)")
+            await self.require_visible_notebook(notebook)
+            notebook = confine(self.service.root_dir, notebook)
+        conversation = validate_conversation(conversation)
+        viewer = self.viewer
+        self.finish(
+            dict(await self.service.conversations(notebook, conversation, lambda r: contract.visible(r, viewer)))
+        )
+
+
 class DocumentEventsHandler(SSEHandler):
     """The open-document side of the hand-off: finished turns for the notebooks a page has open (see persistence).
 
@@ -368,5 +389,6 @@ def route_table(
         (rf"/streamchat/runs/{run_id}/events", RunEventsHandler, kwargs),
         (rf"/streamchat/runs/{run_id}/stop", RunStopHandler, kwargs),
         (r"/streamchat/stream", DirectStreamHandler, kwargs),
+        (r"/streamchat/conversations", ConversationsHandler, kwargs),
         (r"/streamchat/documents/events", DocumentEventsHandler, kwargs),
     ]
