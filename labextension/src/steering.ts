@@ -1,0 +1,112 @@
+/**
+ * The conversation's settings as the panel asks for them (SPEC 11): system prompt, temperature and
+ * max tokens, read from the form into the request's `system` and `options`, or refused in one line
+ * before anything is sent (the server refuses the same with a 400: engine/_validation.py); and what
+ * a reply cost, shown in words. Pure: unit tested in node.
+ */
+
+/** The bounds the server takes (docs/api.md, `options`). */
+export const TEMPERATURE_MAX = 2;
+
+/** What a request carries of the conversation's settings. */
+export interface ISteering {
+  system?: string;
+  options?: { temperature?: number; max_tokens?: number };
+}
+
+/**
+ * The request's `system` and `options` from the form's text (empty: not set), or a one-line error
+ * naming the field and what it takes.
+ */
+export function readSteering(form: {
+  system: string;
+  temperature: string;
+  maxTokens: string;
+}): { steering: ISteering } | { error: string } {
+  const steering: ISteering = {};
+  if (form.system.trim() !== '') {
+    steering.system = form.system;
+  }
+  const options: { temperature?: number; max_tokens?: number } = {};
+  const temperature = form.temperature.trim();
+  if (temperature !== '') {
+    const value = Number(temperature);
+    if (!Number.isFinite(value) || value < 0 || value > TEMPERATURE_MAX) {
+      return {
+        error: `Temperature must be a number from 0 to ${TEMPERATURE_MAX} (not ${JSON.stringify(temperature)}); nothing was sent.`
+      };
+    }
+    options.temperature = value;
+  }
+  const maxTokens = form.maxTokens.trim();
+  if (maxTokens !== '') {
+    const value = Number(maxTokens);
+    if (!/^\d+$/.test(maxTokens) || !Number.isSafeInteger(value) || value < 1) {
+      return {
+        error: `Max tokens must be a whole number of at least 1 (not ${JSON.stringify(maxTokens)}); nothing was sent.`
+      };
+    }
+    options.max_tokens = value;
+  }
+  if (Object.keys(options).length > 0) {
+    steering.options = options;
+  }
+  return { steering };
+}
+
+/** The form's text for a turn's recorded `params` (what a conversation continues with after a reload). */
+export function formOf(params: { [key: string]: unknown } | null | undefined): {
+  system: string;
+  temperature: string;
+  maxTokens: string;
+} {
+  const text = (value: unknown): string =>
+    typeof value === 'number' && Number.isFinite(value) ? String(value) : '';
+  return {
+    system: typeof params?.system === 'string' ? params.system : '',
+    temperature: text(params?.temperature),
+    maxTokens: text(params?.max_tokens)
+  };
+}
+
+/** The decimals a cost is shown with: two significant digits, at most 9 (costs are rounded to 1e-9). */
+const COST_MAX_DECIMALS = 9;
+
+/**
+ * A cost in USD as a reply shows it: `$0.05`, `$0.0012`, `$0.0000054`, `$12.30`; two significant
+ * digits below a cent, cents above.
+ */
+export function costText(usd: number): string {
+  if (!Number.isFinite(usd) || usd < 0) {
+    return '';
+  }
+  if (usd === 0) {
+    return '$0';
+  }
+  if (usd >= 0.01) {
+    return `$${usd.toFixed(2)}`;
+  }
+  const decimals = Math.min(COST_MAX_DECIMALS, 1 - Math.floor(Math.log10(usd)));
+  return `$${usd.toFixed(decimals).replace(/(\.\d*?[1-9])0+$/, '$1')}`;
+}
+
+/**
+ * A conversation's total: `3 replies · 120 tokens in, 45 out · $0.0012` (the cost only when a price
+ * is known, and how many replies it covers when not all have one).
+ */
+export function totalText(
+  replies: number,
+  tokensIn: number,
+  tokensOut: number,
+  cost: number | null,
+  priced: number
+): string {
+  const parts = [replies === 1 ? '1 reply' : `${replies} replies`];
+  parts.push(
+    `${tokensIn.toLocaleString('en-US')} tokens in, ${tokensOut.toLocaleString('en-US')} out`
+  );
+  if (cost !== null && priced > 0) {
+    parts.push(costText(cost) + (priced < replies ? ` (${priced} of ${replies} priced)` : ''));
+  }
+  return parts.join(' · ');
+}
