@@ -24,6 +24,7 @@ import { METADATA_KEY, UnreadableSectionError, withActive } from './metadata';
 import { IConversation, IRecordedTurn, recordedConversations, serverPath } from './notebook';
 import { IReplyContext, ReplyView } from './reply';
 import { ISentItem } from './sentcontext';
+import { paramsText } from './steering';
 import { ConversationTree, LeafChoice } from './tree';
 import { ITurnActions, TurnView } from './turnview';
 
@@ -122,6 +123,12 @@ export abstract class ChatTurns {
     for (const entry of branch) {
       const { siblings, index } = tree.alternatives(entry);
       entry.view.setAlternatives(index, siblings.length);
+      const params = paramsOf(entry);
+      const answered = entry.recorded?.responseModel ?? entry.record?.response_model ?? null;
+      entry.view.setParams(
+        paramsText(params, answered, entry.model),
+        typeof params.system === 'string' ? params.system : ''
+      );
       const state = entry.reply.state;
       entry.view.setEnabled({
         regenerate: entry.prompt !== '',

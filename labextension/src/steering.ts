@@ -110,3 +110,34 @@ export function totalText(
   }
   return parts.join(' · ');
 }
+
+/**
+ * How a reply was asked and who answered, in one short line: `temperature 0.3 · max tokens 64 ·
+ * seed 7 · top_p 0.9 · system prompt · answered by gpt-4o-2024-08-06`; '' when nothing is known.
+ */
+export function paramsText(
+  params: { [key: string]: unknown },
+  responseModel: string | null,
+  model: string
+): string {
+  const parts: string[] = [];
+  const shown: [string, string][] = [
+    ['temperature', 'temperature'],
+    ['max_tokens', 'max tokens'],
+    ['seed', 'seed'],
+    ['top_p', 'top_p']
+  ];
+  for (const [key, label] of shown) {
+    if (typeof params[key] === 'number') {
+      parts.push(`${label} ${params[key]}`);
+    }
+  }
+  if (typeof params.system === 'string' && params.system !== '') {
+    parts.push('system prompt');
+  }
+  // The provider's own name for the model, when it is not just the one asked for.
+  if (responseModel !== null && responseModel !== '' && !model.endsWith(`:${responseModel}`)) {
+    parts.push(`answered by ${responseModel}`);
+  }
+  return parts.join(' · ');
+}

@@ -60,8 +60,9 @@ export class TurnView {
     this._note = element('div', 'jp-StreamChat-replayNote');
     this._note.setAttribute('role', 'status');
     this._note.hidden = true;
+    this._params = element('span', 'jp-StreamChat-turnParams');
     const footer = element('div', 'jp-StreamChat-turnActions');
-    footer.append(this._nav, this._regenerate, this._replay);
+    footer.append(this._nav, this._regenerate, this._replay, this._params);
     this.node.append(...sentContextNodes(context), reply.node, this._note, footer);
   }
 
@@ -80,6 +81,12 @@ export class TurnView {
     this._replay.disabled = !enabled.replay;
     this._replay.hidden = !enabled.replay;
     this._edit.disabled = !enabled.edit;
+  }
+
+  /** How the reply was asked (steering.ts `paramsText`); `system`: the system prompt, shown on hover. */
+  setParams(text: string, system: string): void {
+    this._params.textContent = text;
+    this._params.title = system ? `System prompt: ${system}` : '';
   }
 
   /** Say what a replay found (replayNote in exporting.ts). */
@@ -142,4 +149,5 @@ export class TurnView {
   private _regenerate: HTMLButtonElement;
   private _replay: HTMLButtonElement;
   private _note: HTMLElement;
+  private _params: HTMLElement;
 }

@@ -16,7 +16,7 @@ import {
   turnMarkdown
 } from '../src/exporting';
 import { readConversation, UnreadableSectionError, withActive } from '../src/metadata';
-import { costText, formOf, readSteering, totalText } from '../src/steering';
+import { costText, formOf, paramsText, readSteering, totalText } from '../src/steering';
 import { ConversationTree, ITreeNode, LeafChoice } from '../src/tree';
 
 function node(run: string, parent: string | null, created: string): ITreeNode {
@@ -289,5 +289,20 @@ describe('withActive', () => {
       () => withActive({ version: 3, conversations: {} }, 'c1', 'a'),
       UnreadableSectionError
     );
+  });
+});
+
+describe('paramsText', () => {
+  test('When a reply was asked with parameters, Then one line names them and who answered', () => {
+    assert.equal(
+      paramsText(
+        { temperature: 0.3, max_tokens: 64, seed: 7, system: 'Be brief.' },
+        'gpt-4o-2024-08-06',
+        'openai:gpt-4o'
+      ),
+      'temperature 0.3 · max tokens 64 · seed 7 · system prompt · answered by gpt-4o-2024-08-06'
+    );
+    assert.equal(paramsText({}, 'gpt-4o', 'openai:gpt-4o'), '', 'the model asked for answered');
+    assert.equal(paramsText({}, null, 'demo:fast'), '');
   });
 });
