@@ -98,7 +98,7 @@ THREAD = """
   return {
     run: reply?.dataset.runId ?? null,
     status: reply?.dataset.status ?? null,
-    prompt: t.querySelector('.jp-StreamChat-promptText')?.textContent ?? '',
+    prompt: t.querySelector('.jp-StreamChat-prompt')?.textContent ?? '',
     position: nav && !nav.hidden ? t.querySelector('.jp-StreamChat-position').textContent : null,
     stats: t.querySelector('.jp-StreamChat-replyStats')?.textContent ?? '',
     params: t.querySelector('.jp-StreamChat-turnParams')?.textContent ?? '',

@@ -28,8 +28,9 @@ export class TurnView {
     private readonly _actions: ITurnActions
   ) {
     this.node = element('div', 'jp-StreamChat-turn');
-    this._promptNode = element('div', 'jp-StreamChat-prompt');
-    this._promptText = element('div', 'jp-StreamChat-promptText', _prompt);
+    // `.jp-StreamChat-prompt` holds the prompt's text and nothing else (outside tests read it).
+    this._promptNode = element('div', 'jp-StreamChat-promptRow');
+    this._promptText = element('div', 'jp-StreamChat-prompt', _prompt);
     this._edit = button('Edit', 'Edit this prompt and send it as a new branch from here', () =>
       this._startEdit()
     );

@@ -58,7 +58,7 @@ describe('TurnView', () => {
 
     assert.deepEqual(asked, ['edit:What is a Jupyter kernel?']);
     assert.equal(view.node.querySelector('textarea'), null);
-    assert.equal(find(view.node, '.jp-StreamChat-promptText').textContent, 'What is a kernel?');
+    assert.equal(find(view.node, '.jp-StreamChat-prompt').textContent, 'What is a kernel?');
   });
 
   test('When the user cancels an edit (Escape), Then nothing is sent and Escape goes no further', () => {
