@@ -9,9 +9,11 @@ notebook holds from the file (after the user's save) and the open document; the 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterator
 from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import pytest
@@ -40,11 +42,17 @@ pytestmark = [
 MODELS = ["steer", "steer-cmp"]
 NO_VALUE = "\u2013"  # the summary's en dash for "not known"
 # USD per million tokens: each reply below is 3 deltas (3 output tokens) after a usage of 5 input tokens, so it
-# costs (5 * 2000 + 3 * 10000) / 1e6 = $0.04.
+# costs (5 * 2000 + 3 * 10000) / 1e6 = 0.04 USD, shown "$0.0400".
 PRICES = {"openai:steer": {"input": 2000, "output": 10000}}
 INPUT_TOKENS, OUTPUT_TOKENS = 5, 3
 REPLY_COST = (INPUT_TOKENS * 2000 + OUTPUT_TOKENS * 10000) / 1_000_000
 SYSTEM = "Answer in one line."
+
+
+def cost_text(usd: float) -> str:
+    """A cost as replies show it: three significant digits, at least cents (the widgets' rule, written out)."""
+    decimals = max(2, 2 - math.floor(math.log10(usd)))
+    return "$" + format(Decimal(usd).quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP), "f")
 
 
 def numbered_replies(prefix: str, count: int, **answered: Any) -> list[Script]:
@@ -186,10 +194,11 @@ def active_branch(section: dict[str, Any], conversation: str) -> list[dict[str, 
     return branch[::-1]
 
 
-def turn_markdown(t: dict[str, Any]) -> str:
-    """One turn as the panel exports it (labextension/src/exporting.ts, written out again here)."""
-    text = f"### You\n\n{t['prompt']['content']}\n\n### {t['model']}\n\n{t['reply']['content']}"
-    return text if t["reply"]["status"] == "completed" else f"{text}\n\n*{t['reply']['status']}*"
+def turn_markdown(t: dict[str, Any], stats: str) -> str:
+    """One turn as the panel exports it, as ``history().to_markdown()`` writes it; ``stats``: the reply's stats line
+    as the panel shows it."""
+    model_line = f"**{t['model']}** ({t['reply']['status']} · {stats})"
+    return f"**You**\n\n{t['prompt']['content']}\n\n{model_line}\n\n{t['reply']['content']}"
 
 
 def save(page: Any, lab: LabProcess, path: str, check: Any) -> dict[str, Any]:
@@ -202,6 +211,17 @@ def save(page: Any, lab: LabProcess, path: str, check: Any) -> dict[str, Any]:
             what=lambda: f"the saved file: {file_section(lab, path)}",
         )
     )
+
+
+def export_as(page: Any, file_format: str) -> tuple[str, str]:
+    """Pick ``file_format`` under "Export format", press Export: the downloaded file's text and name."""
+    panel = page.locator(PANEL)
+    panel.get_by_label("Export format", exact=True).select_option(file_format)
+    with page.expect_download() as download_info:
+        panel.get_by_role("button", name="Export", exact=True).click()
+    download = download_info.value
+    with open(download.path(), encoding="utf-8") as file:
+        return file.read(), download.suggested_filename
 
 
 def seconds(stamp: str) -> float:
@@ -246,11 +266,11 @@ def test_regenerate_edit_switch_continue_replay_export_insert_and_reload(
     ]
     assert request["temperature"] == 0.3
     shown = wait_until(
-        lambda: (t := thread(page)) and "$0.04" in t[0]["stats"] and t,
+        lambda: (t := thread(page)) and t[0]["stats"].endswith(" · $0.0400") and t,
         30,
         what=lambda: f"the cost in the reply's stats: {thread(page)}",
     )
-    assert f"${REPLY_COST:.2f}" == "$0.04"
+    assert cost_text(REPLY_COST) == "$0.0400"
     assert "temperature 0.3" in shown[0]["params"] and "system prompt" in shown[0]["params"], shown
 
     # When the user regenerates it twice: alternatives of the first prompt, "2 / 2" then "3 / 3"
@@ -337,16 +357,19 @@ def test_regenerate_edit_switch_continue_replay_export_insert_and_reload(
     assert [t["run"] for t in branch] == [third, follow, last]
     assert [t["parent"] for t in branch] == [None, third, follow]
     assert all(t["params"] == {"temperature": 0.3, "system": SYSTEM} for t in branch), branch
-    panel.get_by_label("Export format", exact=True).select_option("markdown")
-    with page.expect_download() as download_info:
-        panel.get_by_role("button", name="Export", exact=True).click()
-    download = download_info.value
-    exported = open(download.path(), encoding="utf-8").read()
+    exported, name = export_as(page, "markdown")
 
     # Then the file is the active branch as Markdown
-    expected = "\n\n".join([f"# {nb}: First question", *map(turn_markdown, branch)]) + "\n"
+    stats = {t["run"]: t["stats"] for t in thread(page)}
+    sections = [turn_markdown(t, stats[t["run"]]) for t in branch]
+    expected = "\n\n---\n\n".join(sections) + "\n"
     assert exported == expected
-    assert download.suggested_filename == f"steer-{conversation}.md"
+    assert name == f"steer-{conversation}.md"
+    # and as JSON, the branch's turns as the notebook records them; as HTML, a page of its own with no script
+    assert json.loads(export_as(page, "json")[0]) == {"notebook": nb, "conversation": conversation, "turns": branch}
+    html = export_as(page, "html")[0]
+    assert html.startswith("<!DOCTYPE html>") and "<script" not in html
+    assert all(t["reply"]["content"] in html and t["prompt"]["content"] in html for t in branch)
 
     # When the user inserts the branch as cells below the first cell
     page.locator(".jp-Notebook .jp-Cell").first.click()
@@ -357,7 +380,7 @@ def test_regenerate_edit_switch_continue_replay_export_insert_and_reload(
         what=lambda: f"three cells inserted: {document_state(page)['cells']}",
     )
     # Then there is one Markdown cell per turn, in order, under the cell that was active
-    assert cells == ["print('data')", *map(turn_markdown, branch)]
+    assert cells == ["print('data')", *sections]
     types = page.evaluate(
         "() => { const m = window.jupyterapp.shell.currentWidget.context.model;"
         " return Array.from({length: m.cells.length}, (_, i) => m.cells.get(i).type); }"
@@ -372,7 +395,7 @@ def test_regenerate_edit_switch_continue_replay_export_insert_and_reload(
         30,
         what=lambda: f"the total: {total.text_content()}",
     )
-    assert f"${replies_made * REPLY_COST:.2f}" in total_text, total_text
+    assert cost_text(replies_made * REPLY_COST) in total_text, total_text
     assert f"{replies_made * INPUT_TOKENS} tokens in, {replies_made * OUTPUT_TOKENS} out" in total_text, total_text
 
     # When the page reloads after a save
@@ -385,11 +408,11 @@ def test_regenerate_edit_switch_continue_replay_export_insert_and_reload(
     assert [t["position"] for t in shown] == ["3 / 4", "1 / 2", None]
     for shown_turn, recorded in zip(shown, branch, strict=True):
         created, first_token, finished = (seconds(recorded[k]) for k in ("created", "first_token", "finished"))
-        match = re.fullmatch(r"first token (\d+\.\d\d) s · (\d+\.\d) tok/s · 3 tokens · \$0\.04", shown_turn["stats"])
+        match = re.fullmatch(r"first token (\d+\.\d\d) s · (\d+\.\d) tok/s · 3 tokens · \$0\.0400", shown_turn["stats"])
         assert match, shown_turn
         assert abs(float(match[1]) - (first_token - created)) <= 0.011, (shown_turn, recorded)
         assert abs(float(match[2]) - OUTPUT_TOKENS / (finished - first_token)) <= 0.051 * float(match[2]), shown_turn
-    assert f"${replies_made * REPLY_COST:.2f}" in (total.text_content() or "")
+    assert cost_text(replies_made * REPLY_COST) in (total.text_content() or "")
     shoot_panel(page, "panel-steering")
     assert dialogs_seen(page) == []
 
@@ -419,5 +442,5 @@ def test_compare_summary_has_a_cost_column(lab: LabProcess, upstream_for_lab: Fa
             Object.fromEntries(Array.from(r.cells).map((c, i) => [head[i], c.textContent]))); }""",
         f"{PANEL} table[aria-label=Summary]",
     )
-    assert [(r["Cost"], r["Tokens"]) for r in rows] == [(f"${REPLY_COST:.2f}", "3"), (NO_VALUE, "3")], rows
+    assert [(r["Cost"], r["Tokens"]) for r in rows] == [(cost_text(REPLY_COST), "3"), (NO_VALUE, "3")], rows
     assert dialogs_seen(page) == []

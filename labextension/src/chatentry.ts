@@ -10,6 +10,7 @@ import { IRecordedTurn } from './notebook';
 import { ReplyView } from './reply';
 import { IRunRecord } from './run';
 import { IWireItem } from './tokens';
+import { costText } from './steering';
 import { ITreeNode } from './tree';
 import { TurnView } from './turnview';
 import { isObject, oneLine } from './util';
@@ -99,6 +100,13 @@ export function exportTurn(entry: IChatEntry): IExportTurn {
     prompt: entry.prompt,
     reply: entry.reply.state.text,
     status: entry.reply.state.status,
+    stats: [
+      entry.reply.state.status,
+      entry.reply.state.statsLine(),
+      costText(entry.reply.state.cost)
+    ]
+      .filter(Boolean)
+      .join(' · '),
     record: entry.recorded?.raw ?? liveTurn(entry)
   };
 }

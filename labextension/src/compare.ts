@@ -286,7 +286,7 @@ export class CompareView {
         rate === null ? '–' : rate.toFixed(1),
         String(state.outputTokens),
         String(state.text.length),
-        state.cost === null ? '–' : costText(state.cost)
+        costText(state.cost) || '–'
       ]) {
         row.insertCell().textContent = value;
       }

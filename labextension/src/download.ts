@@ -48,7 +48,7 @@ export async function exportText(
 ): Promise<string> {
   const title = exportTitle(notebook, turns);
   if (format === 'markdown') {
-    return branchMarkdown(title, turns);
+    return branchMarkdown(turns);
   }
   if (format === 'json') {
     return branchJSON(notebook, conversation, turns);

@@ -2,10 +2,11 @@
  * The active branch of a conversation as Markdown, HTML and JSON ("Export") and as Markdown cells
  * ("Insert as cells"), and what a replay found out (SPEC 11). Pure: unit tested in node.
  *
- * One turn is one Markdown section: `### You`, the prompt, `### <model>`, the reply, and its status
- * in italics when the reply did not complete. The Markdown export is a title, then the sections;
- * "Insert as cells" makes one cell per section. The HTML export is the same sections with the
- * replies rendered (by the panel's sanitizing renderer) and the prompts as text.
+ * One turn is one Markdown section, as the widgets' `history().to_markdown()` writes it
+ * (kernel/_history.py): `**You**`, the prompt, `**<model>** (<status · stats · cost>)`, the reply.
+ * The Markdown export is the sections between `---` rules; "Insert as cells" makes one cell per
+ * section. The HTML export is the same sections with the replies rendered (by the panel's
+ * sanitizing renderer) and the prompts as text.
  */
 
 import type { JSONObject } from '@lumino/coreutils';
@@ -17,22 +18,20 @@ export interface IExportTurn {
   prompt: string;
   reply: string;
   status: string;
+  /** `completed · first token 0.42 s · 12.5 tok/s · 40 tokens · $0.0400`: the reply's status line. */
+  stats: string;
   /** The turn as recorded in the notebook (or as this page knows it): the JSON export's entry. */
   record: JSONObject;
 }
 
 /** The Markdown section of one turn (also one inserted cell). */
 export function turnMarkdown(turn: IExportTurn): string {
-  const lines = ['### You', '', turn.prompt, '', `### ${turn.model}`, '', turn.reply];
-  if (turn.status !== 'completed') {
-    lines.push('', `*${turn.status}*`);
-  }
-  return lines.join('\n');
+  return `**You**\n\n${turn.prompt}\n\n**${turn.model}** (${turn.stats})\n\n${turn.reply}`;
 }
 
-/** The whole branch as Markdown: `# title`, then one section per turn. */
-export function branchMarkdown(title: string, turns: readonly IExportTurn[]): string {
-  return [`# ${title}`, ...turns.map(turnMarkdown)].join('\n\n') + '\n';
+/** The whole branch as Markdown: one section per turn, between `---` rules. */
+export function branchMarkdown(turns: readonly IExportTurn[]): string {
+  return turns.map(turnMarkdown).join('\n\n---\n\n') + (turns.length > 0 ? '\n' : '');
 }
 
 /** The branch as JSON: where it comes from and its turns as recorded, first turn first. */
@@ -68,9 +67,8 @@ export function branchHTML(
       '<section class="turn">',
       '<h3>You</h3>',
       `<div class="prompt">${escapeHTML(turn.prompt).replace(/\n/g, '<br>')}</div>`,
-      `<h3>${escapeHTML(turn.model)}</h3>`,
+      `<h3>${escapeHTML(turn.model)} <small>(${escapeHTML(turn.stats)})</small></h3>`,
       `<div class="reply">${replyHTML[i] ?? escapeHTML(turn.reply)}</div>`,
-      turn.status === 'completed' ? '' : `<p><em>${escapeHTML(turn.status)}</em></p>`,
       '</section>'
     ].join('\n')
   );

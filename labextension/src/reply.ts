@@ -328,8 +328,9 @@ export class ReplyView {
     if (state.finished || now - this._statsShownAt >= STATS_INTERVAL || this._forceStats) {
       this._forceStats = false;
       this._statsShownAt = now;
-      const cost = state.cost === null ? '' : costText(state.cost);
-      this._statsNode.textContent = [state.statsLine(), cost].filter(Boolean).join(' · ');
+      this._statsNode.textContent = [state.statsLine(), costText(state.cost)]
+        .filter(Boolean)
+        .join(' · ');
       if (state.cost !== null) {
         this.node.dataset.cost = String(state.cost);
       }

@@ -69,25 +69,22 @@ export function formOf(params: { [key: string]: unknown } | null | undefined): {
   };
 }
 
-/** The decimals a cost is shown with: two significant digits, at most 9 (costs are rounded to 1e-9). */
-const COST_MAX_DECIMALS = 9;
+/** A cost shows three significant digits and at least cents (as the widgets: kernel/_stats.py `cost_text`). */
+const COST_SIGNIFICANT = 3;
 
 /**
- * A cost in USD as a reply shows it: `$0.05`, `$0.0012`, `$0.0000054`, `$12.30`; two significant
- * digits below a cent, cents above.
+ * A cost in USD as a reply shows it: `$0.0400`, `$0.000123`, `$1.50`, `$12.35`; '' when unknown.
+ * `toFixed` rounds the float's exact value half up, as the widgets' `Decimal.quantize(ROUND_HALF_UP)`.
  */
-export function costText(usd: number): string {
-  if (!Number.isFinite(usd) || usd < 0) {
+export function costText(usd: number | null): string {
+  if (usd === null || !Number.isFinite(usd)) {
     return '';
   }
-  if (usd === 0) {
+  if (usd <= 0) {
     return '$0';
   }
-  if (usd >= 0.01) {
-    return `$${usd.toFixed(2)}`;
-  }
-  const decimals = Math.min(COST_MAX_DECIMALS, 1 - Math.floor(Math.log10(usd)));
-  return `$${usd.toFixed(decimals).replace(/(\.\d*?[1-9])0+$/, '$1')}`;
+  const decimals = Math.max(2, COST_SIGNIFICANT - 1 - Math.floor(Math.log10(usd)));
+  return `$${usd.toFixed(decimals)}`;
 }
 
 /**

@@ -152,21 +152,23 @@ describe('readSteering', () => {
 });
 
 describe('costText and totalText', () => {
-  test('When a cost is shown, Then cents above a cent and two significant digits below', () => {
-    assert.equal(costText(0.05), '$0.05');
-    assert.equal(costText(12.3), '$12.30');
-    assert.equal(costText(0.0012), '$0.0012');
-    assert.equal(costText(0.0000054), '$0.0000054');
-    assert.equal(costText(0.00012345), '$0.00012');
+  test('When a cost is shown, Then three significant digits, at least cents, as the widgets show it', () => {
+    assert.equal(costText(0.04), '$0.0400');
+    assert.equal(costText(0.28000000000000003), '$0.280');
+    assert.equal(costText(12.345), '$12.35');
+    assert.equal(costText(1.5), '$1.50');
+    assert.equal(costText(0.000123), '$0.000123');
+    assert.equal(costText(0.0000054), '$0.00000540');
     assert.equal(costText(0), '$0');
+    assert.equal(costText(null), '');
   });
 
   test('When a conversation is summed, Then tokens always show and the cost only when priced', () => {
     assert.equal(totalText(2, 10, 1234, null, 0), '2 replies · 10 tokens in, 1,234 out');
-    assert.equal(totalText(1, 10, 20, 0.05, 1), '1 reply · 10 tokens in, 20 out · $0.05');
+    assert.equal(totalText(1, 10, 20, 0.05, 1), '1 reply · 10 tokens in, 20 out · $0.0500');
     assert.equal(
       totalText(3, 10, 20, 0.05, 2),
-      '3 replies · 10 tokens in, 20 out · $0.05 (2 of 3 priced)'
+      '3 replies · 10 tokens in, 20 out · $0.0500 (2 of 3 priced)'
     );
   });
 });
@@ -178,6 +180,7 @@ const TURNS: IExportTurn[] = [
     prompt: 'Hi',
     reply: 'Hello **there**',
     status: 'completed',
+    stats: 'completed · 3 tokens · $0.0400',
     record: { run: 'a' }
   },
   {
@@ -186,18 +189,23 @@ const TURNS: IExportTurn[] = [
     prompt: '<b>?</b>',
     reply: 'Part',
     status: 'stopped',
+    stats: 'stopped · 1 token',
     record: { run: 'b' }
   }
 ];
 
 describe('exports', () => {
-  test('When the branch is exported as Markdown, Then each turn is a section under the title', () => {
-    assert.equal(turnMarkdown(TURNS[0]), '### You\n\nHi\n\n### demo:fast\n\nHello **there**');
+  test('When the branch is exported as Markdown, Then each turn is a section between rules, as history().to_markdown()', () => {
     assert.equal(
-      branchMarkdown('T', TURNS),
-      '# T\n\n### You\n\nHi\n\n### demo:fast\n\nHello **there**\n\n' +
-        '### You\n\n<b>?</b>\n\n### openai:x\n\nPart\n\n*stopped*\n'
+      turnMarkdown(TURNS[0]),
+      '**You**\n\nHi\n\n**demo:fast** (completed · 3 tokens · $0.0400)\n\nHello **there**'
     );
+    assert.equal(
+      branchMarkdown(TURNS),
+      '**You**\n\nHi\n\n**demo:fast** (completed · 3 tokens · $0.0400)\n\nHello **there**' +
+        '\n\n---\n\n**You**\n\n<b>?</b>\n\n**openai:x** (stopped · 1 token)\n\nPart\n'
+    );
+    assert.equal(branchMarkdown([]), '');
   });
 
   test('When the branch is exported as JSON, Then it holds the turns as recorded', () => {
