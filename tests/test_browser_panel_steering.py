@@ -28,6 +28,7 @@ from harness.lab import (  # the two jp_ fixtures switch pytest-jupyter's loop h
     jp_server_cleanup,  # noqa: F401
     open_lab,
     running,
+    screenshot,
     upstream_args,
 )
 from harness.upstream import FakeUpstream, Script
@@ -296,6 +297,7 @@ def test_regenerate_edit_switch_continue_replay_export_insert_and_reload(
     # When the user edits the first prompt: a new branch from the start, the old one stays
     turn(page, third).get_by_role("button", name="Edit", exact=True).click()
     panel.get_by_label("Edited prompt", exact=True).fill("First question, edited")
+    screenshot(page, "panel-steering-edit-light.png")
     edited = new_run(page, lambda: panel.get_by_role("button", name="Send edited prompt", exact=True).click(), "edited")
     assert wait_thread(page, [edited], "edited")[0]["position"] == "4 / 4"
     assert sent_messages(upstream, 5) == [
@@ -347,6 +349,7 @@ def test_regenerate_edit_switch_continue_replay_export_insert_and_reload(
     assert "same messages (sha256" in shown[1]["note"] and "matches" in shown[1]["note"], shown[1]["note"]
     assert "response model changed: steer → steer-0613" in shown[1]["note"], shown[1]["note"]
     assert sent_messages(upstream, 7) == sent_messages(upstream, 4)
+    screenshot(page, "panel-steering-replay-light.png")
     assert upstream.requests_for("steer")[6].body["temperature"] == 0.3
 
     # When the user goes back to the branch they continued, saves, and exports it as Markdown

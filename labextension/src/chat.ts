@@ -15,6 +15,7 @@ import { ServerConnection } from '@jupyterlab/services';
 
 import { fetchAPI, requestAPI } from './api';
 import { IChatEntry, paramsOf, reproOf } from './chatentry';
+import type { ISteeringForm } from './chatsection';
 import { ChatTurns } from './chatturns';
 import { replayNote } from './exporting';
 import { IReplyContext, STREAM_BATCH } from './reply';
@@ -48,6 +49,9 @@ interface IStart {
 }
 
 export class NotebookChat extends ChatTurns {
+  /** Per conversation: the parameters as the user typed them in the panel's form. */
+  readonly typedSteering = new Map<string, ISteeringForm>();
+
   constructor(
     context: IReplyContext,
     notebook: NotebookPanel | null,

@@ -4,7 +4,9 @@
  * and "Insert as cells", above the thread of the active notebook's chat (chat.ts).
  */
 
+import type { IConversationTotal } from './chatentry';
 import { button, element, labelled } from './dom';
+import { totalText } from './steering';
 
 /** A conversation the picker offers. */
 export interface IConversationOption {
@@ -136,8 +138,13 @@ export class ChatSection {
     }
   }
 
-  /** The conversation's total line, and whether there is a branch to export. */
-  showTotal(text: string, hasTurns: boolean): void {
+  /** The conversation's total (none before a reply ended), and whether there is a branch to export. */
+  showTotal(total: IConversationTotal, hasTurns: boolean): void {
+    const { replies, inputTokens, outputTokens, cost, priced } = total;
+    const text =
+      replies === 0
+        ? ''
+        : `Conversation: ${totalText(replies, inputTokens, outputTokens, cost, priced)}`;
     this._total.textContent = text;
     this._total.hidden = text === '';
     this._export.disabled = !hasTurns;

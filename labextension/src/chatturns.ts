@@ -260,8 +260,13 @@ export abstract class ChatTurns {
     parent: string | null;
     runId: string | null;
     context?: ISentItem[];
+    /** A finished reply to show at once (a recorded turn). */
+    final?: Parameters<ReplyView['showFinal']>[0];
   }): IChatEntry {
     const reply = new ReplyView(this._context);
+    if (fields.final !== undefined) {
+      reply.showFinal(fields.final); // before `finished` is noted below: no refresh per loaded turn
+    }
     const entry = {
       key: `local:${++this._localKeys}`,
       run: null,
@@ -348,21 +353,21 @@ export abstract class ChatTurns {
         model: turn.model,
         parent: turn.parent,
         runId: turn.run,
-        context: turn.context
-      });
-      entry.reply.showFinal({
-        id: turn.run,
-        model: turn.model,
-        status: turn.status,
-        text: turn.reply,
-        reasoning: turn.reasoning,
-        error: turn.error,
-        outputTokens: turn.outputTokens,
-        inputTokens: turn.inputTokens,
-        cost: turn.cost,
-        created: turn.created,
-        firstToken: turn.firstToken,
-        finished: turn.finished
+        context: turn.context,
+        final: {
+          id: turn.run,
+          model: turn.model,
+          status: turn.status,
+          text: turn.reply,
+          reasoning: turn.reasoning,
+          error: turn.error,
+          outputTokens: turn.outputTokens,
+          inputTokens: turn.inputTokens,
+          cost: turn.cost,
+          created: turn.created,
+          firstToken: turn.firstToken,
+          finished: turn.finished
+        }
       });
       entry.wire = wireItems(turn.raw);
     }

@@ -12,7 +12,7 @@ import { LabIcon } from '@jupyterlab/ui-components';
 import { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
-import { ChatSection, ExportFormat, ISteeringForm } from './chatsection';
+import { ChatSection, ExportFormat } from './chatsection';
 import { NotebookChat } from './chat';
 import { CompareView, ICompareContext } from './compare';
 import { Composer } from './composer';
@@ -24,7 +24,7 @@ import { insertCellBelow, serverPath } from './notebook';
 import { PanelContext } from './panelcontext';
 import { messageOf } from './util';
 import { renderUntrusted, warmUp } from './render';
-import { formOf, readSteering, totalText } from './steering';
+import { formOf, readSteering } from './steering';
 
 export const PANEL_ID = 'jp-StreamChat-panel';
 
@@ -56,7 +56,8 @@ export class StreamChatPanel extends Widget {
     this._modeBar = this._buildModeBar();
     this._chatSection = new ChatSection({
       conversation: id => this._chat.setConversation(id),
-      steering: () => this._steeringForms.set(this._chat.conversation, this._chatSection.steering),
+      steering: () =>
+        this._chat.typedSteering.set(this._chat.conversation, this._chatSection.steering),
       export: format => void this._export(format),
       insertCells: () => this._insertCells()
     });
@@ -334,22 +335,20 @@ export class StreamChatPanel extends Widget {
     this._context.syncCell(this._includeContext);
   }
 
-  /** The shown conversation's parameters (as typed here, else as its last turn was asked) and total. */
+  /**
+   * The shown conversation's parameters (as typed here, else as the shown branch's last turn was
+   * asked: a notebook opened again goes on as it was) and its total.
+   */
   private _showConversationState(): void {
     const chat = this._chat;
-    const key = `${chat.path}\u0000${chat.conversation}`;
-    if (key !== this._steeringShown) {
-      this._steeringShown = key;
-      const typed = this._steeringForms.get(chat.conversation);
+    const branch = chat.shownBranch();
+    const shown = `${chat.path}\u0000${chat.conversation}\u0000${branch[branch.length - 1]?.key}`;
+    if (shown !== this._steeringShown) {
+      this._steeringShown = shown;
+      const typed = chat.typedSteering.get(chat.conversation);
       this._chatSection.setSteering(typed ?? formOf(chat.leafParams()));
     }
-    const total = chat.total();
-    this._chatSection.showTotal(
-      total.replies === 0
-        ? ''
-        : `Conversation: ${totalText(total.replies, total.inputTokens, total.outputTokens, total.cost, total.priced)}`,
-      chat.shownBranch().length > 0
-    );
+    this._chatSection.showTotal(chat.total(), branch.length > 0);
   }
 
   private async _export(format: ExportFormat): Promise<void> {
@@ -384,9 +383,7 @@ export class StreamChatPanel extends Widget {
   private _chat!: NotebookChat;
   private _replyContext!: ICompareContext;
   private _includeContext = false;
-  /** Per conversation: the parameters as the user typed them. */
-  private _steeringForms = new Map<string, ISteeringForm>();
-  /** The notebook and conversation whose parameters the form shows. */
+  /** The notebook, conversation and leaf whose parameters the form shows. */
   private _steeringShown = '';
   private _poll = 0;
   private _modeBar: ModeBar;

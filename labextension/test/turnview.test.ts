@@ -125,7 +125,10 @@ describe('ChatSection parameters', () => {
       export: () => undefined,
       insertCells: () => undefined
     });
-    section.showTotal('', false);
+    section.showTotal(
+      { replies: 0, inputTokens: 0, outputTokens: 0, cost: null, priced: 0 },
+      false
+    );
     assert.equal(buttonsNamed(section.node, 'Export')[0].disabled, true);
     assert.equal(buttonsNamed(section.node, 'Insert as cells')[0].disabled, true);
     assert.equal(find(section.node, '.jp-StreamChat-total').hidden, true);
