@@ -257,6 +257,7 @@ def test_regenerate_edit_switch_continue_replay_export_insert_and_reload(
 
     # When the temperature is fixed and the message sent
     panel.get_by_label("Temperature", exact=True).fill("0.3")
+    panel.get_by_label("Max tokens", exact=True).fill("64")
     first = new_run(page, lambda: panel.get_by_role("button", name="Send", exact=True).click(), "first question")
 
     # Then the system prompt and the temperature reach the upstream, and the reply says what it cost
@@ -265,14 +266,14 @@ def test_regenerate_edit_switch_continue_replay_export_insert_and_reload(
         {"role": "system", "content": SYSTEM},
         {"role": "user", "content": "First question"},
     ]
-    assert request["temperature"] == 0.3
+    assert (request["temperature"], request["max_tokens"]) == (0.3, 64)
     shown = wait_until(
         lambda: (t := thread(page)) and t[0]["stats"].endswith(" · $0.0400") and t,
         30,
         what=lambda: f"the cost in the reply's stats: {thread(page)}",
     )
     assert cost_text(REPLY_COST) == "$0.0400"
-    assert "temperature 0.3" in shown[0]["params"] and "system prompt" in shown[0]["params"], shown
+    assert shown[0]["params"] == "temperature 0.3 · max tokens 64 · system prompt", shown
 
     # When the user regenerates it twice: alternatives of the first prompt, "2 / 2" then "3 / 3"
     second = new_run(page, lambda: turn(page, first).get_by_role("button", name="Regenerate").click(), "regenerate")
@@ -336,7 +337,8 @@ def test_regenerate_edit_switch_continue_replay_export_insert_and_reload(
         {"role": "user", "content": "Third question"},
     ]
 
-    # When the user replays the second turn, and the provider now answers with a newer model
+    # When the user replays the second turn (the form now says otherwise), and the provider answers with a newer model
+    panel.get_by_label("Temperature", exact=True).fill("1")
     upstream.script("steer", numbered_replies("r", 5, answered_model="steer-0613"))
     replayed = new_run(page, lambda: turn(page, follow).get_by_role("button", name="Replay").click(), "replay")
     shown = wait_until(
@@ -350,7 +352,8 @@ def test_regenerate_edit_switch_continue_replay_export_insert_and_reload(
     assert "response model changed: steer → steer-0613" in shown[1]["note"], shown[1]["note"]
     assert sent_messages(upstream, 7) == sent_messages(upstream, 4)
     screenshot(page, "panel-steering-replay-light.png")
-    assert upstream.requests_for("steer")[6].body["temperature"] == 0.3
+    replay_request = upstream.requests_for("steer")[6].body
+    assert (replay_request["temperature"], replay_request["max_tokens"]) == (0.3, 64), "the recorded parameters"
 
     # When the user goes back to the branch they continued, saves, and exports it as Markdown
     turn(page, replayed).get_by_role("button", name="Previous alternative", exact=True).click()
@@ -359,7 +362,7 @@ def test_regenerate_edit_switch_continue_replay_export_insert_and_reload(
     branch = active_branch(section, conversation)
     assert [t["run"] for t in branch] == [third, follow, last]
     assert [t["parent"] for t in branch] == [None, third, follow]
-    assert all(t["params"] == {"temperature": 0.3, "system": SYSTEM} for t in branch), branch
+    assert all(t["params"] == {"temperature": 0.3, "max_tokens": 64, "system": SYSTEM} for t in branch), branch
     exported, name = export_as(page, "markdown")
 
     # Then the file is the active branch as Markdown
