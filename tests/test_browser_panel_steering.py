@@ -449,4 +449,5 @@ def test_compare_summary_has_a_cost_column(lab: LabProcess, upstream_for_lab: Fa
         f"{PANEL} table[aria-label=Summary]",
     )
     assert [(r["Cost"], r["Tokens"]) for r in rows] == [(cost_text(REPLY_COST), "3"), (NO_VALUE, "3")], rows
+    screenshot(page, "panel-compare-cost-light.png")
     assert dialogs_seen(page) == []

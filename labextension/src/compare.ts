@@ -267,8 +267,8 @@ export class CompareView {
       'First token',
       'Tokens/s',
       'Tokens',
-      'Characters',
-      'Cost'
+      'Cost',
+      'Characters'
     ]) {
       head.appendChild(element('th', '', title));
     }
@@ -285,8 +285,8 @@ export class CompareView {
         ttft === null ? '–' : `${ttft.toFixed(2)} s`,
         rate === null ? '–' : rate.toFixed(1),
         String(state.outputTokens),
-        String(state.text.length),
-        costText(state.cost) || '–'
+        costText(state.cost) || '–',
+        String(state.text.length)
       ]) {
         row.insertCell().textContent = value;
       }
