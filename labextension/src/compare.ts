@@ -261,13 +261,14 @@ export class CompareView {
     const table = document.createElement('table');
     table.setAttribute('aria-label', 'Summary');
     const head = table.createTHead().insertRow();
+    // What a narrow sidebar shows first: the outcome, its tokens and cost; then the timings.
     for (const title of [
       'Model',
       'Status',
-      'First token',
-      'Tokens/s',
       'Tokens',
       'Cost',
+      'First token',
+      'Tokens/s',
       'Characters'
     ]) {
       head.appendChild(element('th', '', title));
@@ -282,10 +283,10 @@ export class CompareView {
       for (const value of [
         this._models.find(m => m.id === pane.model)?.name ?? pane.model,
         state.status,
-        ttft === null ? '–' : `${ttft.toFixed(2)} s`,
-        rate === null ? '–' : rate.toFixed(1),
         String(state.outputTokens),
         costText(state.cost) || '–',
+        ttft === null ? '–' : `${ttft.toFixed(2)} s`,
+        rate === null ? '–' : rate.toFixed(1),
         String(state.text.length)
       ]) {
         row.insertCell().textContent = value;
