@@ -2,146 +2,222 @@
  * The chat of one notebook: its recorded conversations (from `metadata.streamchat`) and its live
  * runs (detached), one element per run whatever its source -- this panel, a reload, or a cell
  * (`%%chat`, `chat()`) of the same notebook: one run, two views.
+ *
+ * A conversation is a tree (SPEC 11, tree.ts): the thread shows the branch that ends at the active
+ * leaf, and each turn where it stands among its alternatives. A new prompt follows that leaf
+ * (`parent`); "Regenerate" asks the same prompt again after the same parent, "Edit" sends a new
+ * prompt after it, "Replay" runs a turn again with its recorded model and parameters. Switching
+ * alternatives writes the conversation's `active` into the open document (the user's save keeps it).
  */
 
 import { NotebookPanel } from '@jupyterlab/notebook';
 import { ServerConnection } from '@jupyterlab/services';
-import { UUID } from '@lumino/coreutils';
 
 import { fetchAPI, requestAPI } from './api';
-import { IConversation, recordedConversations, serverPath } from './notebook';
-import { element } from './dom';
-import { IReplyContext, ReplyView, STREAM_BATCH } from './reply';
+import { IChatEntry, paramsOf, reproOf } from './chatentry';
+import type { ISteeringForm } from './chatsection';
+import { ChatTurns } from './chatturns';
+import { replayNote } from './exporting';
+import { IReplyContext, STREAM_BATCH } from './reply';
 import { IRunRecord } from './run';
 import { followRun, StreamRefusedError } from './sse';
-import { sentContextNodes, sentItems, ISentItem } from './sentcontext';
+import { sentItems } from './sentcontext';
 import { withStreamSlot } from './slots';
+import { ISteering } from './steering';
 import { IWireItem } from './tokens';
-import { firstLine, messageOf, oneLine } from './util';
+import { TurnView } from './turnview';
+import { firstLine, messageOf } from './util';
 
-interface IEntry {
-  conversation: string;
-  created: string;
-  prompt: string;
-  reply: ReplyView;
-  node: HTMLElement;
-  /** The notebook the run is recorded in (server-relative), or null. */
-  notebook: string | null;
-  /** Set while this page follows the run's events. */
-  abort: AbortController | null;
-  stopWanted: boolean;
+/** What the chat asks of the panel around it. */
+export interface IChatEnv {
+  /** The model the panel's "Model" picker names. */
+  model(): string;
+  /** The conversation's system prompt and options from the panel's form, or why they are wrong. */
+  steering(): { steering: ISteering } | { error: string };
+  /** Say something in the panel's status line (an error: as an alert). */
+  status(text: string, error?: boolean): void;
 }
 
-export class NotebookChat {
-  /** The thread of the shown conversation (a scrolling log). */
-  readonly node: HTMLElement;
+/** What a new run is asked with. */
+interface IStart {
+  model: string;
+  prompt: string;
+  parent: string | null;
+  context: IWireItem[];
+  steering: ISteering;
+  replayOf?: IChatEntry;
+}
+
+export class NotebookChat extends ChatTurns {
+  /** Per conversation: the parameters as the user typed them in the panel's form. */
+  readonly typedSteering = new Map<string, ISteeringForm>();
 
   constructor(
-    private readonly _context: IReplyContext,
-    readonly notebook: NotebookPanel | null
+    context: IReplyContext,
+    notebook: NotebookPanel | null,
+    private readonly _env: IChatEnv
   ) {
-    this.node = element('div', 'jp-StreamChat-thread');
-    this.node.setAttribute('role', 'log');
-    this.node.setAttribute('aria-label', 'Chat history');
-    this.node.tabIndex = 0;
-    this.node.addEventListener('scroll', () => {
-      const node = this.node;
-      this._stickToBottom = node.scrollHeight - node.scrollTop - node.clientHeight < 40;
-    });
+    super(context, notebook);
     notebook?.context.model.metadataChanged.connect(this.refresh, this);
     void notebook?.context.ready.then(() => this.refresh());
-    this._conversation = UUID.uuid4();
     this.refresh();
   }
 
-  /** Called whenever what the panel shows around the thread may have changed. */
-  onChange: (() => void) | null = null;
-
-  get path(): string | null {
-    return serverPath(this.notebook);
+  /**
+   * Start a detached run for `prompt` (and its context items) in the shown conversation, after its
+   * active leaf; the server builds the history along that branch. True once the server took it.
+   */
+  async send(
+    model: string,
+    prompt: string,
+    context: IWireItem[] = [],
+    steering: ISteering = {}
+  ): Promise<boolean> {
+    this.dropRefused();
+    return this._start({ model, prompt, parent: this.nextParent(), context, steering });
   }
 
-  get conversation(): string {
-    return this._conversation;
+  /** Stop every running reply of the shown conversation (the partials are kept, marked stopped). */
+  async stop(): Promise<void> {
+    await Promise.all(this.runningEntries().map(entry => this._stop(entry)));
   }
 
-  /** Conversations to offer: recorded ones, live ones and the current one, most recent first. */
-  conversations(): { id: string; label: string }[] {
-    const recorded = this.notebook ? recordedConversations(this.notebook) : [];
-    const byId = new Map<string, { latest: string; first: string; turns: number }>();
-    const note = (id: string, created: string, prompt: string): void => {
-      const seen = byId.get(id);
-      if (seen === undefined) {
-        byId.set(id, { latest: created, first: prompt, turns: 1 });
-      } else {
-        seen.turns += 1;
-        if (created > seen.latest) {
-          seen.latest = created;
-        } else {
-          seen.first = prompt;
-        }
-      }
-    };
-    recorded.forEach((c: IConversation) => c.turns.forEach(t => note(c.id, t.created, t.prompt)));
-    for (const [run, entry] of this._entries) {
-      if (!recorded.some(c => c.turns.some(t => t.run === run))) {
-        note(entry.conversation, entry.created, entry.prompt);
-      }
+  /** Show (and follow) runs of this notebook that are running on the server: after a reload, or from cells. */
+  async attachRunning(): Promise<void> {
+    const path = this.path;
+    // While a send waits for its run id, a listed run may be that one: look again next time.
+    if (path === null || this.disposed || this.pending.size > 0) {
+      return;
     }
-    const options = [...byId.entries()]
-      .sort((a, b) => (a[1].latest < b[1].latest ? 1 : -1))
-      .map(([id, c]) => ({ id, label: `${oneLine(c.first, 40)} (${c.turns})` }));
-    if (!byId.has(this._conversation)) {
-      options.unshift({ id: this._conversation, label: 'New conversation' });
+    const query = `runs?status=running&notebook=${encodeURIComponent(path)}`;
+    const { runs } = await requestAPI<{ runs: IRunRecord[] }>(query);
+    let added: IChatEntry | null = null;
+    for (const record of runs.reverse()) {
+      if (this.entries.has(record.id) || this.disposed || this.pending.size > 0) {
+        continue;
+      }
+      const entry = this.addEntry({
+        conversation: record.conversation ?? 'default',
+        created: record.created,
+        prompt: record.prompt ?? '',
+        model: record.model,
+        parent: record.parent ?? null,
+        runId: record.id
+      });
+      entry.notebook = record.notebook ?? path;
+      entry.reply.applyRecord(record);
+      this.choose(entry); // the newest turn of its conversation
+      void this._follow(entry);
+      added = entry;
     }
-    return options;
-  }
-
-  setConversation(id: string): void {
-    this._chosen = true;
-    if (id !== this._conversation) {
-      this._conversation = id;
-      this._stickToBottom = true;
+    if (added !== null && this.running.length === 0) {
+      this.showConversation(added.conversation); // show what is streaming now
+    }
+    if (added !== null) {
       this.refresh();
     }
   }
 
-  newConversation(): void {
-    this.setConversation(UUID.uuid4());
+  dispose(): void {
+    this.notebook?.context.model.metadataChanged.disconnect(this.refresh, this);
+    super.dispose();
   }
 
-  /** Replies of the shown conversation that are still running. */
-  get running(): ReplyView[] {
-    return [...this._entries.values()]
-      .filter(e => e.conversation === this._conversation && !e.reply.state.finished)
-      .map(e => e.reply);
+  protected turnActions(entry: IChatEntry): ConstructorParameters<typeof TurnView>[3] {
+    return {
+      edit: prompt => void this._again(entry, prompt),
+      regenerate: () => void this._again(entry, entry.prompt),
+      replay: () => void this._replay(entry),
+      alternative: step => this.switchAlternative(entry, step)
+    };
   }
 
-  /**
-   * Start a detached run for `prompt` (and its context items) in the shown conversation; the
-   * server builds the history. True once the server took it.
-   */
-  async send(model: string, prompt: string, context: IWireItem[] = []): Promise<boolean> {
-    this._chosen = true;
-    const now = new Date().toISOString();
-    const entry = this._add(this._conversation, now, prompt, null, sentItems(context));
+  protected reportStatus(text: string, error = false): void {
+    this._env.status(text, error);
+  }
+
+  /** Regenerate (`prompt` unchanged) or Edit: a new turn after `entry`'s parent, as the panel is set now. */
+  private async _again(entry: IChatEntry, prompt: string): Promise<void> {
+    const read = this._env.steering();
+    if ('error' in read) {
+      this._env.status(read.error, true);
+      return;
+    }
+    this._env.status('');
+    this.dropRefused();
+    await this._start({
+      model: this._env.model() || entry.model,
+      prompt,
+      parent: entry.parent,
+      context: entry.wire,
+      steering: read.steering
+    });
+  }
+
+  /** Replay: `entry` again with its recorded model, parameters and history, as a new alternative. */
+  private async _replay(entry: IChatEntry): Promise<void> {
+    const params = paramsOf(entry);
+    const options: { [key: string]: number } = {};
+    for (const key of ['temperature', 'max_tokens', 'seed', 'top_p']) {
+      if (typeof params[key] === 'number') {
+        options[key] = params[key];
+      }
+    }
+    const steering: ISteering = {};
+    if (typeof params.system === 'string') {
+      steering.system = params.system;
+    }
+    if (Object.keys(options).length > 0) {
+      steering.options = options;
+    }
+    this._env.status('');
+    this.dropRefused();
+    await this._start({
+      model: entry.model,
+      prompt: entry.prompt,
+      parent: entry.parent,
+      context: entry.wire,
+      steering,
+      replayOf: entry
+    });
+  }
+
+  private async _start(start: IStart): Promise<boolean> {
+    const conversation = this.conversation;
+    const entry = this.addEntry({
+      conversation,
+      created: new Date().toISOString(),
+      prompt: start.prompt,
+      model: start.model,
+      parent: start.parent,
+      runId: null,
+      context: sentItems(start.context)
+    });
+    entry.wire = start.context;
+    entry.sentParams = { ...(start.steering.options ?? {}) };
+    if (start.steering.system !== undefined) {
+      entry.sentParams.system = start.steering.system;
+    }
+    entry.replayOf = start.replayOf ?? null;
     entry.notebook = this.path;
-    this._stickToBottom = true;
+    this.choose(entry);
     this.refresh();
     try {
       const body = {
-        model,
-        prompt,
-        conversation: entry.conversation,
+        model: start.model,
+        prompt: start.prompt,
+        conversation,
         notebook: entry.notebook ?? undefined,
-        context: context.length > 0 ? context : undefined
+        parent: start.parent,
+        context: start.context.length > 0 ? start.context : undefined,
+        ...start.steering
       };
       const started = await requestAPI<{ id: string }>('runs', {
         method: 'POST',
         body: JSON.stringify(body)
       });
-      this._key(entry, started.id);
-      this._changed(); // a running reply: Stop shows
+      this.keyEntry(entry, started.id);
+      this.refresh(); // a running reply: Stop shows; a named run can be followed
       void this._follow(entry);
       return true;
     } catch (error) {
@@ -151,177 +227,13 @@ export class NotebookChat {
           ? `http_${error.response.status}`
           : 'request_failed';
       entry.reply.markEnded('failed', { code, message: firstLine(messageOf(error)) });
-      this._changed();
+      this.refresh();
       return false;
     }
   }
 
-  /** Stop every running reply of the shown conversation (the partials are kept, marked stopped). */
-  async stop(): Promise<void> {
-    const running = [...this._entries.values()].filter(
-      e => e.conversation === this._conversation && !e.reply.state.finished
-    );
-    await Promise.all(running.map(entry => this._stop(entry)));
-  }
-
-  /** Show (and follow) runs of this notebook that are running on the server: after a reload, or from cells. */
-  async attachRunning(): Promise<void> {
-    const path = this.path;
-    // While a send waits for its run id, a listed run may be that one: look again next time.
-    if (path === null || this._disposed || this._pending.size > 0) {
-      return;
-    }
-    const query = `runs?status=running&notebook=${encodeURIComponent(path)}`;
-    const { runs } = await requestAPI<{ runs: IRunRecord[] }>(query);
-    let added: IEntry | null = null;
-    for (const record of runs.reverse()) {
-      if (this._entries.has(record.id) || this._disposed || this._pending.size > 0) {
-        continue;
-      }
-      const entry = this._add(
-        record.conversation ?? 'default',
-        record.created,
-        record.prompt ?? '',
-        record.id
-      );
-      entry.notebook = record.notebook ?? path;
-      entry.reply.applyRecord(record);
-      void this._follow(entry);
-      added = entry;
-    }
-    if (added !== null && this.running.length === 0) {
-      this._conversation = added.conversation; // show what is streaming now
-      this._chosen = true;
-      this._stickToBottom = true;
-    }
-    if (added !== null) {
-      this.refresh();
-    }
-  }
-
-  /** Bring the thread in line with the metadata and the live runs (existing elements are kept). */
-  refresh(): void {
-    if (this._disposed) {
-      return;
-    }
-    const recorded = this.notebook ? recordedConversations(this.notebook) : [];
-    if (!this._chosen && recorded.length > 0) {
-      // Until the user picks one, show the notebook's most recent conversation.
-      this._conversation = recorded[0].id;
-    }
-    for (const conversation of recorded) {
-      for (const turn of conversation.turns) {
-        if (!this._entries.has(turn.run)) {
-          const entry = this._add(
-            conversation.id,
-            turn.created,
-            turn.prompt,
-            turn.run,
-            turn.context
-          );
-          entry.reply.showFinal({
-            id: turn.run,
-            model: turn.model,
-            status: turn.status,
-            text: turn.reply,
-            reasoning: turn.reasoning,
-            error: turn.error,
-            outputTokens: turn.outputTokens
-          });
-        }
-      }
-    }
-    const shown = [...this._entries.values(), ...this._pending]
-      .filter(e => e.conversation === this._conversation)
-      .sort((a, b) => (a.created < b.created ? -1 : a.created > b.created ? 1 : 0))
-      .map(e => e.node);
-    const current = Array.from(this.node.children);
-    if (shown.length !== current.length || shown.some((node, i) => node !== current[i])) {
-      this.node.replaceChildren(...shown);
-    }
-    if (shown.length === 0) {
-      this.node.appendChild(
-        element(
-          'p',
-          'jp-StreamChat-empty',
-          this.path === null
-            ? 'No notebook is active: replies are not saved anywhere.'
-            : 'Ask about this notebook. Replies are saved in its metadata.'
-        )
-      );
-    }
-    this._scroll();
-    this._changed();
-  }
-
-  dispose(): void {
-    if (this._disposed) {
-      return;
-    }
-    this._disposed = true;
-    this._life.abort();
-    this.notebook?.context.model.metadataChanged.disconnect(this.refresh, this);
-    for (const entry of this._entries.values()) {
-      entry.abort?.abort(); // detached runs go on without this view
-    }
-    this._entries.clear();
-    this.node.remove();
-  }
-
-  private _add(
-    conversation: string,
-    created: string,
-    prompt: string,
-    runId: string | null,
-    context: ISentItem[] = []
-  ): IEntry {
-    const reply = new ReplyView(this._context);
-    const node = element('div', 'jp-StreamChat-turn');
-    if (prompt) {
-      node.appendChild(element('div', 'jp-StreamChat-prompt', prompt));
-    }
-    node.append(...sentContextNodes(context), reply.node);
-    let finished = reply.state.finished;
-    reply.onRender = () => {
-      this._scroll();
-      if (reply.state.finished !== finished) {
-        finished = reply.state.finished; // the controls (Stop) change only when a run ends
-        this._changed();
-      }
-    };
-    const entry: IEntry = {
-      conversation,
-      created,
-      prompt,
-      reply,
-      node,
-      notebook: null,
-      abort: null,
-      stopWanted: false
-    };
-    if (runId === null) {
-      this._pending.add(entry);
-    } else {
-      this._key(entry, runId);
-    }
-    return entry;
-  }
-
-  private _key(entry: IEntry, runId: string): void {
-    this._pending.delete(entry);
-    entry.reply.setRunId(runId);
-    const shownAlready = this._entries.get(runId);
-    if (shownAlready !== undefined && shownAlready !== entry) {
-      // The run ended and its turn reached the notebook's metadata before its POST answered (a loaded
-      // machine): one element per run, the one that follows it to its end.
-      shownAlready.node.remove();
-      shownAlready.reply.dispose();
-    }
-    this._entries.set(runId, entry);
-  }
-
   /** Follow the run's events until `done`, resuming after drops (Last-Event-ID). */
-  private async _follow(entry: IEntry): Promise<void> {
+  private async _follow(entry: IChatEntry): Promise<void> {
     const runId = entry.reply.runId;
     const abort = new AbortController();
     entry.abort = abort;
@@ -344,8 +256,8 @@ export class NotebookChat {
           ),
         () => entry.reply.setWaiting(true)
       );
-      if (entry.notebook !== null && entry.reply.state.finished) {
-        void entry.reply.confirmRecord(this._life.signal);
+      if (entry.reply.state.finished) {
+        void this._finished(entry);
       }
     } catch (error) {
       if (!abort.signal.aborted) {
@@ -356,11 +268,32 @@ export class NotebookChat {
       if (entry.abort === abort) {
         entry.abort = null;
       }
-      this._changed();
+      this.changed();
     }
   }
 
-  private async _stop(entry: IEntry): Promise<void> {
+  /** The server's record of an ended run: its cost, its reproducibility record, whether it is saved. */
+  private async _finished(entry: IChatEntry): Promise<void> {
+    const signal = this.lifeSignal;
+    try {
+      const runId = encodeURIComponent(entry.reply.runId);
+      entry.record = await requestAPI<IRunRecord>(`runs/${runId}`, { signal, cache: 'no-store' });
+      entry.reply.applyFinished(entry.record);
+      if (entry.replayOf !== null) {
+        entry.view.showNote(replayNote(reproOf(entry.replayOf), entry.record));
+      }
+      this.changed();
+    } catch (error) {
+      if (!signal.aborted) {
+        console.warn(`StreamChat: no record of run ${entry.reply.runId}`, error);
+      }
+    }
+    if (entry.notebook !== null) {
+      void entry.reply.confirmRecord(signal);
+    }
+  }
+
+  private async _stop(entry: IChatEntry): Promise<void> {
     entry.stopWanted = true;
     const runId = entry.reply.runId;
     if (!runId) {
@@ -372,26 +305,4 @@ export class NotebookChat {
       console.warn(`StreamChat: could not stop run ${runId}`, error);
     }
   }
-
-  private _scroll(): void {
-    const node = this.node;
-    if (this._stickToBottom && node.scrollHeight - node.clientHeight > node.scrollTop + 1) {
-      node.scrollTop = node.scrollHeight;
-    }
-  }
-
-  private _changed(): void {
-    this.onChange?.();
-  }
-
-  private _conversation: string;
-  private _entries = new Map<string, IEntry>();
-  /** Sent, not yet named by the server. */
-  private _pending = new Set<IEntry>();
-  private _stickToBottom = true;
-  private _disposed = false;
-  /** Aborted on dispose: ends the questions about records. */
-  private _life = new AbortController();
-  /** The user (or a run they started or attached to) chose the shown conversation. */
-  private _chosen = false;
 }

@@ -13,6 +13,7 @@ import { button, element } from './dom';
 import { IReplyContext, ReplyView, STREAM_BATCH } from './reply';
 import { IRunRecord } from './run';
 import { sentContextNodes, sentItems } from './sentcontext';
+import { costText } from './steering';
 import { readRunStream } from './sse';
 import { withStreamSlot } from './slots';
 import { IWireItem } from './tokens';
@@ -192,6 +193,7 @@ export class CompareView {
     if (!pane.reply.state.finished) {
       await this._settle(pane);
     }
+    await this._takeRecord(pane);
     pane.stop.remove();
     this._offerInsert(pane);
     if (notebook !== undefined && pane.reply.runId) {
@@ -223,6 +225,20 @@ export class CompareView {
     });
   }
 
+  /** The server's record of the ended run adds its usage and cost (the summary's Cost column). */
+  private async _takeRecord(pane: IPane): Promise<void> {
+    const runId = pane.reply.runId;
+    if (runId) {
+      try {
+        pane.reply.applyFinished(
+          await requestAPI<IRunRecord>(`runs/${encodeURIComponent(runId)}`, { cache: 'no-store' })
+        );
+      } catch (error) {
+        console.warn(`StreamChat: no record of run ${runId}`, error);
+      }
+    }
+  }
+
   private _stopPane(pane: IPane): void {
     if (!pane.reply.state.finished && !pane.stopped) {
       pane.stopped = true;
@@ -245,7 +261,16 @@ export class CompareView {
     const table = document.createElement('table');
     table.setAttribute('aria-label', 'Summary');
     const head = table.createTHead().insertRow();
-    for (const title of ['Model', 'Status', 'First token', 'Tokens/s', 'Tokens', 'Characters']) {
+    // What a narrow sidebar shows first: the outcome, its tokens and cost; then the timings.
+    for (const title of [
+      'Model',
+      'Status',
+      'Tokens',
+      'Cost',
+      'First token',
+      'Tokens/s',
+      'Characters'
+    ]) {
       head.appendChild(element('th', '', title));
     }
     const rows = table.createTBody();
@@ -258,9 +283,10 @@ export class CompareView {
       for (const value of [
         this._models.find(m => m.id === pane.model)?.name ?? pane.model,
         state.status,
+        String(state.outputTokens),
+        costText(state.cost) || '–',
         ttft === null ? '–' : `${ttft.toFixed(2)} s`,
         rate === null ? '–' : rate.toFixed(1),
-        String(state.outputTokens),
         String(state.text.length)
       ]) {
         row.insertCell().textContent = value;

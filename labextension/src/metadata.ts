@@ -328,3 +328,20 @@ export function mergeTurn(section: unknown, conversation: string, turn: ITurn): 
   entry.active = turn.run;
   return merged;
 }
+
+/**
+ * The new `metadata.streamchat` with `run` as `conversation`'s active leaf (the panel's "Previous /
+ * Next alternative"), or null when it is already, or when the conversation records no such turn.
+ * The result is at SCHEMA_VERSION (a version-1 section is upgraded, losing nothing); a section that
+ * may not be written throws `UnreadableSectionError`. `section` is not modified.
+ */
+export function withActive(section: unknown, conversation: string, run: string): JSONObject | null {
+  const { turns, active } = readConversation(section, conversation);
+  if (active === run || !turns.some(turn => turn.run === run)) {
+    return null;
+  }
+  const result = upgraded(section);
+  const entry = ownObject(ownObject(result, 'conversations'), conversation) as JSONObject;
+  entry.active = run;
+  return result;
+}

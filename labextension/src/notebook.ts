@@ -5,9 +5,10 @@
 
 import { ICodeCellModel } from '@jupyterlab/cells';
 import { NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
+import type { JSONObject } from '@lumino/coreutils';
 
 import { IOutputImage } from './contextmodel';
-import { conversationsOf, METADATA_KEY, own } from './metadata';
+import { conversationsOf, copyJSON, METADATA_KEY, own } from './metadata';
 import { RunStatus } from './run';
 import { ISentItem, recordedItems } from './sentcontext';
 import { isObject } from './util';
@@ -15,6 +16,8 @@ import { isObject } from './util';
 /** One recorded turn, as the panel uses it. */
 export interface IRecordedTurn {
   run: string;
+  /** The run id it follows (SPEC 11); version 1: the turn before it, as metadata.ts reads it. */
+  parent: string | null;
   model: string;
   mode: string;
   prompt: string;
@@ -23,14 +26,28 @@ export interface IRecordedTurn {
   status: RunStatus;
   error: { code: string; message: string } | null;
   outputTokens?: number;
+  inputTokens?: number;
   created: string;
+  firstToken: string | null;
+  finished: string | null;
+  /** USD, when the server knew a price. */
+  cost: number | null;
+  /** How it was asked (`temperature`, `max_tokens`, `seed`, `top_p`, `system`). */
+  params: { [key: string]: unknown };
+  responseModel: string | null;
+  systemFingerprint: string | null;
+  messagesSha256: string | null;
   /** What was sent besides the prompt. */
   context: ISentItem[];
+  /** The turn as recorded (a copy): the JSON export's entry, the replay's request. */
+  raw: JSONObject;
 }
 
 export interface IConversation {
   id: string;
   turns: IRecordedTurn[];
+  /** Its active leaf (SPEC 11): the recorded `active`, else its last turn. */
+  active: string | null;
   /** `created` of its newest turn (ISO-8601), for "most recent first". */
   latest: string;
 }
@@ -50,17 +67,31 @@ export function recordedConversations(panel: NotebookPanel): IConversation[] {
   // Own keys only: a conversation id is data (`constructor`, `__proto__`), never a prototype lookup.
   for (const id of Object.keys(conversations)) {
     const turns = own(conversations[id], 'turns');
-    const parsed = (Array.isArray(turns) ? turns : [])
-      .map(parseTurn)
-      .filter((t): t is IRecordedTurn => t !== null);
+    const parsed: IRecordedTurn[] = [];
+    // The reading rule of metadata.ts `upgraded`, turn by turn, so that what can be read shows even
+    // where the section as a whole may not be written.
+    let previous: string | null = null;
+    for (const value of Array.isArray(turns) ? turns : []) {
+      const turn = parseTurn(value, previous);
+      if (turn !== null) {
+        parsed.push(turn);
+        previous = turn.run;
+      }
+    }
     if (parsed.length > 0) {
-      result.push({ id, turns: parsed, latest: parsed[parsed.length - 1].created });
+      const active = own(conversations[id], 'active');
+      result.push({
+        id,
+        turns: parsed,
+        active: typeof active === 'string' ? active : previous,
+        latest: parsed[parsed.length - 1].created
+      });
     }
   }
   return result.sort((a, b) => (a.latest < b.latest ? 1 : a.latest > b.latest ? -1 : 0));
 }
 
-function parseTurn(value: unknown): IRecordedTurn | null {
+function parseTurn(value: unknown, previous: string | null): IRecordedTurn | null {
   const run = own(value, 'run');
   if (typeof run !== 'string') {
     return null;
@@ -68,8 +99,13 @@ function parseTurn(value: unknown): IRecordedTurn | null {
   const reply = own(value, 'reply');
   const error = own(reply, 'error');
   const outputTokens = own(own(reply, 'usage'), 'output_tokens');
+  const inputTokens = own(own(reply, 'usage'), 'input_tokens');
+  const parent = own(value, 'parent');
+  const params = own(value, 'params');
+  const cost = own(value, 'cost');
   return {
     run,
+    parent: parent === undefined ? previous : typeof parent === 'string' ? parent : null,
     model: str(own(value, 'model')),
     mode: str(own(value, 'mode')),
     prompt: str(own(own(value, 'prompt'), 'content')),
@@ -80,8 +116,17 @@ function parseTurn(value: unknown): IRecordedTurn | null {
       ? { code: str(own(error, 'code')), message: str(own(error, 'message')) }
       : null,
     outputTokens: typeof outputTokens === 'number' ? outputTokens : undefined,
+    inputTokens: typeof inputTokens === 'number' ? inputTokens : undefined,
     created: str(own(value, 'created')),
-    context: recordedItems(own(value, 'context'))
+    firstToken: strOrNull(own(value, 'first_token')),
+    finished: strOrNull(own(value, 'finished')),
+    cost: typeof cost === 'number' && Number.isFinite(cost) ? cost : null,
+    params: isObject(params) ? params : {},
+    responseModel: strOrNull(own(value, 'response_model')),
+    systemFingerprint: strOrNull(own(value, 'system_fingerprint')),
+    messagesSha256: strOrNull(own(value, 'messages_sha256')),
+    context: recordedItems(own(value, 'context')),
+    raw: copyJSON(value) as JSONObject
   };
 }
 
@@ -199,4 +244,8 @@ function fenced(text: string, language = ''): string {
 
 function str(value: unknown): string {
   return typeof value === 'string' ? value : '';
+}
+
+function strOrNull(value: unknown): string | null {
+  return typeof value === 'string' ? value : null;
 }

@@ -12,17 +12,19 @@ import { LabIcon } from '@jupyterlab/ui-components';
 import { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
-import { ChatSection } from './chatsection';
+import { ChatSection, ExportFormat } from './chatsection';
 import { NotebookChat } from './chat';
 import { CompareView, ICompareContext } from './compare';
 import { Composer } from './composer';
 import { element } from './dom';
+import { exportBranch, insertTurnCells, MarkdownRenderer } from './download';
 import { ModeBar, PanelMode } from './modebar';
 import { fillModelSelect, IModelInfo, loadModels } from './models';
 import { insertCellBelow, serverPath } from './notebook';
 import { PanelContext } from './panelcontext';
 import { messageOf } from './util';
 import { renderUntrusted, warmUp } from './render';
+import { formOf, readSteering } from './steering';
 
 export const PANEL_ID = 'jp-StreamChat-panel';
 
@@ -52,7 +54,13 @@ export class StreamChatPanel extends Widget {
     super();
     this._setUpTitle();
     this._modeBar = this._buildModeBar();
-    this._chatSection = new ChatSection(id => this._chat.setConversation(id));
+    this._chatSection = new ChatSection({
+      conversation: id => this._chat.setConversation(id),
+      steering: () =>
+        this._chat.typedSteering.set(this._chat.conversation, this._chatSection.steering),
+      export: format => void this._export(format),
+      insertCells: () => this._insertCells()
+    });
     this._compare = new CompareView(this._buildReplyContext(languages));
     this._compare.onChange = () => this._update();
     this._composer = this._buildComposer();
@@ -198,13 +206,25 @@ export class StreamChatPanel extends Widget {
       this._setStatus(ready.error, true);
       return;
     }
+    const steering = readSteering(this._chatSection.steering);
+    if (this._mode === 'chat' && 'error' in steering) {
+      this._setStatus(steering.error, true); // the message stays, nothing is sent
+      return;
+    }
     this._setStatus('');
     this._composer.clear();
     this._update();
     if (this._mode === 'compare') {
       context.clearSent();
       await this._compare.compare(message, ready.items);
-    } else if (await this._chat.send(this._chatSection.modelSelect.value, message, ready.items)) {
+    } else if (
+      await this._chat.send(
+        this._chatSection.modelSelect.value,
+        message,
+        ready.items,
+        'steering' in steering ? steering.steering : {}
+      )
+    ) {
       context.clearSent();
     }
   }
@@ -251,7 +271,11 @@ export class StreamChatPanel extends Widget {
     const key = notebook?.context ?? null;
     let chat = this._chats.get(key);
     if (chat === undefined) {
-      chat = new NotebookChat(this._replyContext, notebook);
+      chat = new NotebookChat(this._replyContext, notebook, {
+        model: () => this._chatSection.modelSelect.value,
+        steering: () => readSteering(this._chatSection.steering),
+        status: (text, error) => this._setStatus(text, error)
+      });
       chat.onChange = () => this._update();
       this._chats.set(key, chat);
       notebook?.context.disposed.connect(() => {
@@ -301,6 +325,7 @@ export class StreamChatPanel extends Widget {
     this._where.textContent =
       path === null ? 'No notebook: replies are not saved' : `Notebook: ${path}`;
     this._chatSection.showConversations(this._chat.conversations(), this._chat.conversation);
+    this._showConversationState();
     this._composer.show({
       compare,
       streaming: this._isStreaming(),
@@ -308,6 +333,40 @@ export class StreamChatPanel extends Widget {
       includeContext: this._includeContext
     });
     this._context.syncCell(this._includeContext);
+  }
+
+  /**
+   * The shown conversation's parameters (as typed here, else as the shown branch's last turn was
+   * asked: a notebook opened again goes on as it was) and its total.
+   */
+  private _showConversationState(): void {
+    const chat = this._chat;
+    const branch = chat.shownBranch();
+    const shown = `${chat.path}\u0000${chat.conversation}\u0000${branch[branch.length - 1]?.key}`;
+    if (shown !== this._steeringShown) {
+      this._steeringShown = shown;
+      const typed = chat.typedSteering.get(chat.conversation);
+      this._chatSection.setSteering(typed ?? formOf(chat.leafParams()));
+    }
+    this._chatSection.showTotal(chat.total(), branch.length > 0);
+  }
+
+  private async _export(format: ExportFormat): Promise<void> {
+    const chat = this._chat;
+    const render: MarkdownRenderer = (host, source) =>
+      renderUntrusted(this._rendermime, host, source);
+    this._setStatus(
+      await exportBranch(format, chat.path, chat.conversation, chat.exportTurns(), render)
+    );
+  }
+
+  private _insertCells(): void {
+    const notebook = this._tracker.currentWidget;
+    if (notebook === null) {
+      this._setStatus('Open a notebook to insert cells into it.', true);
+    } else {
+      this._setStatus(insertTurnCells(notebook, this._chat.exportTurns()));
+    }
   }
 
   private _setStatus(text: string, error = false): void {
@@ -324,6 +383,8 @@ export class StreamChatPanel extends Widget {
   private _chat!: NotebookChat;
   private _replyContext!: ICompareContext;
   private _includeContext = false;
+  /** The notebook, conversation and leaf whose parameters the form shows. */
+  private _steeringShown = '';
   private _poll = 0;
   private _modeBar: ModeBar;
   private _where = element('div', 'jp-StreamChat-where');

@@ -18,6 +18,7 @@ import { inertElement } from './remote';
 import { Slicer, UpdateLoop } from './updates';
 import { IRunEvent } from './sse';
 import { IRunRecord, RunState, RunStatus } from './run';
+import { costText } from './steering';
 
 /** What a reply needs from the panel. */
 export interface IReplyContext extends ICodeActions {
@@ -136,6 +137,11 @@ export class ReplyView {
     reasoning?: string;
     error?: { code: string; message: string } | null;
     outputTokens?: number;
+    inputTokens?: number;
+    cost?: number | null;
+    created?: string;
+    firstToken?: string | null;
+    finished?: string | null;
   }): void {
     const state = this.state;
     this.setRunId(fields.id);
@@ -147,7 +153,23 @@ export class ReplyView {
     if (fields.outputTokens !== undefined) {
       state.usage = { ...state.usage, output_tokens: fields.outputTokens };
     }
+    if (fields.inputTokens !== undefined) {
+      state.usage = { ...state.usage, input_tokens: fields.inputTokens };
+    }
+    state.cost = fields.cost ?? state.cost;
+    state.applyTimes(fields);
     state.finishedAt ??= Date.now();
+    this._schedule();
+  }
+
+  /** Take what the server's record of the ended run adds: its usage and cost. */
+  applyFinished(record: IRunRecord): void {
+    const state = this.state;
+    if (record.usage) {
+      state.usage = { ...state.usage, ...record.usage };
+    }
+    state.cost = typeof record.cost === 'number' ? record.cost : state.cost;
+    this._forceStats = true;
     this._schedule();
   }
 
@@ -303,9 +325,15 @@ export class ReplyView {
     this._statusNode.textContent = STATUS_TEXT[state.status] ?? state.status;
     // Stats change on every update; showing them twice a second is enough and saves layout work.
     const now = performance.now();
-    if (state.finished || now - this._statsShownAt >= STATS_INTERVAL) {
+    if (state.finished || now - this._statsShownAt >= STATS_INTERVAL || this._forceStats) {
+      this._forceStats = false;
       this._statsShownAt = now;
-      this._statsNode.textContent = state.statsLine();
+      this._statsNode.textContent = [state.statsLine(), costText(state.cost)]
+        .filter(Boolean)
+        .join(' · ');
+      if (state.cost !== null) {
+        this.node.dataset.cost = String(state.cost);
+      }
     }
     if (state.reasoning !== this._shownReasoning) {
       this._shownReasoning = state.reasoning;
@@ -350,6 +378,7 @@ export class ReplyView {
   private _shownFinished = false;
   private _shownReasoning = '';
   private _statsShownAt = -Infinity;
+  private _forceStats = false;
   private _onShown: (() => void)[] = [];
   private _disposed = false;
 }

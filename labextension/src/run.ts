@@ -49,6 +49,14 @@ export interface IRunRecord {
   prompt?: string;
   /** Only for a run that names a notebook. */
   recorded?: RecordedState;
+  /** The reproducibility record (SPEC 11). */
+  parent?: string | null;
+  params?: { [key: string]: unknown };
+  response_model?: string | null;
+  system_fingerprint?: string | null;
+  messages_sha256?: string | null;
+  /** USD once the run ended, when its model has a price. */
+  cost?: number | null;
 }
 
 export class RunState {
@@ -65,6 +73,8 @@ export class RunState {
   finishedAt: number | null = null;
   /** Text deltas seen: an estimate of output tokens until the provider reports usage. */
   deltas = 0;
+  /** USD, once the server said (a priced model, both token counts reported). */
+  cost: number | null = null;
 
   constructor(now: number = Date.now()) {
     this.startedAt = now;
@@ -116,6 +126,25 @@ export class RunState {
     this.startedAt = Date.parse(record.created) || this.startedAt;
     if (record.first_token) {
       this.firstTokenAt = Date.parse(record.first_token) || null;
+    }
+  }
+
+  /**
+   * Take the clock of a finished run from its timestamps (a turn read from the notebook: its
+   * statistics show after a reload as they did live).
+   */
+  applyTimes(times: {
+    created?: string;
+    firstToken?: string | null;
+    finished?: string | null;
+  }): void {
+    const created = Date.parse(times.created ?? '');
+    const first = Date.parse(times.firstToken ?? '');
+    const finished = Date.parse(times.finished ?? '');
+    if (Number.isFinite(created)) {
+      this.startedAt = created;
+      this.firstTokenAt = Number.isFinite(first) ? first : null;
+      this.finishedAt = Number.isFinite(finished) ? finished : this.finishedAt;
     }
   }
 

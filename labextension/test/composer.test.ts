@@ -183,7 +183,12 @@ describe('ModeBar', () => {
 describe('ChatSection', () => {
   test('When conversations are offered, Then the picker lists them with the current one selected, and a pick is passed on', () => {
     const picked: string[] = [];
-    const section = new ChatSection(id => picked.push(id));
+    const section = new ChatSection({
+      conversation: id => picked.push(id),
+      steering: () => undefined,
+      export: () => undefined,
+      insertCells: () => undefined
+    });
     const select = find<HTMLSelectElement>(section.node, 'select[aria-label="Conversation"]');
     const conversations = [
       { id: 'c2', label: 'Why is it slow? (2)' },
