@@ -8,7 +8,7 @@ import { NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
 import type { JSONObject } from '@lumino/coreutils';
 
 import { IOutputImage } from './contextmodel';
-import { conversationsOf, copyJSON, METADATA_KEY, own } from './metadata';
+import { conversationsOf, METADATA_KEY, own } from './metadata';
 import { RunStatus } from './run';
 import { ISentItem, recordedItems } from './sentcontext';
 import { isObject } from './util';
@@ -39,7 +39,7 @@ export interface IRecordedTurn {
   messagesSha256: string | null;
   /** What was sent besides the prompt. */
   context: ISentItem[];
-  /** The turn as recorded (a copy): the JSON export's entry, the replay's request. */
+  /** The turn as read from the metadata (read only): the JSON export's entry, the replay's context. */
   raw: JSONObject;
 }
 
@@ -126,7 +126,7 @@ function parseTurn(value: unknown, previous: string | null): IRecordedTurn | nul
     systemFingerprint: strOrNull(own(value, 'system_fingerprint')),
     messagesSha256: strOrNull(own(value, 'messages_sha256')),
     context: recordedItems(own(value, 'context')),
-    raw: copyJSON(value) as JSONObject
+    raw: value as JSONObject
   };
 }
 
