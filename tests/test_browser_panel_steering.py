@@ -33,6 +33,7 @@ from harness.lab import (  # the two jp_ fixtures switch pytest-jupyter's loop h
 )
 from harness.upstream import FakeUpstream, Script
 from harness.waiting import wait_until
+from jupyter_streamchat.kernel._history import History
 from tests.test_browser_panel import PANEL, VIEWPORT, document_turns, open_panel, reload_lab, replies, shoot_panel
 
 pytestmark = [
@@ -196,8 +197,8 @@ def active_branch(section: dict[str, Any], conversation: str) -> list[dict[str, 
 
 
 def turn_markdown(t: dict[str, Any], stats: str) -> str:
-    """One turn as the panel exports it, as ``history().to_markdown()`` writes it; ``stats``: the reply's stats line
-    as the panel shows it."""
+    """One turn as the panel inserts it as a cell, as ``history().to_markdown()`` writes it; ``stats``: the reply's
+    stats line as the panel shows it."""
     model_line = f"**{t['model']}** ({t['reply']['status']} · {stats})"
     return f"**You**\n\n{t['prompt']['content']}\n\n{model_line}\n\n{t['reply']['content']}"
 
@@ -365,17 +366,19 @@ def test_regenerate_edit_switch_continue_replay_export_insert_and_reload(
     assert all(t["params"] == {"temperature": 0.3, "max_tokens": 64, "system": SYSTEM} for t in branch), branch
     exported, name = export_as(page, "markdown")
 
-    # Then the file is the active branch as Markdown
-    stats = {t["run"]: t["stats"] for t in thread(page)}
-    sections = [turn_markdown(t, stats[t["run"]]) for t in branch]
-    expected = "\n\n---\n\n".join(sections) + "\n"
-    assert exported == expected
+    # Then the file is the active branch as Markdown, exactly as history().to_markdown() writes that branch
+    recorded = History([dict(t) for t in branch], conversation, nb)
+    assert exported == recorded.to_markdown()
+    assert all(t["reply"]["content"] in exported and t["prompt"]["content"] in exported for t in branch)
     assert name == f"steer-{conversation}.md"
-    # and as JSON, the branch's turns as the notebook records them; as HTML, a page of its own with no script
+    # and as JSON, the branch's turns as the notebook records them; as HTML, a page of its own with no script whose
+    # body is the widgets' static output of the branch (history().to_html())
     assert json.loads(export_as(page, "json")[0]) == {"notebook": nb, "conversation": conversation, "turns": branch}
     html = export_as(page, "html")[0]
     assert html.startswith("<!DOCTYPE html>") and "<script" not in html
-    assert all(t["reply"]["content"] in html and t["prompt"]["content"] in html for t in branch)
+    assert f"<body>{recorded.to_html()}</body>" in html
+    stats = {t["run"]: t["stats"] for t in thread(page)}
+    sections = [turn_markdown(t, stats[t["run"]]) for t in branch]
 
     # When the user inserts the branch as cells below the first cell
     page.locator(".jp-Notebook .jp-Cell").first.click()

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterable, Mapping
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..engine.contract import DEFAULT_CONVERSATION, TERMINAL_STATUSES
+from ..export import branch_html, branch_markdown, total_cost, turn_result
 from ..persistence._section import branch
-from . import _markdown, _static, _stats
 from ._backends import Backend, current_backend
 from ._chat import ChatWidget, chosen_leaf
 from ._context import PreparedContext
 from ._now import answer_now, widget_backend
-from ._results import PaneResult
 from ._steering import Steering
 from ._widgets import shown
 
@@ -50,49 +48,6 @@ def conversations_now(notebook: str | None, conversation: str | None) -> dict[st
     return answer_now(lambda backend: backend.conversations(notebook or backend.notebook, conversation))
 
 
-def _seconds(start: Any, end: Any) -> float | None:
-    """Seconds between two recorded ISO-8601 timestamps, or None when either is missing or unreadable."""
-    try:
-        return (datetime.fromisoformat(str(end)) - datetime.fromisoformat(str(start))).total_seconds()
-    except ValueError:
-        return None
-
-
-def turn_result(turn: Mapping[str, Any]) -> PaneResult:
-    """A recorded turn as a widget pane's result, numbers included (computed from its timestamps as the panel
-    does after a reload: time to first token from ``created``, tokens/s from ``first_token`` to ``finished``)."""
-    reply = turn.get("reply") or {}
-    usage = {k: v for k, v in (reply.get("usage") or {}).items() if isinstance(v, int) and not isinstance(v, bool)}
-    first = turn.get("first_token")
-    ttft = _seconds(turn.get("created"), first) if first else None
-    tokens = usage.get("output_tokens")
-    span = _seconds(first, turn.get("finished")) if first and turn.get("finished") else None
-    rate = _stats.tokens_per_second(0.0, span, tokens or 0) if span is not None else None
-    return {
-        "run": turn.get("run"),
-        "model": turn.get("model"),
-        "status": str(reply.get("status") or "unknown"),
-        "text": str(reply.get("content") or ""),
-        "reasoning": str(reply.get("reasoning") or ""),
-        "usage": usage,
-        "finish_reason": reply.get("finish_reason"),
-        "error": reply.get("error"),
-        "conversation": None,
-        "notebook": None,
-        "recorded": None,
-        "context": list(turn.get("context") or []),
-        "ttft": max(0.0, ttft) if ttft is not None else None,
-        "tokens_per_second": rate,
-        "output_tokens": tokens,
-        "cost": turn.get("cost"),
-        "parent": turn.get("parent"),
-        "params": dict(turn.get("params") or {}),
-        "response_model": turn.get("response_model"),
-        "system_fingerprint": turn.get("system_fingerprint"),
-        "messages_sha256": turn.get("messages_sha256"),
-    }
-
-
 class History(list[dict[str, Any]]):
     """The active branch of a conversation, root first: one dict per turn, as the notebook records it."""
 
@@ -104,43 +59,15 @@ class History(list[dict[str, Any]]):
     @property
     def cost(self) -> float | None:
         """USD for the turns with a known cost (None when none has one: unknown, not zero)."""
-        costs = [turn["cost"] for turn in self if isinstance(turn.get("cost"), int | float)]
-        return round(sum(costs), 9) if costs else None
+        return total_cost(self)
 
     def to_markdown(self) -> str:
         """Each turn as a "**You**" prompt and a "**model**" reply, the reply's Markdown as it was streamed."""
-        parts = []
-        for turn in self:
-            prompt = (turn.get("prompt") or {}).get("content") or ""
-            reply = turn_result(turn)
-            stats = " · ".join(
-                part
-                for part in (
-                    reply["status"],
-                    _stats.stats_text(reply["ttft"], reply["tokens_per_second"], reply["output_tokens"]),
-                    _stats.cost_text(reply["cost"]),
-                )
-                if part
-            )
-            parts.append(f"**You**\n\n{prompt}\n\n**{reply['model']}** ({stats})\n\n{reply['text']}")
-        return "\n\n---\n\n".join(parts) + ("\n" if parts else "")
+        return branch_markdown(self)
 
     def to_html(self) -> str:
-        """The same rendering as the widgets' static output: each prompt, then its reply as a pane."""
-        turns = []
-        for turn in self:
-            prompt = (turn.get("prompt") or {}).get("content") or ""
-            result = turn_result(turn)
-            turns.append(
-                f'<div class="jsc-prompt">{_markdown.render(prompt)}</div>'
-                f"{_static.context_html(result['context'])}{_static.pane_html(result)}"
-            )
-        total = _stats.cost_text(self.cost)
-        footer = f"{len(self)} turn{'s' if len(self) != 1 else ''}" + (f" · {total}" if total else "")
-        return (
-            f'{_static.STYLE_TAG}<div class="jsc-root jsc-history">{"".join(turns)}'
-            f'<div class="jsc-note">{html.escape(footer)}</div></div>'
-        )
+        """The same rendering as the widgets' static output (and the panel's HTML export): prompts and replies."""
+        return branch_html(self)
 
     def to_dataframe(self) -> pandas.DataFrame:
         """One row per turn: model, status, tokens, cost, time to first token, tokens/s (pandas, imported now)."""

@@ -1,7 +1,8 @@
 """A reply's numbers and its stats line, defined once for the widgets and the saved HTML.
 
 The JupyterLab panel computes the same numbers with the same rule and wording
-(``labextension/src/stats.ts``); the fixtures in ``tests/parity/stats`` hold both to it.
+(``labextension/src/stats.ts``); the fixtures in ``tests/parity/stats`` hold both to it, and those in
+``tests/parity/cost`` hold ``cost_text`` to the panel's ``costText`` (``labextension/src/steering.ts``).
 
 - time to first token: from the request to the first ``delta`` or ``reasoning`` event;
 - tokens/s: output tokens divided by the time from the first token to the end of the run (or to now

@@ -20,6 +20,7 @@ from tornado.http1connection import HTTP1Connection
 from tornado.iostream import StreamClosedError
 
 from ..engine import contract
+from ..engine._conversations import ConversationsAnswer
 from ..engine._errors import BadRequest, Forbidden, NotFound, StreamChatError
 from ..engine._kernel_contract import TOKEN_HEADER
 from ..engine._paths import confine, refuse_hidden
@@ -306,8 +307,11 @@ class ConversationsHandler(BaseHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
+        self.finish(dict(await self.read_conversations(self.get_query_argument("conversation", "") or None)))
+
+    async def read_conversations(self, conversation: str | None) -> ConversationsAnswer:
+        """The answer for ``?notebook=`` (checked: contents read, confined, visible) and ``conversation``."""
         notebook = self.get_query_argument("notebook", "") or None
-        conversation = self.get_query_argument("conversation", "") or None
         if notebook is not None:
             allowed = await ensure_async(self.authorizer.is_authorized(self, self.current_user, "read", "contents"))
             if not allowed:
@@ -316,9 +320,7 @@ class ConversationsHandler(BaseHandler):
             notebook = confine(self.service.root_dir, notebook)
         conversation = validate_conversation(conversation)
         viewer = self.viewer
-        self.finish(
-            dict(await self.service.conversations(notebook, conversation, lambda r: contract.visible(r, viewer)))
-        )
+        return await self.service.conversations(notebook, conversation, lambda r: contract.visible(r, viewer))
 
 
 class DocumentEventsHandler(SSEHandler):
@@ -380,6 +382,8 @@ class DocumentEventsHandler(SSEHandler):
 def route_table(
     service: ChatService, kernel_access: KernelAccess | None = None
 ) -> list[tuple[str, type[web.RequestHandler], dict[str, Any]]]:
+    from ._export import ExportHandler  # it builds on ConversationsHandler, defined above
+
     kwargs = {"service": service, "kernel_access": kernel_access}
     run_id = r"(?P<run_id>[A-Za-z0-9_\-]+)"
     return [
@@ -390,5 +394,6 @@ def route_table(
         (rf"/streamchat/runs/{run_id}/stop", RunStopHandler, kwargs),
         (r"/streamchat/stream", DirectStreamHandler, kwargs),
         (r"/streamchat/conversations", ConversationsHandler, kwargs),
+        (r"/streamchat/export", ExportHandler, kwargs),
         (r"/streamchat/documents/events", DocumentEventsHandler, kwargs),
     ]

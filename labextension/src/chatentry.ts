@@ -92,36 +92,20 @@ export function reproOf(entry: IChatEntry): IReproFields {
   return entry.record ?? {};
 }
 
-/** `entry` as Export and "Insert as cells" take it. */
+/** `entry` as "Insert as cells" takes it. */
 export function exportTurn(entry: IChatEntry): IExportTurn {
   return {
-    run: entry.run,
     model: entry.model || entry.reply.state.model,
     prompt: entry.prompt,
     reply: entry.reply.state.text,
-    status: entry.reply.state.status,
     stats: [
       entry.reply.state.status,
       entry.reply.state.statsLine(),
       costText(entry.reply.state.cost)
     ]
       .filter(Boolean)
-      .join(' · '),
-    record: entry.recorded?.raw ?? liveTurn(entry)
+      .join(' · ')
   };
-}
-
-/** A turn as this page knows it before the notebook records it (the JSON export's entry). */
-function liveTurn(entry: IChatEntry): JSONObject {
-  const state = entry.reply.state;
-  return {
-    run: entry.run,
-    parent: entry.parent,
-    model: entry.model,
-    prompt: { role: 'user', content: entry.prompt },
-    reply: { role: 'assistant', content: state.text, status: state.status },
-    params: paramsOf(entry)
-  } as unknown as JSONObject;
 }
 
 /** Tokens and cost of the ended replies among `entries` (every alternative cost something). */

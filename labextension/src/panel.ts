@@ -17,7 +17,7 @@ import { NotebookChat } from './chat';
 import { CompareView, ICompareContext } from './compare';
 import { Composer } from './composer';
 import { element } from './dom';
-import { exportBranch, insertTurnCells, MarkdownRenderer } from './download';
+import { exportBranch, insertTurnCells } from './download';
 import { ModeBar, PanelMode } from './modebar';
 import { fillModelSelect, IModelInfo, loadModels } from './models';
 import { insertCellBelow, serverPath } from './notebook';
@@ -353,11 +353,15 @@ export class StreamChatPanel extends Widget {
 
   private async _export(format: ExportFormat): Promise<void> {
     const chat = this._chat;
-    const render: MarkdownRenderer = (host, source) =>
-      renderUntrusted(this._rendermime, host, source);
-    this._setStatus(
-      await exportBranch(format, chat.path, chat.conversation, chat.exportTurns(), render)
-    );
+    // The shown branch ends at its last turn the server knows (a refused turn has no run).
+    const runs = chat.shownBranch().flatMap(entry => (entry.run === null ? [] : [entry.run]));
+    const leaf = runs[runs.length - 1] ?? null;
+    try {
+      const done = await exportBranch(format, chat.path, chat.conversation, leaf, runs.length);
+      this._setStatus(done.text, done.error);
+    } catch (error) {
+      this._setStatus(`Export failed: ${(error as Error).message}`, true);
+    }
   }
 
   private _insertCells(): void {

@@ -74,7 +74,8 @@ const COST_SIGNIFICANT = 3;
 
 /**
  * A cost in USD as a reply shows it: `$0.0400`, `$0.000123`, `$1.50`, `$12.35`; '' when unknown.
- * `toFixed` rounds the float's exact value half up, as the widgets' `Decimal.quantize(ROUND_HALF_UP)`.
+ * `toFixed` rounds the float's exact value half up, as the widgets' `Decimal.quantize(ROUND_HALF_UP)`;
+ * tests/parity/cost holds both to the same texts.
  */
 export function costText(usd: number | null): string {
   if (usd === null || !Number.isFinite(usd)) {

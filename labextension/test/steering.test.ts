@@ -1,20 +1,12 @@
 /**
  * Steering a conversation, the pure parts: the tree of turns and the leaf a page shows
- * (src/tree.ts), the parameters form (src/steering.ts), exports and the replay note
+ * (src/tree.ts), the parameters form (src/steering.ts), the inserted cells and the replay note
  * (src/exporting.ts), and switching the active leaf in the metadata (src/metadata.ts withActive).
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
-import {
-  branchHTML,
-  branchJSON,
-  branchMarkdown,
-  exportFileName,
-  IExportTurn,
-  replayNote,
-  turnMarkdown
-} from '../src/exporting';
+import { attachmentName, IExportTurn, replayNote, turnMarkdown } from '../src/exporting';
 import { readConversation, UnreadableSectionError, withActive } from '../src/metadata';
 import { costText, formOf, paramsText, readSteering, totalText } from '../src/steering';
 import { ConversationTree, ITreeNode, LeafChoice } from '../src/tree';
@@ -173,60 +165,27 @@ describe('costText and totalText', () => {
   });
 });
 
-const TURNS: IExportTurn[] = [
-  {
-    run: 'a',
-    model: 'demo:fast',
-    prompt: 'Hi',
-    reply: 'Hello **there**',
-    status: 'completed',
-    stats: 'completed · 3 tokens · $0.0400',
-    record: { run: 'a' }
-  },
-  {
-    run: 'b',
-    model: 'openai:x',
-    prompt: '<b>?</b>',
-    reply: 'Part',
-    status: 'stopped',
-    stats: 'stopped · 1 token',
-    record: { run: 'b' }
-  }
-];
+const TURN: IExportTurn = {
+  model: 'demo:fast',
+  prompt: 'Hi',
+  reply: 'Hello **there**',
+  stats: 'completed · 3 tokens · $0.0400'
+};
 
 describe('exports', () => {
-  test('When the branch is exported as Markdown, Then each turn is a section between rules, as history().to_markdown()', () => {
+  test('When a turn is inserted as a cell, Then it is a section as history().to_markdown() writes it', () => {
     assert.equal(
-      turnMarkdown(TURNS[0]),
+      turnMarkdown(TURN),
       '**You**\n\nHi\n\n**demo:fast** (completed · 3 tokens · $0.0400)\n\nHello **there**'
     );
+  });
+
+  test('When the server names the exported file, Then the download takes that name', () => {
     assert.equal(
-      branchMarkdown(TURNS),
-      '**You**\n\nHi\n\n**demo:fast** (completed · 3 tokens · $0.0400)\n\nHello **there**' +
-        '\n\n---\n\n**You**\n\n<b>?</b>\n\n**openai:x** (stopped · 1 token)\n\nPart\n'
+      attachmentName('attachment; filename="my-nb-Sales-Q3.md"', 'x.md'),
+      'my-nb-Sales-Q3.md'
     );
-    assert.equal(branchMarkdown([]), '');
-  });
-
-  test('When the branch is exported as JSON, Then it holds the turns as recorded', () => {
-    assert.deepEqual(JSON.parse(branchJSON('n.ipynb', 'c1', TURNS)), {
-      notebook: 'n.ipynb',
-      conversation: 'c1',
-      turns: [{ run: 'a' }, { run: 'b' }]
-    });
-  });
-
-  test('When the branch is exported as HTML, Then prompts are escaped and replies are as rendered', () => {
-    const html = branchHTML('<T>', TURNS, ['<p>Hello <strong>there</strong></p>', '<p>Part</p>']);
-    assert.ok(html.includes('<title>&lt;T&gt;</title>'));
-    assert.ok(html.includes('&lt;b&gt;?&lt;/b&gt;'));
-    assert.ok(html.includes('<p>Hello <strong>there</strong></p>'));
-    assert.ok(!html.includes('<script'));
-  });
-
-  test('When a file is named, Then only safe characters are in it', () => {
-    assert.equal(exportFileName('dir/my nb.ipynb', 'Sales / Q3', 'md'), 'my-nb-Sales-Q3.md');
-    assert.equal(exportFileName(null, 'c', 'json'), 'chat-c.json');
+    assert.equal(attachmentName(null, 'export.json'), 'export.json');
   });
 });
 
