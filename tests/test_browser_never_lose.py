@@ -198,17 +198,18 @@ def chat_notebook(lab: LabProcess, path: str) -> None:
     write_notebook(lab, path, cells)
 
 
-# Every chat cell of the current document shows its final, static output (no live widget view any more): the page
-# changes the document no more after this, so a save that follows is the last.
+# Every chat cell of the current document shows its reply's final, static output (its live view is gone; the
+# Regenerate controls under it stay a live widget, which changes no output): the page changes the document no more
+# after this, so a save that follows is the last.
 OUTPUTS_FINAL = """
 () => {
   const model = window.jupyterapp.shell.currentWidget.context.model;
   for (let i = 0; i < model.cells.length; i++) {
     const cell = model.cells.get(i);
     if (!cell.sharedModel.getSource().startsWith('%%chat')) continue;
-    const outputs = cell.outputs.toJSON();
-    if (!outputs.length) return false;
-    if (outputs.some(o => o.data && 'application/vnd.jupyter.widget-view+json' in o.data)) return false;
+    const reply = cell.outputs.toJSON()[0];
+    if (!reply || !reply.data || !('text/html' in reply.data)) return false;
+    if ('application/vnd.jupyter.widget-view+json' in reply.data) return false;
   }
   return true;
 }

@@ -149,4 +149,6 @@ def test_regenerate_switch_alternatives_costs_and_history_in_jupyterlab(lab: Lab
     assert "alternative 1 / 2" in "".join(reply["data"]["text/html"]) and "short wavelengths" in "".join(
         reply["data"]["text/html"]
     )
+    # (and where no widget can show, as on GitHub, the saved controls show nothing rather than a widget's repr)
     assert "application/vnd.jupyter.widget-view+json" in controls["data"]
+    assert "".join(controls["data"]["text/plain"]) == ""

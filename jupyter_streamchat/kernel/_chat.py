@@ -132,7 +132,8 @@ class ChatWidget(_StreamWidget):
         # With the live view only: a client that shows no live view (nbclient) gets the static output alone.
         if not self._final_published and self._controls_shown_in != cell:
             self._controls_shown_in = cell
-            display(self.controls)
+            # No text/plain: where no widget can show (GitHub, nbviewer), the saved output shows nothing.
+            display({**(self.controls._repr_mimebundle_() or {}), "text/plain": ""}, raw=True)
 
     def _static_html(self) -> str:
         place = (self._shown + 1, len(self.alternatives)) if len(self.alternatives) > 1 else None
