@@ -26,6 +26,7 @@ ROUTES = [
     ("POST", "stream"),
     ("GET", "documents/events?path=n.ipynb"),
     ("GET", "conversations?notebook=n.ipynb"),
+    ("GET", "export?notebook=n.ipynb"),
 ]
 
 

@@ -35,6 +35,8 @@ EVENT_RUN, EVENT_DELTA, EVENT_REASONING, EVENT_USAGE, EVENT_SNAPSHOT, EVENT_DONE
 
 # The conversation of a run (and a notebook turn) that names none.
 DEFAULT_CONVERSATION = "default"
+# What a run id is made of (``secrets.token_urlsafe``'s alphabet); routes naming a run accept nothing else.
+RUN_ID_CHARS = r"[A-Za-z0-9_\-]"
 # A ``prompt`` request whose branch ends in a reply still streaming is refused (409) with this message: a new
 # turn never follows half a reply. Clients that queue (the kernel's chat widgets) recognise it by this text.
 STILL_STREAMING = "a reply in this conversation is still streaming; wait for it or stop it"

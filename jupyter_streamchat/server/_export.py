@@ -14,12 +14,11 @@ from tornado import web
 
 from .. import export
 from ..engine._errors import BadRequest, NotFound
-from ..engine.contract import DEFAULT_CONVERSATION
+from ..engine.contract import DEFAULT_CONVERSATION, RUN_ID_CHARS
 from ..persistence._section import branch
 from .handlers import ConversationsHandler
 
-# A run id as the server makes them (and as ``runs/{id}`` routes accept them); anything else names no turn.
-_RUN_ID = re.compile(r"[A-Za-z0-9_\-]{1,128}")
+_RUN_ID = re.compile(rf"{RUN_ID_CHARS}{{1,128}}")
 
 
 class ExportHandler(ConversationsHandler):

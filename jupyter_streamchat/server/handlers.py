@@ -385,7 +385,7 @@ def route_table(
     from ._export import ExportHandler  # it builds on ConversationsHandler, defined above
 
     kwargs = {"service": service, "kernel_access": kernel_access}
-    run_id = r"(?P<run_id>[A-Za-z0-9_\-]+)"
+    run_id = rf"(?P<run_id>{contract.RUN_ID_CHARS}+)"
     return [
         (r"/streamchat/models", ModelsHandler, kwargs),
         (r"/streamchat/runs", RunsHandler, kwargs),
