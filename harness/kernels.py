@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import os
+import queue
 import re
 import shutil
 import struct
@@ -588,6 +589,14 @@ def local_kernel_env(runtime_dir: Path, extra: Mapping[str, str] | None = None) 
     return env
 
 
+# A pending zmq.asyncio poll can miss its socket's ZMQ_FD edge when this side sends on the same DEALER socket
+# meanwhile (the harness's requests, the interrupt waker's kernel_info_requests): the reply then sits readable
+# (``poll(0)`` says so) while the awaiting poll never wakes, and every later shell reply is stuck behind it. CI saw
+# an interrupted cell's error and idle but never its execute_reply. A fresh poll checks ZMQ_EVENTS first, so
+# re-polling every so often turns a missed edge into at most this much delay.
+_REPOLL_SECONDS = 0.5
+
+
 class LocalKernel(Kernel):
     """A kernel started directly with jupyter_client, as VS Code does: no Jupyter server anywhere.
 
@@ -658,7 +667,10 @@ class LocalKernel(Kernel):
         channel = self._channel(name)
         try:
             while True:
-                msg = await channel.get_msg()
+                try:
+                    msg = await channel.get_msg(timeout=_REPOLL_SECONDS)
+                except queue.Empty:
+                    continue
                 self._received(name, msg, msg.get("buffers") or ())
         except asyncio.CancelledError:
             raise
