@@ -114,10 +114,15 @@ async def test_no_reply_is_lost_across_many_interrupts(start_kernel: StartKernel
     """CI once saw an interrupted cell's error and idle but never its execute_reply: the harness's zmq reader
     missed a wake-up while the interrupt waker sent on the same socket (see ``_REPOLL_SECONDS``)."""
     async with start_kernel() as kernel:
-        for _ in range(25):
+        for _ in range(40):
             # When a busy cell is interrupted and a request follows it on the same shell channel
             msg_id = await kernel.start_running("import asyncio; await asyncio.sleep(30)")
             await kernel.interrupt()
+            await kernel.wait_for(
+                lambda messages, run=msg_id: [m for m in messages if m.parent_msg_id == run and m.msg_type == "error"],
+                timeout=30,
+                what=f"the error of interrupted {msg_id}",
+            )
             # Then both replies arrive, in order (the kernel answers one shell request after another)
             await kernel.request("kernel_info_request", {}, timeout=30)
             assert msg_id in kernel.replies
