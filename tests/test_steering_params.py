@@ -191,6 +191,23 @@ async def test_the_demo_model_says_the_system_prompt_it_received_and_keeps_to_ma
     assert short["usage"]["output_tokens"] == 5 and short["finish_reason"] == "length"
 
 
+async def test_the_demo_model_draws_each_reply_anew_unless_a_seed_or_temperature_0_fixes_it(
+    streamchat_client, jp_root_dir, notebook
+):
+    async def text(options: dict[str, Any]) -> str:
+        said = await run_to_end(streamchat_client, {"model": "demo:fast", "prompt": "hi", "options": options})
+        return str(said["text"])
+
+    # When the same prompt is sent with the same seed, or at temperature 0, the reply is the same each time
+    assert await text({"seed": 7}) == await text({"seed": 7})
+    assert await text({"temperature": 0}) == await text({"temperature": 0})
+    # And different seeds draw different replies (so Regenerate in the demo shows a new alternative)...
+    drawn = {await text({"seed": seed}) for seed in range(8)}
+    assert len(drawn) > 1
+    # ...made of the same paragraphs, only in another order
+    assert len({frozenset(reply.split("\n\n")) for reply in drawn}) == 1
+
+
 def test_a_price_that_is_not_a_non_negative_number_is_refused_at_start() -> None:
     from traitlets import TraitError
 

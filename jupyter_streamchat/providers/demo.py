@@ -1,12 +1,13 @@
 """The built-in offline ``demo`` provider: no key, no network, honest about what it is.
 
 It streams canned Markdown at a realistic pace so every feature (Stop, re-attach, compare,
-persistence) can be tried on a fresh machine. It does not understand the prompt.
+persistence, Regenerate) can be tried on a fresh machine. It does not understand the prompt.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -47,14 +48,30 @@ def _quoted(text: str) -> str:
     return " ".join(text.split())[:120]
 
 
-def _reply(prompt: str, variant: DemoVariant, received: str = "", system: str = "") -> str:
+def paragraph_order(paragraphs: int, options: Mapping[str, Any]) -> list[int]:
+    """Which canned paragraphs a reply shows, in order; always the same ones, so only their order varies.
+
+    Like a real model, a reply is drawn anew each time (so Regenerate shows a different alternative), while
+    a ``seed`` gives the same reply every time and temperature 0 the canonical one.
+    """
+    canonical = [i % len(_PARAGRAPHS) for i in range(paragraphs)]
+    seed = options.get("seed")
+    if seed is None and options.get("temperature") == 0:
+        return canonical
+    draw = random.Random(seed)
+    shown = sorted(set(canonical))
+    order = draw.sample(shown, len(shown))
+    return [order[i % len(order)] for i in range(paragraphs)]
+
+
+def _reply(prompt: str, order: list[int], received: str = "", system: str = "") -> str:
     quoted = _quoted(prompt) or "(empty prompt)"
     parts = [f"*This is the offline demo model; it does not understand you.* You wrote: “{quoted}”."]
     if system:
         parts.append(f"Your system prompt: “{_quoted(system)}”.")
     if received:
         parts.append(f"Besides your words I received: {received}.")
-    parts += [_PARAGRAPHS[i % len(_PARAGRAPHS)] for i in range(variant.paragraphs)]
+    parts += [_PARAGRAPHS[i] for i in order]
     return "\n\n".join(parts)
 
 
@@ -95,7 +112,8 @@ class DemoProvider:
                 await asyncio.sleep(delay)
                 yield [Reasoning(token)]
         produced = 0
-        for token in _TOKEN.findall(_reply(prompt, variant, received, system)):
+        order = paragraph_order(variant.paragraphs, options)
+        for token in _TOKEN.findall(_reply(prompt, order, received, system)):
             if produced >= max_tokens:
                 break
             await asyncio.sleep(delay)
