@@ -64,7 +64,8 @@ class Hub:
         user_env: dict[str, str] | None = None,
         culler: tuple[str, list[str]] | None = None,
     ) -> None:
-        """``culler``: (the one user ``jupyterhub-idle-culler`` may see and cull, its command-line options)."""
+        """``culler``: (the one user ``jupyterhub-idle-culler`` may see and cull, its command-line options); the
+        culler runs once ``start_culler`` is called."""
         self.workdir = workdir
         self.users = users
         self.port = free_port()
@@ -80,7 +81,9 @@ class Hub:
         }
         self.user_env = dict(user_env or {})
         self.culler = culler
+        self.culler_token = secrets.token_hex(32)
         self.process: subprocess.Popen[bytes] | None = None
+        self.culler_process: subprocess.Popen[bytes] | None = None
         # Pids of single-user servers seen running: ended by id if the hub could not stop them itself.
         self.server_pids: set[int] = set()
         self._http = httpx.Client(
@@ -169,9 +172,10 @@ class Hub:
     def _services(self) -> list[dict[str, Any]]:
         services: list[dict[str, Any]] = [{"name": ADMIN_SERVICE, "api_token": self.admin_token}]
         if self.culler is not None:
-            services.append(
-                {"name": "idle-culler", "command": [sys.executable, "-m", "jupyterhub_idle_culler", *self.culler[1]]}
-            )
+            # An external service (the test starts it): a managed one starts with the hub and, with the short idle
+            # timeout tests use, culled a server whose spawn took longer than that timeout on a loaded machine the
+            # moment it was up (the hub counts a server's activity only once it runs).
+            services.append({"name": "idle-culler", "api_token": self.culler_token})
         return services
 
     def _roles(self) -> list[dict[str, Any]]:
@@ -230,8 +234,48 @@ class Hub:
             raise
         return self
 
+    def start_culler(self, timeout: float = 60.0) -> None:
+        """Start ``jupyterhub-idle-culler`` with the ``culler`` options, logging into the hub's log; return once
+        the hub has answered its first look at the users."""
+        assert self.culler is not None and self.culler_process is None, "one culler, configured at construction"
+        looks = self._culler_looks()
+        env = {
+            **os.environ,
+            "JUPYTERHUB_API_TOKEN": self.culler_token,
+            "JUPYTERHUB_API_URL": f"http://127.0.0.1:{self.hub_port}/hub/api",
+        }
+        with self.log_path.open("ab") as log:
+            self.culler_process = subprocess.Popen(
+                [sys.executable, "-m", "jupyterhub_idle_culler", *self.culler[1]],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        culler = self.culler_process
+
+        def looked() -> bool:
+            if culler.poll() is not None:
+                raise RuntimeError(f"the idle culler exited with {culler.returncode}:\n{self.log_tail()}")
+            return self._culler_looks() > looks
+
+        wait_until(looked, timeout, what=lambda: f"the idle culler's first look\n{self.log_tail()}", interval=0.2)
+
+    def _culler_looks(self) -> int:
+        """How many user listings the hub has answered the culler (one log line each)."""
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return sum("GET /hub/api/users?" in line and "(idle-culler@" in line for line in text.splitlines())
+
     def close(self) -> None:
-        """Stop the hub (it stops the users' servers and the proxy), then end by id whatever it left."""
+        """Stop the culler and the hub (it stops the users' servers and the proxy), then end by id whatever it
+        left."""
+        if self.culler_process is not None and self.culler_process.poll() is None:
+            self.culler_process.terminate()
+            try:
+                self.culler_process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.culler_process.kill()
+                self.culler_process.wait(10)
         process = self.process
         if process is not None and process.poll() is None:
             process.send_signal(signal.SIGTERM)

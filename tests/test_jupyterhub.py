@@ -62,6 +62,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory, hub_upstream: FakeUpstream) ->
         # jupyterhub-singleuser reports the server's last activity to the hub every N seconds (default 300).
         user_env={"JUPYTERHUB_ACTIVITY_INTERVAL": "1"},
         # The idle culler, for dave only: idle for CULL_IDLE s, or older than CULL_MAX_AGE s, and he is culled.
+        # It runs from the moment its test starts it (Hub.start_culler).
         culler=("dave", [f"--timeout={CULL_IDLE}", "--cull-every=1", f"--max-age={CULL_MAX_AGE}"]),
     )
     try:
@@ -347,7 +348,11 @@ async def test_the_idle_culler_spares_a_streaming_server_and_a_culled_run_is_rec
         request = await hub_upstream.wait_for_request_async("hub-cull")
     idle_since = time.monotonic()
 
-    # When the idle culler (idle timeout CULL_IDLE s, checking every second) looks at him for twice that long
+    # When the idle culler (idle timeout CULL_IDLE s, checking every second) starts looking at his running server
+    # (a culler that saw the spawn would cull a server whose start took longer than CULL_IDLE: the hub counts a
+    # server's activity only once it runs)...
+    await asyncio.to_thread(hub.start_culler)
+    # ...and looks at him for twice the idle timeout
     await asyncio.sleep(2 * CULL_IDLE + 2)  # the subject: an idle period the culler must look at, not a wait
     # Then it leaves his server alone: the running run is activity
     assert hub.server_model("dave") is not None, f"culled while a run streamed:\n{hub.log_tail()}"
