@@ -208,17 +208,8 @@ class Hub:
         }
         for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "OLLAMA_HOST"):
             env.pop(name, None)
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "jupyterhub", "-f", str(config)],
-                cwd=self.workdir,
-                env=env,
-                # As in production (systemd, a container): no terminal, so SIGINT reaches servers without one.
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        process = self.process
+        # As in production (systemd, a container): no terminal, so SIGINT reaches servers without one.
+        self.process = process = self._launch_into_log([sys.executable, "-m", "jupyterhub", "-f", str(config)], env)
 
         def answers() -> bool:
             if process.poll() is not None:
@@ -244,15 +235,9 @@ class Hub:
             "JUPYTERHUB_API_TOKEN": self.culler_token,
             "JUPYTERHUB_API_URL": f"http://127.0.0.1:{self.hub_port}/hub/api",
         }
-        with self.log_path.open("ab") as log:
-            self.culler_process = subprocess.Popen(
-                [sys.executable, "-m", "jupyterhub_idle_culler", *self.culler[1]],
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        culler = self.culler_process
+        self.culler_process = culler = self._launch_into_log(
+            [sys.executable, "-m", "jupyterhub_idle_culler", *self.culler[1]], env
+        )
 
         def looked() -> bool:
             if culler.poll() is not None:
@@ -260,6 +245,13 @@ class Hub:
             return self._culler_looks() > looks
 
         wait_until(looked, timeout, what=lambda: f"the idle culler's first look\n{self.log_tail()}", interval=0.2)
+
+    def _launch_into_log(self, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        """Start a process of the hub's deployment (the hub, the culler) with no terminal, logging to the hub's log."""
+        with self.log_path.open("ab") as log:
+            return subprocess.Popen(
+                args, cwd=self.workdir, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            )
 
     def _culler_looks(self) -> int:
         """How many user listings the hub has answered the culler (one log line each)."""
@@ -269,21 +261,8 @@ class Hub:
     def close(self) -> None:
         """Stop the culler and the hub (it stops the users' servers and the proxy), then end by id whatever it
         left."""
-        if self.culler_process is not None and self.culler_process.poll() is None:
-            self.culler_process.terminate()
-            try:
-                self.culler_process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.culler_process.kill()
-                self.culler_process.wait(10)
-        process = self.process
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
+        _end(self.culler_process, grace=30)
+        _end(self.process, grace=60)
         proxy_pid = self.proxy_pid
         for pid in [*self.server_pids, *([proxy_pid] if proxy_pid else [])]:
             _kill_if_alive(pid)
@@ -351,6 +330,18 @@ class Hub:
         response.raise_for_status()
         route = response.json()[f"/user/{user}"]
         return f"{route['target'].rstrip('/')}/user/{user}/"
+
+
+def _end(process: subprocess.Popen[bytes] | None, grace: float) -> None:
+    """SIGTERM ``process`` if it still runs, and kill it if it outlives ``grace`` seconds."""
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
 
 
 def _read_pid(path: Path) -> int | None:

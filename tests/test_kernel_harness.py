@@ -88,6 +88,15 @@ async def test_exception_is_an_error_and_the_kernel_goes_on(start_kernel: StartK
         assert (await kernel.execute("print('after')")).raise_for_error().stdout == "after\n"
 
 
+async def error_of(kernel: Kernel, msg_id: str, timeout: float) -> None:
+    """Wait for the error output an interrupted request publishes on iopub."""
+    await kernel.wait_for(
+        lambda messages: [m for m in messages if m.parent_msg_id == msg_id and m.msg_type == "error"],
+        timeout=timeout,
+        what=f"the error of interrupted {msg_id}",
+    )
+
+
 async def test_busy_cells_can_be_interrupted(start_kernel: StartKernel) -> None:
     async with start_kernel() as kernel:
         for code, enames in [
@@ -98,11 +107,7 @@ async def test_busy_cells_can_be_interrupted(start_kernel: StartKernel) -> None:
             msg_id = await kernel.start_running(code)
             await kernel.interrupt()
             # The cell fails at once (its error on iopub), then its shell reply comes.
-            await kernel.wait_for(
-                lambda messages, run=msg_id: [m for m in messages if m.parent_msg_id == run and m.msg_type == "error"],
-                timeout=5,
-                what=f"the error of interrupted {msg_id}",
-            )
+            await error_of(kernel, msg_id, timeout=5)
             execution = await kernel.wait_execution(msg_id, timeout=30)
             assert execution.status == "error", code
             assert execution.error is not None and execution.error["ename"] in enames, code
@@ -118,11 +123,7 @@ async def test_no_reply_is_lost_across_many_interrupts(start_kernel: StartKernel
             # When a busy cell is interrupted and a request follows it on the same shell channel
             msg_id = await kernel.start_running("import asyncio; await asyncio.sleep(30)")
             await kernel.interrupt()
-            await kernel.wait_for(
-                lambda messages, run=msg_id: [m for m in messages if m.parent_msg_id == run and m.msg_type == "error"],
-                timeout=30,
-                what=f"the error of interrupted {msg_id}",
-            )
+            await error_of(kernel, msg_id, timeout=30)
             # Then both replies arrive, in order (the kernel answers one shell request after another)
             await kernel.request("kernel_info_request", {}, timeout=30)
             assert msg_id in kernel.replies

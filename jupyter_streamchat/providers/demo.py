@@ -54,13 +54,10 @@ def paragraph_order(paragraphs: int, options: Mapping[str, Any]) -> list[int]:
     Like a real model, a reply is drawn anew each time (so Regenerate shows a different alternative), while
     a ``seed`` gives the same reply every time and temperature 0 the canonical one.
     """
-    canonical = [i % len(_PARAGRAPHS) for i in range(paragraphs)]
+    order = list(range(min(paragraphs, len(_PARAGRAPHS))))
     seed = options.get("seed")
-    if seed is None and options.get("temperature") == 0:
-        return canonical
-    draw = random.Random(seed)
-    shown = sorted(set(canonical))
-    order = draw.sample(shown, len(shown))
+    if seed is not None or options.get("temperature") != 0:
+        random.Random(seed).shuffle(order)
     return [order[i % len(order)] for i in range(paragraphs)]
 
 
